@@ -1,0 +1,5 @@
+"""cloud3d_dataset: the on-disk dataset format (layout, manifest, splits, verify) and the CLI root.
+
+Importing this package is cheap: heavy parts (torch) load only in
+:mod:`cloud3d_dataset.torch_dataset`.
+"""

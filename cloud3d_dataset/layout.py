@@ -1,0 +1,96 @@
+"""The dataset's folder layout: ``{split}/{app}-{res}/{n}.png``.
+
+Numbering convention (as in the reference Cloud 3D dataset, e.g.
+``test/dota2-1080p/665.png``): ``n`` is the frame's position, 0-based, in the
+capture order of its app (all kept frames, across every split). A split folder
+therefore holds a subset of 0..N-1, and the same ``n`` names the same source
+frame at every resolution.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+_GROUP_RE = re.compile(r"^(?P<app>[A-Za-z0-9_.+]+(?:-[A-Za-z0-9_.+]+)*?)-(?P<res>\d+p)$")
+_APP_RE = re.compile(r"^[A-Za-z0-9_.+][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Group:
+    """One ``{app}-{res}`` folder inside a split."""
+
+    split: str
+    app: str
+    resolution: str  # e.g. "1080p", "720p" (any "<height>p")
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.split}/{self.app}-{self.resolution}"
+
+
+def check_app_name(app: str) -> str:
+    """Validate an app name (letters, digits, ``_ . + -``; e.g. ``supertuxkart``, ``0ad``)."""
+    if not _APP_RE.match(app):
+        raise ValueError(
+            f"invalid app name {app!r}: use letters, digits, '_', '.', '+' or '-' (no spaces or '/')"
+        )
+    return app
+
+
+def group_dirname(app: str, resolution: str) -> str:
+    """Folder name for an app at a resolution, e.g. ``("dota2", "1080p") -> "dota2-1080p"``."""
+    return f"{check_app_name(app)}-{resolution}"
+
+
+def parse_group_dirname(name: str) -> tuple[str, str] | None:
+    """Inverse of :func:`group_dirname`; ``None`` if ``name`` is not ``{app}-{N}p``."""
+    m = _GROUP_RE.match(name)
+    if not m:
+        return None
+    return m.group("app"), m.group("res")
+
+
+def image_relpath(split: str, app: str, resolution: str, n: int) -> str:
+    """Relative path of frame ``n``: ``{split}/{app}-{res}/{n}.png`` (POSIX separators)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return f"{split}/{group_dirname(app, resolution)}/{int(n)}.png"
+
+
+def scan_layout(root: str | Path) -> tuple[list[tuple[Group, int, Path]], list[Path]]:
+    """Find every ``{split}/{app}-{res}/{n}.png`` under ``root``.
+
+    Returns ``(images, extras)``: ``images`` is a sorted list of
+    ``(group, n, absolute_path)``; ``extras`` lists files under the split
+    folders that do not fit the layout (wrong names, other extensions).
+    Hidden files (``.name``, e.g. temporary files) are ignored.
+    """
+    root = Path(root)
+    images: list[tuple[Group, int, Path]] = []
+    extras: list[Path] = []
+    for split in SPLITS:
+        sdir = root / split
+        if not sdir.is_dir():
+            continue
+        for gdir in sorted(sdir.iterdir()):
+            if gdir.name.startswith("."):
+                continue
+            parsed = parse_group_dirname(gdir.name) if gdir.is_dir() else None
+            if parsed is None:
+                extras.extend([gdir] if gdir.is_file() else sorted(p for p in gdir.rglob("*") if p.is_file()))
+                continue
+            group = Group(split, *parsed)
+            for f in sorted(gdir.iterdir()):
+                if f.name.startswith("."):
+                    continue
+                stem, dot, ext = f.name.partition(".")
+                if f.is_file() and ext == "png" and stem.isdigit():
+                    images.append((group, int(stem), f))
+                else:
+                    extras.append(f)
+    images.sort(key=lambda t: (t[0].split, t[0].app, t[0].resolution, t[1]))
+    return images, extras

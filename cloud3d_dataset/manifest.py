@@ -1,0 +1,202 @@
+"""``manifest.csv``: the one table that says what a dataset contains.
+
+One row per image file, columns (in this order):
+
+============== ==========================================================
+split          ``train`` | ``validation`` | ``test``
+app            application name, e.g. ``supertuxkart``
+resolution     ``1080p``, ``720p`` (any ``<height>p``)
+path           path relative to the dataset root, POSIX separators
+width, height  pixels (from the PNG header)
+bytes          file size on disk
+sha256         hex SHA-256 of the file bytes
+source_index   frame number in the capture (``n`` in ``{n}.png``)
+capture_time   seconds since the epoch when captured; empty when unknown
+============== ==========================================================
+
+Rows are sorted by (split, app, resolution, source_index), so the same
+dataset always gives a byte-identical file. A Parquet copy
+(``manifest.parquet``) is written too when pyarrow is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from cloud3d_dataset.files import Cloud3dError, atomic_path, atomic_write_text, sha256_file
+from cloud3d_dataset.layout import SPLITS, scan_layout
+
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "split",
+    "app",
+    "resolution",
+    "path",
+    "width",
+    "height",
+    "bytes",
+    "sha256",
+    "source_index",
+    "capture_time",
+)
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR chunk, without decoding pixels."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != _PNG_SIG or head[12:16] != b"IHDR":
+        raise Cloud3dError(f"not a PNG file: {path}")
+    w, h = struct.unpack(">II", head[16:24])
+    return int(w), int(h)
+
+
+def _sort(df: pd.DataFrame) -> pd.DataFrame:
+    order = {s: i for i, s in enumerate(SPLITS)}
+    key = df["split"].map(order)
+    df = df.assign(_k=key).sort_values(["_k", "app", "resolution", "source_index"], kind="stable")
+    return df.drop(columns="_k").reset_index(drop=True)
+
+
+def normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``df`` with exactly :data:`MANIFEST_COLUMNS`, proper dtypes, canonical order."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise Cloud3dError(f"manifest is missing columns: {', '.join(missing)}")
+    df = df.loc[:, list(MANIFEST_COLUMNS)].copy()
+    for c in ("width", "height", "bytes", "source_index"):
+        df[c] = df[c].astype("int64")
+    df["capture_time"] = pd.to_numeric(df["capture_time"], errors="coerce").astype("float64")
+    for c in ("split", "app", "resolution", "path", "sha256"):
+        df[c] = df[c].astype(str)
+    return _sort(df)
+
+
+def write_manifest(dataset_dir: str | os.PathLike, df: pd.DataFrame) -> Path:
+    """Write ``manifest.csv`` (and ``manifest.parquet`` if pyarrow is present) atomically."""
+    root = Path(dataset_dir)
+    df = normalize(df)
+    text = df.to_csv(index=False, lineterminator="\n", float_format="%.6f")
+    out = root / MANIFEST_NAME
+    atomic_write_text(out, text)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        with atomic_path(root / "manifest.parquet", suffix=".parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    return out
+
+
+def load_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """Read a dataset's manifest as a DataFrame with :data:`MANIFEST_COLUMNS`.
+
+    Raises :class:`Cloud3dError` if the folder or manifest is missing
+    (with the hint to run ``cloud3d index``).
+    """
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise Cloud3dError(f"dataset folder not found: {root}")
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise Cloud3dError(
+            f"{root} has no {MANIFEST_NAME}: build it with `cloud3d split` or, for an existing "
+            f"dataset in the {{split}}/{{app}}-{{res}}/{{n}}.png layout, run `cloud3d index {root}`"
+        )
+    try:
+        df = pd.read_csv(path, dtype={"sha256": str, "path": str, "app": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise Cloud3dError(f"cannot read {path}: {exc}") from None
+    return normalize(df)
+
+
+def select(
+    df: pd.DataFrame,
+    split: str | Iterable[str] | None = None,
+    app: str | Iterable[str] | None = None,
+    resolution: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Rows of a manifest matching the given split/app/resolution (each a value or a list; ``None`` = all)."""
+    mask = pd.Series(True, index=df.index)
+    for col, want in (("split", split), ("app", app), ("resolution", resolution)):
+        if want is None:
+            continue
+        values = [want] if isinstance(want, str) else list(want)
+        mask &= df[col].isin(values)
+    return df[mask].reset_index(drop=True)
+
+
+def image_paths(
+    dataset_dir: str | os.PathLike,
+    split: str | None = None,
+    app: str | Iterable[str] | None = None,
+    resolution: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Manifest rows for a selection, with an added ``abspath`` column. Raises if nothing matches."""
+    root = Path(dataset_dir)
+    df = select(load_manifest(root), split=split, app=app, resolution=resolution)
+    if df.empty:
+        raise Cloud3dError(
+            f"no images in {root} for split={split or 'any'} app={app or 'any'} "
+            f"resolution={resolution or 'any'} (see `cloud3d stats {root}`)"
+        )
+    df["abspath"] = [str(root / p) for p in df["path"]]
+    return df
+
+
+def _row_for(root: Path, group, n: int, path: Path) -> dict:
+    w, h = png_size(path)
+    return {
+        "split": group.split,
+        "app": group.app,
+        "resolution": group.resolution,
+        "path": path.relative_to(root).as_posix(),
+        "width": w,
+        "height": h,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "source_index": n,
+        "capture_time": float("nan"),
+    }
+
+
+def index_dataset(dataset_dir: str | os.PathLike, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Build and write ``manifest.csv`` for a dataset that has the layout but no manifest.
+
+    Reads each PNG's header (size) and bytes (sha256); does not decode pixels.
+    Files that do not fit the layout are ignored here (``cloud3d verify``
+    reports them). Returns the manifest.
+    """
+    from tqdm import tqdm
+
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise Cloud3dError(f"dataset folder not found: {root}")
+    images, _extras = scan_layout(root)
+    if not images:
+        raise Cloud3dError(
+            f"no images found under {root}: expected {{train,validation,test}}/{{app}}-{{res}}/{{n}}.png"
+        )
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(
+            tqdm(
+                pool.map(lambda t: _row_for(root, *t), images),
+                total=len(images),
+                desc="index",
+                unit="img",
+                disable=not progress,
+            )
+        )
+    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    write_manifest(root, df)
+    return normalize(df)
