@@ -1,0 +1,113 @@
+"""Find codecs by name and parse ``--codec`` specs.
+
+Codec classes live in modules listed in :data:`CODEC_MODULES`; each module
+defines ``CODECS: list[type[Codec]]``. Modules are imported lazily so listing
+codecs never fails because one optional library is missing.
+
+Spec syntax (one ``--codec`` option)::
+
+    NAME[:PARAM=V1,V2,...][;OPTION=VALUE;...]
+    jpeg:q=20,40,60,80
+    bpg:qp=22,27,32,37;subsampling=420
+    hevc-intra:q=30,50;preset=fast
+    learned:checkpoint=runs/a/best.pt     (codecs whose quality is fixed by a file)
+
+Without ``:PARAM=...`` the codec's default sweep is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from baselines.codecs.base import Codec
+
+#: modules that define ``CODECS``; later modules may add more (e.g. learned codecs)
+CODEC_MODULES: tuple[str, ...] = (
+    "baselines.codecs.pillow_codecs",
+    "baselines.codecs.heif",
+    "baselines.codecs.bpg",
+    "baselines.codecs.vtm",
+    "baselines.codecs.learned",
+)
+
+
+def all_codecs() -> dict[str, type[Codec]]:
+    """Every codec class by name, in registration order (available or not)."""
+    out: dict[str, type[Codec]] = {}
+    for modname in CODEC_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:
+                continue  # that family is not written yet
+            raise
+        for cls in getattr(mod, "CODECS", []):
+            out[cls.name] = cls
+    return out
+
+
+def get_codec_class(name: str) -> type[Codec]:
+    """The codec class called ``name``; ValueError listing valid names otherwise."""
+    codecs = all_codecs()
+    if name not in codecs:
+        raise ValueError(f"unknown codec {name!r}; known codecs: {', '.join(codecs)}")
+    return codecs[name]
+
+
+@dataclass
+class CodecSpec:
+    """A parsed ``--codec`` option: codec class, constructor options, quality values."""
+
+    cls: type[Codec]
+    options: dict[str, Any] = field(default_factory=dict)
+    qualities: list[float | int] = field(default_factory=list)
+
+    def make(self) -> Codec:
+        return self.cls(**self.options)
+
+
+def _coerce(value: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def parse_codec_spec(spec: str) -> CodecSpec:
+    """Parse ``NAME[:PARAM=V1,V2][;OPT=VAL...]`` (see module docstring).
+
+    Raises ValueError with a message listing valid names, parameters, ranges
+    and options when anything is wrong.
+    """
+    head, *opt_parts = spec.split(";")
+    name, _, qpart = head.partition(":")
+    cls = get_codec_class(name.strip())
+    options: dict[str, Any] = {}
+    for part in opt_parts:
+        if not part.strip():
+            continue
+        key, eq, val = part.partition("=")
+        if not eq:
+            raise ValueError(f"{cls.name}: option {part!r} must look like KEY=VALUE")
+        options[key.strip()] = _coerce(val.strip())
+    qp = cls.quality
+    if qpart:
+        key, eq, vals = qpart.partition("=")
+        if not eq or key.strip() != qp.name:
+            raise ValueError(
+                f"{cls.name}: expected '{cls.name}:{qp.name}=V1,V2,...' ({qp.meaning}, "
+                f"{qp.low:g}..{qp.high:g}), got {spec!r}"
+            )
+        qualities = [qp.check(_coerce(v.strip())) for v in vals.split(",") if v.strip()]
+    else:
+        qualities = [qp.check(v) for v in qp.default_sweep]
+    if not qualities:
+        raise ValueError(f"{cls.name}: no quality values given and no default sweep")
+    cls(**options)  # validates option names early
+    return CodecSpec(cls=cls, options=options, qualities=qualities)
