@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cloud3d_dataset.dataset_cli",
     "analysis.cli",
     "baselines.cli",
+    "baselines.video_cli",
     "models.cli",
     "cloud3d_dataset.demo",
 )
