@@ -1,0 +1,304 @@
+"""Learned codec architectures: the paper's Coarse-to-Fine family (Table 1) and two compressai references.
+
+Every model here is a :class:`compressai.models.CompressionModel` exposing one small
+interface used by :mod:`models.codec` and :mod:`models.train`:
+
+* ``arch`` (registry name), ``stride`` (total down-sampling; inputs are padded to a multiple),
+* ``latents(x) -> [y, z]`` or ``[y, z, w]`` (float tensors, finest first),
+* ``bottleneck``: the :class:`EntropyBottleneck` (factorized prior) of the coarsest latent,
+* ``gaussians[k]``: the :class:`GaussianConditional` of latent ``k`` given latent ``k + 1``,
+* ``param_nets[k]``: module mapping the quantized latent ``k + 1`` to the raw entropy
+  parameters of latent ``k``; ``split_params(k, raw) -> (means | None, scales)``,
+* ``g_s(y_hat) -> x_hat`` (``(B, 3, H, W)``, nominal range 0..1).
+
+``forward(x)`` returns ``{"x_hat": ..., "likelihoods": {"y": ..., "z": ..., ["w": ...]}}`` for
+the rate-distortion loss (additive uniform noise in training mode, rounding around the
+predicted means in eval mode).
+
+Choices the paper (Table 1, Sec. 3.3) leaves open, as implemented here:
+
+* g_a: four 5x5 stride-2 convolutions with GDN between them (3 GDNs), g_s: four 5x5 stride-2
+  transposed convolutions with inverse GDN between them (Balle et al. 2018 layout). The
+  last g_a layer has as many channels as the others (Table 1: 4 layers of N), so M = N.
+* g_s takes only y_hat (Table 1 lists N input channels for g_s), i.e. no fusion of the
+  hyper-decoder outputs h1/h2 into the synthesis.
+* h_a1: 3x3 stride-1, 5x5 stride-2, 5x5 stride-2 (LeakyReLU between) -> z at 1/64;
+  h_s1 mirrors it with transposed convolutions. Channel triples exactly as in Table 1.
+* h_a2: 3x3 stride-1, 3x3 stride-1, 5x5 stride-2 -> w at 1/128; h_s2: 5x5 transposed
+  stride-2, 3x3, 3x3. One stride-2 layer only, so the total stride is 128 (padding a 1080-row
+  frame to 1152 rather than 1280 rows).
+* The hyper-decoders end with N (resp. Cz) channels (Table 1), so a "Pro-Est" head of two 1x1
+  convolutions (C -> 2C -> 2C, LeakyReLU between) turns h1 (h2) into the means and scales
+  of a Gaussian conditional for y (z). w, and z in the pruned model, use a factorized prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from compressai.models import CompressionModel, MeanScaleHyperprior, ScaleHyperprior
+from compressai.models.utils import conv, deconv
+from torch import Tensor, nn
+
+__all__ = [
+    "C2F_SIZES",
+    "ARCHITECTURES",
+    "C2FModel",
+    "arch_names",
+    "create_model",
+]
+
+
+@dataclass(frozen=True)
+class C2FSize:
+    """Table 1 row: g_a/g_s width and the (out1, out2, out3) channels of each hyper layer."""
+
+    n: int
+    h_a1: tuple[int, int, int]
+    h_s1: tuple[int, int, int]
+    h_a2: tuple[int, int, int]
+    h_s2: tuple[int, int, int]
+
+
+#: Table 1 of the reference paper (input channels: N for h_a1, 256 for h_s1/h_a2, 128 for h_s2).
+C2F_SIZES: dict[str, C2FSize] = {
+    "large": C2FSize(384, (768, 1536, 256), (1536, 1536, 384), (512, 256, 128), (512, 512, 256)),
+    "medium": C2FSize(192, (384, 768, 256), (768, 384, 192), (512, 128, 128), (128, 256, 256)),
+    "small": C2FSize(96, (192, 384, 256), (384, 192, 96), (256, 128, 128), (128, 256, 256)),
+    "xsmall": C2FSize(48, (96, 192, 256), (192, 96, 48), (256, 128, 128), (128, 256, 256)),
+}
+
+
+def _pro_est(c: int) -> nn.Module:
+    """Probability-estimation head: C hyper-decoder features -> 2C (means, scales)."""
+    return nn.Sequential(
+        nn.Conv2d(c, 2 * c, 1), nn.LeakyReLU(inplace=True), nn.Conv2d(2 * c, 2 * c, 1)
+    )
+
+
+class _LatentModel(CompressionModel):
+    """Shared forward pass over the ``latents / param_nets / gaussians / bottleneck`` interface."""
+
+    arch: str = ""
+    stride: int = 64
+
+    def latents(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
+        means, scales = raw.chunk(2, 1)
+        return means, scales
+
+    @property
+    def bottleneck(self) -> EntropyBottleneck:
+        return self.entropy_bottleneck
+
+    @property
+    def gaussians(self) -> list[GaussianConditional]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def param_nets(self) -> list[nn.Module]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def synthesis(self, y_hat: Tensor) -> Tensor:
+        return self.g_s(y_hat)
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        """``x``: ``(B, 3, H, W)`` in 0..1, H and W multiples of :attr:`stride`."""
+        lat = self.latents(x)
+        names = ["y", "z", "w"][: len(lat)]
+        upper, top_lik = self.bottleneck(lat[-1])
+        likelihoods = {names[-1]: top_lik}
+        for k in reversed(range(len(lat) - 1)):
+            means, scales = self.split_params(k, self.param_nets[k](upper))
+            upper, lik = self.gaussians[k](lat[k], scales, means=means)
+            likelihoods[names[k]] = lik
+        return {"x_hat": self.synthesis(upper), "likelihoods": likelihoods}
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments recorded in checkpoints (see :func:`create_model`)."""
+        return {}
+
+
+class C2FModel(_LatentModel):
+    """Coarse-to-Fine hyperprior model slimmed as in Table 1; ``pruned`` drops h_a2/h_s2."""
+
+    def __init__(self, size: str, pruned: bool = False) -> None:
+        super().__init__()
+        if size not in C2F_SIZES:
+            raise ValueError(f"unknown size {size!r}; valid: {', '.join(C2F_SIZES)}")
+        s = C2F_SIZES[size]
+        n = s.n
+        self.size_name, self.pruned = size, pruned
+        self.arch = f"c2f-{size}" + ("-pruned" if pruned else "")
+        act = nn.LeakyReLU
+        self.g_a = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, n)
+        )
+        self.g_s = nn.Sequential(
+            deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+        )  # fmt: skip
+        a1, s1 = s.h_a1, s.h_s1
+        cz = a1[2]
+        self.h_a1 = nn.Sequential(
+            conv(n, a1[0], stride=1, kernel_size=3), act(inplace=True),
+            conv(a1[0], a1[1]), act(inplace=True), conv(a1[1], a1[2]),
+        )  # fmt: skip
+        self.h_s1 = nn.Sequential(
+            deconv(cz, s1[0]), act(inplace=True), deconv(s1[0], s1[1]), act(inplace=True),
+            conv(s1[1], s1[2], stride=1, kernel_size=3),
+        )  # fmt: skip
+        self.pe1 = _pro_est(s1[2])
+        self.gaussian_y = GaussianConditional(None)
+        nets = [nn.Sequential(self.h_s1, self.pe1)]
+        gaussians = [self.gaussian_y]
+        if pruned:
+            self.entropy_bottleneck = EntropyBottleneck(cz)
+            self.stride = 64
+        else:
+            a2, s2 = s.h_a2, s.h_s2
+            self.h_a2 = nn.Sequential(
+                conv(cz, a2[0], stride=1, kernel_size=3), act(inplace=True),
+                conv(a2[0], a2[1], stride=1, kernel_size=3), act(inplace=True),
+                conv(a2[1], a2[2]),
+            )  # fmt: skip
+            self.h_s2 = nn.Sequential(
+                deconv(a2[2], s2[0]), act(inplace=True),
+                conv(s2[0], s2[1], stride=1, kernel_size=3), act(inplace=True),
+                conv(s2[1], s2[2], stride=1, kernel_size=3),
+            )  # fmt: skip
+            if s2[2] != cz:
+                raise ValueError("h_s2 must output as many channels as z")
+            self.pe2 = _pro_est(cz)
+            self.gaussian_z = GaussianConditional(None)
+            self.entropy_bottleneck = EntropyBottleneck(a2[2])
+            nets.append(nn.Sequential(self.h_s2, self.pe2))
+            gaussians.append(self.gaussian_z)
+            self.stride = 128
+        # plain lists (not ModuleLists): the modules are registered under their own names
+        self._nets = nets
+        self._gaussians = gaussians
+
+    @property
+    def gaussians(self) -> list[GaussianConditional]:
+        return self._gaussians
+
+    @property
+    def param_nets(self) -> list[nn.Module]:
+        return self._nets
+
+    def latents(self, x: Tensor) -> list[Tensor]:
+        y = self.g_a(x)
+        z = self.h_a1(y)
+        return [y, z] if self.pruned else [y, z, self.h_a2(z)]
+
+
+class Bmshj2018Hyperprior(ScaleHyperprior, _LatentModel):
+    """compressai's ``bmshj2018-hyperprior`` (scale-only Gaussian) behind the common interface."""
+
+    arch = "bmshj2018-hyperprior"
+    stride = 64
+
+    def __init__(self, N: int = 128, M: int = 192) -> None:
+        ScaleHyperprior.__init__(self, N=N, M=M)
+        self._cfg = {"N": N, "M": M}
+
+    forward = _LatentModel.forward
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._cfg)
+
+    @property
+    def gaussians(self) -> list[GaussianConditional]:
+        return [self.gaussian_conditional]
+
+    @property
+    def param_nets(self) -> list[nn.Module]:
+        return [self.h_s]
+
+    def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
+        return None, raw
+
+    def latents(self, x: Tensor) -> list[Tensor]:
+        y = self.g_a(x)
+        return [y, self.h_a(torch.abs(y))]
+
+
+class Mbt2018Mean(MeanScaleHyperprior, _LatentModel):
+    """compressai's ``mbt2018-mean`` (mean-and-scale hyperprior) behind the common interface."""
+
+    arch = "mbt2018-mean"
+    stride = 64
+
+    def __init__(self, N: int = 128, M: int = 192) -> None:
+        MeanScaleHyperprior.__init__(self, N=N, M=M)
+        self._cfg = {"N": N, "M": M}
+
+    forward = _LatentModel.forward
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._cfg)
+
+    @property
+    def gaussians(self) -> list[GaussianConditional]:
+        return [self.gaussian_conditional]
+
+    @property
+    def param_nets(self) -> list[nn.Module]:
+        return [self.h_s]
+
+    def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
+        scales, means = raw.chunk(2, 1)  # compressai's order
+        return means, scales
+
+    def latents(self, x: Tensor) -> list[Tensor]:
+        y = self.g_a(x)
+        return [y, self.h_a(y)]
+
+
+def _c2f(size: str, pruned: bool) -> Callable[..., _LatentModel]:
+    def make(**kwargs: Any) -> _LatentModel:
+        if kwargs:
+            raise ValueError(f"c2f-{size}: takes no options, got {', '.join(kwargs)}")
+        return C2FModel(size, pruned)
+
+    return make
+
+
+#: registry: short name -> factory(**config)
+ARCHITECTURES: dict[str, Callable[..., _LatentModel]] = {
+    **{f"c2f-{s}": _c2f(s, False) for s in C2F_SIZES},
+    **{f"c2f-{s}-pruned": _c2f(s, True) for s in C2F_SIZES},
+    "bmshj2018-hyperprior": Bmshj2018Hyperprior,
+    "mbt2018-mean": Mbt2018Mean,
+}
+
+
+def arch_names() -> list[str]:
+    """Registered architecture names."""
+    return list(ARCHITECTURES)
+
+
+def create_model(arch: str, **config: Any) -> _LatentModel:
+    """A fresh (untrained) model. ``config``: ``N``/``M`` for the compressai references.
+
+    Raises ValueError naming the valid architectures when ``arch`` is unknown.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**config)
+
+
+def reference_for(arch: str) -> tuple[str, dict[str, int]]:
+    """compressai ``mbt2018-mean`` config with the same channel count as a c2f model (N = M)."""
+    if arch.startswith("c2f-"):
+        n = C2F_SIZES[arch.split("-")[1]].n
+        return "mbt2018-mean", {"N": n, "M": n}
+    raise ValueError(f"{arch} is not a c2f model")

@@ -1,0 +1,170 @@
+"""The ``.c3d`` container: a small, versioned, strictly parsed binary format (never pickle).
+
+Layout (all integers little-endian)::
+
+    offset  size  field
+    0       4     magic b"C3DL"
+    4       1     format version (1)
+    5       1     latent coder: 0 = rANS with the learned entropy model, 1 = LZMA of the symbols
+    6       1     n_levels: number of latents per tile (2 = y, z; 3 = y, z, w)
+    7       1     length A of the architecture name (1..64)
+    8       A     architecture name, ASCII (e.g. "c2f-small-pruned")
+    8+A     32    SHA-256 of the model weights (see models.codec.weights_hash)
+    +32     4     image width  (pixels, 1..65535)
+    +36     4     image height (pixels, 1..65535)
+    +40     4     tile size in pixels (0 = whole frame)
+    +44     4     number of tiles T (must equal the count implied by size and tile)
+    +48     4*T*L byte length of each string, tile-major (tile 0: level 0..L-1, tile 1: ...)
+    ...           the strings, in the same order
+    end-4   4     CRC-32 of every byte before it
+
+Tiles cover the image row-major from the top-left corner; each tile is padded on the
+right/bottom (edge replication) to a multiple of the model's stride, so padding follows from
+width, height, tile size and stride and is checked, not stored. With the LZMA coder each tile
+has a single string (level count still recorded). :func:`parse` checks every length against
+the data actually present before anything is allocated, and raises :class:`Cloud3dError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from cloud3d_dataset.files import Cloud3dError
+
+MAGIC = b"C3DL"
+VERSION = 1
+CODERS = {"ans": 0, "lzma": 1}
+MAX_SIDE = 65535
+MAX_ARCH = 64
+_FIXED = struct.Struct("<4sBBBB")
+_DIMS = struct.Struct("<IIII")
+
+
+@dataclass
+class Stream:
+    """Decoded container fields; ``strings[t][k]`` is tile ``t``'s string for level ``k``."""
+
+    arch: str
+    weights_hash: bytes
+    width: int
+    height: int
+    tile: int  # 0 = whole frame
+    coder: str
+    n_levels: int
+    strings: list[list[bytes]] = field(default_factory=list)
+
+
+def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Tiles as ``(x0, y0, w, h)``, row-major; ``tile == 0`` means one whole-frame tile."""
+    if tile <= 0:
+        return [(0, 0, width, height)]
+    return [
+        (x0, y0, min(tile, width - x0), min(tile, height - y0))
+        for y0 in range(0, height, tile)
+        for x0 in range(0, width, tile)
+    ]
+
+
+def strings_per_tile(coder: str, n_levels: int) -> int:
+    return 1 if coder == "lzma" else n_levels
+
+
+def pack(s: Stream) -> bytes:
+    """Serialise ``s`` into the container bytes described in the module docstring."""
+    arch = s.arch.encode("ascii")
+    if not 1 <= len(arch) <= MAX_ARCH:
+        raise ValueError(f"architecture name must be 1..{MAX_ARCH} ASCII characters")
+    if len(s.weights_hash) != 32:
+        raise ValueError("weights_hash must be 32 bytes (SHA-256)")
+    if not (1 <= s.width <= MAX_SIDE and 1 <= s.height <= MAX_SIDE):
+        raise ValueError(f"image size {s.width}x{s.height} outside 1..{MAX_SIDE}")
+    per = strings_per_tile(s.coder, s.n_levels)
+    n_tiles = len(tile_grid(s.width, s.height, s.tile))
+    if len(s.strings) != n_tiles or any(len(t) != per for t in s.strings):
+        raise ValueError("strings do not match the tile layout")
+    parts = [
+        _FIXED.pack(MAGIC, VERSION, CODERS[s.coder], s.n_levels, len(arch)),
+        arch,
+        s.weights_hash,
+        _DIMS.pack(s.width, s.height, s.tile, n_tiles),
+    ]
+    flat = [b for t in s.strings for b in t]
+    parts.append(struct.pack(f"<{len(flat)}I", *(len(b) for b in flat)))
+    parts.extend(flat)
+    body = b"".join(parts)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def parse(data: bytes, source: str = "stream") -> Stream:
+    """Parse and validate container bytes; :class:`Cloud3dError` naming ``source`` on any defect."""
+
+    def bad(why: str) -> Cloud3dError:
+        return Cloud3dError(f"{source} is not a valid cloud3d learned-codec stream: {why}")
+
+    mv = memoryview(data)
+    n = len(mv)
+    if n < _FIXED.size + 1 + 32 + _DIMS.size + 4:
+        if n >= 4 and bytes(mv[:4]) != MAGIC:
+            raise bad("wrong magic bytes (not a .c3d file)")
+        raise bad(f"only {n} bytes (truncated)")
+    magic, version, coder_id, n_levels, alen = _FIXED.unpack_from(mv, 0)
+    if magic != MAGIC:
+        raise bad("wrong magic bytes (not a .c3d file)")
+    if version != VERSION:
+        raise bad(f"format version {version}; this cloud3d reads version {VERSION} (upgrade cloud3d)")
+    coders = {v: k for k, v in CODERS.items()}
+    if coder_id not in coders:
+        raise bad(f"unknown latent coder id {coder_id}")
+    if not 2 <= n_levels <= 3:
+        raise bad(f"{n_levels} latent levels (expected 2 or 3)")
+    if not 1 <= alen <= MAX_ARCH:
+        raise bad("bad architecture-name length")
+    pos = _FIXED.size
+    head_end = pos + alen + 32 + _DIMS.size
+    if head_end + 4 > n:
+        raise bad("header truncated")
+    # The CRC covers everything; check it first so that flipped bytes anywhere are caught.
+    (crc,) = struct.unpack_from("<I", mv, n - 4)
+    if zlib.crc32(mv[: n - 4]) != crc:
+        raise bad("checksum mismatch (file corrupted or truncated)")
+    try:
+        arch = bytes(mv[pos : pos + alen]).decode("ascii")
+    except UnicodeDecodeError:
+        raise bad("architecture name is not ASCII") from None
+    pos += alen
+    whash = bytes(mv[pos : pos + 32])
+    pos += 32
+    width, height, tile, n_tiles = _DIMS.unpack_from(mv, pos)
+    pos += _DIMS.size
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise bad(f"image size {width}x{height} outside 1..{MAX_SIDE}")
+    if tile > MAX_SIDE:
+        raise bad(f"tile size {tile} too large")
+    expect_tiles = (
+        1 if tile == 0 else -(-width // tile) * -(-height // tile)
+    )
+    if n_tiles != expect_tiles:
+        raise bad(f"{n_tiles} tiles recorded, layout implies {expect_tiles}")
+    coder = coders[coder_id]
+    per = strings_per_tile(coder, n_levels)
+    n_str = n_tiles * per
+    if pos + 4 * n_str + 4 > n:
+        raise bad("string-length table truncated")
+    lengths = struct.unpack_from(f"<{n_str}I", mv, pos)
+    pos += 4 * n_str
+    if pos + sum(lengths) + 4 != n:
+        raise bad(
+            f"string lengths add up to {sum(lengths)} bytes but {n - 4 - pos} are present "
+            "(truncated or trailing data)"
+        )
+    strings: list[list[bytes]] = []
+    for t in range(n_tiles):
+        row = []
+        for k in range(per):
+            ln = lengths[t * per + k]
+            row.append(bytes(mv[pos : pos + ln]))
+            pos += ln
+        strings.append(row)
+    return Stream(arch, whash, width, height, tile, coder, n_levels, strings)
