@@ -1,0 +1,295 @@
+"""``index.html``: one static, self-contained report page (no network, printable).
+
+Figures are files next to the page (relative links); entropy figures from the
+analysis stage are copied into ``entropy/`` under the report folder so the
+folder can be moved or zipped as a whole. Every link is checked to exist
+before it is written. A small inline script marks figures that fail to load
+(``body[data-broken-images]`` and a visible warning), which is also what the
+tests look for when they render the page in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cloud3d_dataset.files import atomic_write_text
+
+#: entropy output files written by the analysis stage (``cloud3d entropy``)
+ENTROPY_FIGURE_GLOBS = ("density_*.png", "density_panels_*.png", "box_*.png")
+
+_CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f0f0f0; }
+td.t, th.t { text-align: left; }
+figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
+figure img { max-width: 520px; width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: .85em; color: #555; }
+pre { background: #f6f6f6; padding: .6em; white-space: pre-wrap; word-break: break-all; font-size: .85em; }
+.note { color: #666; font-size: .9em; }
+.missing { color: #a33; }
+#broken { display: none; color: #a33; font-weight: bold; }
+nav a { margin-right: 1em; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10pt; }
+  nav, #broken { display: none !important; }
+  h2 { page-break-before: auto; page-break-after: avoid; }
+  figure, table { page-break-inside: avoid; }
+  figure img { max-width: 48%; }
+  a { color: inherit; text-decoration: none; }
+}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var bad = [];
+  document.querySelectorAll('img').forEach(function (im) {
+    if (!im.complete || im.naturalWidth === 0) { bad.push(im.getAttribute('src')); }
+  });
+  document.body.setAttribute('data-broken-images', String(bad.length));
+  if (bad.length) {
+    var el = document.getElementById('broken');
+    el.textContent = bad.length + ' figure(s) failed to load: ' + bad.join(', ');
+    el.style.display = 'block';
+  }
+});
+"""
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        if math.isinf(v):
+            return "inf"
+        if abs(v) >= 1000 or v == int(v) and abs(v) < 1e6:
+            return f"{v:.6g}"
+        return f"{v:.4g}" if abs(v) < 0.01 else f"{v:.3f}"
+    return str(v)
+
+
+def table_html(df: pd.DataFrame, max_rows: int = 400) -> str:
+    """A pandas DataFrame as an escaped HTML table (text columns left-aligned)."""
+    if df.empty:
+        return '<p class="note">(empty)</p>'
+    text_cols = {c for c in df.columns if df[c].dtype == object}
+    head = "".join(f'<th class="{"t" if c in text_cols else ""}">{_e(c)}</th>' for c in df.columns)
+    body = []
+    for _, r in df.head(max_rows).iterrows():
+        cells = "".join(
+            f'<td class="{"t" if c in text_cols else ""}">{_e(_fmt(r[c]))}</td>' for c in df.columns
+        )
+        body.append(f"<tr>{cells}</tr>")
+    more = f'<p class="note">{len(df) - max_rows} more rows in the CSV.</p>' if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _rel(out: Path, p: Path) -> str:
+    return Path(os.path.relpath(p, out)).as_posix()
+
+
+def _figure(out: Path, path: Path, caption: str, extra: Path | None = None) -> str:
+    if not path.is_file():
+        return f'<p class="missing">figure missing: {_e(path.name)}</p>'
+    link = f' (<a href="{_e(_rel(out, extra))}">SVG</a>)' if extra is not None and extra.is_file() else ""
+    return (f'<figure><img src="{_e(_rel(out, path))}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}{link}</figcaption></figure>")
+
+
+def _dataset_section(dataset: str | os.PathLike | None) -> str:
+    if dataset is None:
+        return '<p class="note">No dataset folder given (use <code>--dataset DIR</code>).</p>'
+    from cloud3d_dataset.files import Cloud3dError
+    from cloud3d_dataset.manifest import load_manifest
+
+    try:
+        df = load_manifest(dataset)
+    except Cloud3dError as exc:
+        return f'<p class="missing">Dataset summary unavailable: {_e(exc)}</p>'
+    counts = df.groupby(["app", "resolution", "split"]).size().unstack("split", fill_value=0)
+    counts = counts.reindex(columns=[s for s in ("train", "validation", "test") if s in counts.columns])
+    counts["total"] = counts.sum(axis=1)
+    counts = counts.reset_index()
+    size = df.groupby(["app", "resolution"])[["width", "height"]].first().reset_index()
+    counts = counts.merge(size, on=["app", "resolution"], how="left")
+    return (f"<p>Dataset <code>{_e(Path(dataset).resolve())}</code>: {len(df)} images, "
+            f"{df['bytes'].sum() / 1e6:.1f} MB of PNG (counts from <code>manifest.csv</code>).</p>"
+            + table_html(counts))
+
+
+def _entropy_section(out: Path, entropy: str | os.PathLike | None) -> str:
+    if entropy is None:
+        return '<p class="note">No entropy analysis given (use <code>--entropy ENTROPY_OUT_DIR</code>).</p>'
+    src = Path(entropy)
+    if not src.is_dir():
+        return f'<p class="missing">Entropy folder not found: {_e(src)}</p>'
+    parts: list[str] = []
+    figs_dir = src / "figures"
+    found = []
+    for pattern in ENTROPY_FIGURE_GLOBS:
+        found += sorted(figs_dir.glob(pattern)) if figs_dir.is_dir() else []
+    if found:
+        dest = out / "entropy"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in dict.fromkeys(found):
+            target = dest / f.name
+            shutil.copyfile(f, target)
+            parts.append(_figure(out, target, f.stem.replace("_", " ")))
+    else:
+        parts.append(f'<p class="missing">No entropy figures in {_e(figs_dir)} (expected figures/density_&lt;measure&gt;.png).</p>')
+    summary = src / "summary.csv"
+    if summary.is_file():
+        try:
+            parts.append("<h3>Entropy summary</h3>" + table_html(pd.read_csv(summary)))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            parts.append(f'<p class="missing">cannot read {_e(summary)}: {_e(exc)}</p>')
+    else:
+        parts.append(f'<p class="missing">No summary.csv in {_e(src)}.</p>')
+    per_image = src / "per_image.csv"
+    if per_image.is_file():
+        (out / "entropy").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(per_image, out / "entropy" / "per_image.csv")
+        parts.append('<p><a href="entropy/per_image.csv">per-image entropy table (CSV)</a></p>')
+    run = src / "run.json"
+    if run.is_file():
+        try:
+            info = json.loads(run.read_text())
+            parts.append("<p>Analysis run:</p><pre>" + _e(json.dumps(info, indent=2, sort_keys=True)) + "</pre>")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            parts.append(f'<p class="missing">cannot read {_e(run)}: {_e(exc)}</p>')
+    else:
+        parts.append(f'<p class="missing">No run.json in {_e(src)}.</p>')
+    return "\n".join(parts)
+
+
+def _runs_section(runs: pd.DataFrame) -> str:
+    if runs.empty:
+        return '<p class="note">No runs recorded.</p>'
+    parts = []
+    for _, r in runs.iterrows():
+        summ = r["summary"] or {}
+        line = ", ".join(f"{k}={summ[k]}" for k in ("ok", "failed", "skipped", "total") if k in summ)
+        parts.append(
+            f"<h3>Run {int(r['id'])}: {_e(r['started'])} → {_e(r['finished'] or 'unfinished')}</h3>"
+            f"<pre>{_e(r['command'])}</pre><p>{_e(line)}{' (interrupted)' if summ.get('interrupted') else ''}</p>"
+        )
+    last = runs.iloc[-1]
+    parts.append("<h3>Software versions (last run)</h3><pre>"
+                 + _e(json.dumps(last["versions"], indent=2, sort_keys=True)) + "</pre>")
+    parts.append("<h3>Machine (last run)</h3><pre>"
+                 + _e(json.dumps(last["machine"], indent=2, sort_keys=True)) + "</pre>")
+    return "\n".join(parts)
+
+
+def write_index_html(
+    out: Path,
+    title: str,
+    results: Path,
+    allrows: pd.DataFrame,
+    pq: pd.DataFrame,
+    bd: pd.DataFrame,
+    anchor: str,
+    timing: pd.DataFrame,
+    runs: pd.DataFrame,
+    rd: dict[str, dict[str, list[Path]]],
+    dataset: str | os.PathLike | None = None,
+    entropy: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``out/index.html`` from the report's tables and figure paths; returns its path."""
+    import datetime as _dt
+
+    n_ok = int((allrows["status"] == "ok").sum())
+    n_failed = len(allrows) - n_ok
+    rd_html = []
+    for name, figs in rd.items():
+        rd_html.append(f"<h3>{_e(name)}</h3>")
+        for metric, label in (("psnr", "PSNR"), ("msssim", "MS-SSIM")):
+            paths = figs.get(metric, [])
+            png = next((p for p in paths if p.suffix == ".png"), None)
+            svg = next((p for p in paths if p.suffix == ".svg"), None)
+            if png is not None:
+                rd_html.append(_figure(out, png, f"{name}: {label} vs bpp", svg))
+    bd_view = bd.drop(columns=["anchor"]).rename(columns={
+        "bd_rate_pct": "BD-rate % (PSNR)", "bd_psnr_db": "BD-PSNR dB", "bd_rate_msssim_pct": "BD-rate % (MS-SSIM)"})
+    pq_view = pq[["codec_label", "quality_param", "quality", "app", "resolution", "n", "mean_bpp",
+                  "mean_psnr", "psnr_of_mean_mse", "mean_ms_ssim", "ms_ssim_db", "encode_mean_s",
+                  "decode_mean_s"]]
+    t_view = timing[["codec", "resolution", "n", "encode_mean_s", "encode_median_s", "decode_mean_s",
+                     "decode_median_s", "convert_enc_mean_s", "convert_dec_mean_s"]]
+    machine = runs["machine"].iloc[-1] if len(runs) else {}
+    machine_line = (f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} logical cores, "
+                    f"{machine.get('ram_gib', '?')} GiB RAM" if machine else "unknown machine")
+    links = [p for p in ("per_image.csv", "per_quality.csv", "bd_rate.csv", "timing.csv") if (out / p).is_file()]
+    cj = sorted((out / "compressai").glob("*.json")) if (out / "compressai").is_dir() else []
+    link_html = " · ".join(f'<a href="{_e(p)}">{_e(p)}</a>' for p in links)
+    if cj:
+        link_html += " · CompressAI JSON: " + " ".join(f'<a href="{_e(_rel(out, p))}">{_e(p.stem)}</a>' for p in cj)
+    failed_html = ""
+    if n_failed:
+        f = allrows[allrows["status"] != "ok"][["relpath", "codec_label", "quality", "error"]]
+        failed_html = f"<h3>Failed tasks ({n_failed})</h3>" + table_html(f, max_rows=50)
+
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{_CSS}</style>
+</head><body data-broken-images="unknown">
+<h1>{_e(title)}</h1>
+<p class="note">Generated {_e(_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))} from
+<code>{_e(results.resolve())}</code>: {n_ok} successful and {n_failed} failed tasks.</p>
+<p id="broken"></p>
+<nav><a href="#dataset">Dataset</a><a href="#entropy">Entropy</a><a href="#rd">RD curves</a>
+<a href="#bd">BD-rate</a><a href="#timing">Timing</a><a href="#provenance">Commands &amp; versions</a></nav>
+<p>Tables: {link_html}</p>
+
+<h2 id="dataset">Dataset</h2>
+{_dataset_section(dataset)}
+
+<h2 id="entropy">Entropy analysis</h2>
+{_entropy_section(out, entropy)}
+
+<h2 id="rd">Rate-distortion curves</h2>
+<p class="note">Rate: mean bits per pixel (8 × bytes / (W × H)). PSNR: mean of per-image PSNR on 8-bit RGB
+(peak 255, MSE over all pixels and channels); MS-SSIM: -10 log10(1 - mean MS-SSIM) on RGB. Lossless points
+(PSNR = inf) are left out of the plots.</p>
+{''.join(rd_html)}
+<h3>Per-quality means</h3>
+{table_html(pq_view)}
+{failed_html}
+
+<h2 id="bd">BD-rate against {_e(anchor)}</h2>
+<p class="note">Bjontegaard deltas with piecewise cubic (PCHIP) interpolation of log10(bpp) vs quality
+over the overlapping range (VCEG-M33 method with PCHIP instead of the cubic polynomial). Negative BD-rate:
+fewer bits than {_e(anchor)} at equal quality. NaN rows give their reason.</p>
+{table_html(bd_view)}
+
+<h2 id="timing">Timing</h2>
+<p class="note">Mean and median wall seconds per frame (time.perf_counter; external processes included,
+colour conversion reported separately) on: {_e(machine_line)}.</p>
+{table_html(t_view)}
+
+<h2 id="provenance">Commands and versions</h2>
+{_runs_section(runs)}
+<script>{_SCRIPT}</script>
+</body></html>
+"""
+    path = out / "index.html"
+    atomic_write_text(path, page)
+    return path
