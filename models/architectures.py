@@ -86,6 +86,9 @@ class _LatentModel(CompressionModel):
 
     arch: str = ""
     stride: int = 64
+    #: down-sampling factor and channel count of each latent, finest first
+    latent_strides: list[int]
+    latent_channels: list[int]
 
     def latents(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -162,6 +165,7 @@ class C2FModel(_LatentModel):
         if pruned:
             self.entropy_bottleneck = EntropyBottleneck(cz)
             self.stride = 64
+            self.latent_strides, self.latent_channels = [16, 64], [n, cz]
         else:
             a2, s2 = s.h_a2, s.h_s2
             self.h_a2 = nn.Sequential(
@@ -182,6 +186,7 @@ class C2FModel(_LatentModel):
             nets.append(nn.Sequential(self.h_s2, self.pe2))
             gaussians.append(self.gaussian_z)
             self.stride = 128
+            self.latent_strides, self.latent_channels = [16, 64, 128], [n, cz, a2[2]]
         # plain lists (not ModuleLists): the modules are registered under their own names
         self._nets = nets
         self._gaussians = gaussians
@@ -208,6 +213,7 @@ class Bmshj2018Hyperprior(ScaleHyperprior, _LatentModel):
 
     def __init__(self, N: int = 128, M: int = 192) -> None:
         ScaleHyperprior.__init__(self, N=N, M=M)
+        self.latent_strides, self.latent_channels = [16, 64], [M, N]
         self._cfg = {"N": N, "M": M}
 
     forward = _LatentModel.forward
@@ -239,6 +245,7 @@ class Mbt2018Mean(MeanScaleHyperprior, _LatentModel):
 
     def __init__(self, N: int = 128, M: int = 192) -> None:
         MeanScaleHyperprior.__init__(self, N=N, M=M)
+        self.latent_strides, self.latent_channels = [16, 64], [M, N]
         self._cfg = {"N": N, "M": M}
 
     forward = _LatentModel.forward
