@@ -74,3 +74,27 @@ def run_tool(args: Sequence[str], timeout: float, what: str, cwd: str | os.PathL
         out = tail(proc.stderr) or tail(proc.stdout) or "(no output)"
         raise CodecError(f"{what}: {Path(argv[0]).name} exited with status {proc.returncode}: {out}")
     return proc
+
+
+class dir_aware_availability:  # noqa: N801 - used like @classmethod
+    """Decorator for ``availability(cls, folder=None)`` so that it honours a codec's folder option.
+
+    ``SomeCodec.availability()`` looks in ``$ENV``/PATH only; on an instance
+    (``SomeCodec(bpg_dir="/opt/bpg").availability()``) the instance's
+    ``options[option]`` folder is searched first. The runner should therefore
+    call ``availability()`` on the configured instance.
+    """
+
+    def __init__(self, func, option: str) -> None:
+        self.func = func
+        self.option = option
+
+    def __get__(self, obj, objtype=None):
+        cls = objtype if objtype is not None else type(obj)
+        folder = obj.options.get(self.option) if obj is not None else None
+
+        def bound(folder_override: str | None = None):
+            return self.func(cls, folder_override or folder or None)
+
+        bound.__doc__ = self.func.__doc__
+        return bound

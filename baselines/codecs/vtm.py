@@ -1,0 +1,392 @@
+"""VVC intra coding through the real VTM reference software (``EncoderApp`` / ``DecoderApp``).
+
+Pipeline for one image (all choices are codec options, defaults as in the paper):
+
+1. RGB -> Y'CbCr with :mod:`baselines.codecs.colour`: ``matrix=bt709`` (or
+   ``bt601``), ``range=full`` (or ``limited``), in float64, 2x2-mean chroma
+   downsampling for ``chroma=420`` (default; ``444`` keeps full chroma), then
+   rounded half-up to ``bit_depth`` (10 by default, or 8) and written as raw
+   planar YUV (16-bit little-endian samples above 8 bits).
+2. ``EncoderApp -c encoder_intra_vtm.cfg --InputFile=in.yuv --BitstreamFile=out.266
+   --SourceWidth=W --SourceHeight=H --InputBitDepth=B --InternalBitDepth=B
+   --OutputBitDepth=B --InputChromaFormat=C --ChromaFormatIDC=C --FrameRate=1
+   --FramesToBeEncoded=1 --ConformanceWindowMode=1 --QP=QP``. With
+   ``ConformanceWindowMode=1`` VTM pads the picture to its minimum CU size (8)
+   and signals the crop in the PPS conformance window, so any even size works
+   (1920x1080, 1280x720...). 4:2:0 needs even width and height (the
+   conformance window cannot crop single chroma-subsampled pixels).
+3. ``DecoderApp --BitstreamFile=out.266 --ReconFile=rec.yuv --OutputBitDepth=B``;
+   the picture size is read from the bitstream's PPS (and the conformance
+   window applied if the decoder wrote the padded picture), then Y'CbCr ->
+   RGB with the inverse matrix (chroma upsampling ``bilinear`` or
+   ``nearest``), rounded to 8 bits.
+
+The encoder's per-picture line (bits, QP, PSNR of Y/U/V) and summary are
+parsed into ``EncodeResult.details`` (:func:`parse_encoder_log`); bpp always
+comes from the bitstream's byte length. QP 0..63 (lower is better).
+
+Binaries are looked up as ``EncoderAppStatic``/``EncoderApp`` and
+``DecoderAppStatic``/``DecoderApp`` in the ``vtm_dir`` option, ``$CLOUD3D_VTM_DIR``,
+then PATH; the config is the ``cfg`` option or ``encoder_intra_vtm.cfg`` found
+next to the encoder, in ``cfg/`` beside it, or in ``../cfg`` (the VTM source
+tree layout ``bin/`` + ``cfg/``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from baselines.codecs.base import (
+    Codec,
+    CodecError,
+    CodecUnavailable,
+    DecodeResult,
+    EncodeResult,
+    QualityParam,
+)
+from baselines.codecs.colour import MATRICES, UPSAMPLING, planes_to_rgb, rgb_to_planes
+from baselines.codecs.external import (
+    binary_sha256,
+    dir_aware_availability,
+    find_binary,
+    run_tool,
+    tail,
+)
+from baselines.codecs.pillow_codecs import _check_choice, _check_int, _check_rgb
+from baselines.codecs.yuvio import bytes_to_planes, frame_bytes, write_yuv
+from cloud3d_dataset.files import sha256_file
+
+ENV_VAR = "CLOUD3D_VTM_DIR"
+ENCODER_NAMES = ("EncoderAppStatic", "EncoderApp")
+DECODER_NAMES = ("DecoderAppStatic", "DecoderApp")
+CFG_NAME = "encoder_intra_vtm.cfg"
+INSTALL_HINT = (
+    "build VTM from https://vcgit.hhi.fraunhofer.de/jvet/VVCSoftware_VTM (cmake, make) and put "
+    f"bin/ on PATH, set {ENV_VAR}=FOLDER, or pass the codec option vtm_dir=FOLDER"
+)
+
+
+def find_cfg(encoder: Path | None, given: str | os.PathLike | None = None) -> Path | None:
+    """The all-intra config: ``given`` if set (must exist), else next to / near the encoder."""
+    if given:
+        p = Path(given)
+        return p.resolve() if p.is_file() else None
+    if encoder is None:
+        return None
+    d = encoder.parent
+    for cand in (d / CFG_NAME, d / "cfg" / CFG_NAME, d.parent / "cfg" / CFG_NAME,
+                 d.parent.parent / "cfg" / CFG_NAME):
+        if cand.is_file():
+            return cand.resolve()
+    return None
+
+
+class VtmCodec(Codec):
+    name = "vtm"
+    description = "VVC intra via the real VTM EncoderApp/DecoderApp; 4:2:0 10-bit BT.709 full range by default"
+    quality = QualityParam("qp", "VVC quantiser (0 = best, 63 = worst)", 0, 63, higher_is_better=False,
+                           default_sweep=(22, 27, 32, 37, 42, 47))
+    options_defaults = {"chroma": "420", "bit_depth": 10, "matrix": "bt709", "range": "full",
+                        "upsampling": "bilinear", "cfg": "", "vtm_dir": "", "timeout": 3600}
+    extension = ".266"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        o["chroma"] = _check_choice(self.name, "chroma", str(o["chroma"]), ("420", "444"))
+        _check_choice(self.name, "bit_depth", o["bit_depth"], (8, 10))
+        _check_choice(self.name, "matrix", o["matrix"], tuple(MATRICES))
+        _check_choice(self.name, "range", o["range"], ("full", "limited"))
+        _check_choice(self.name, "upsampling", o["upsampling"], UPSAMPLING)
+        _check_int(self.name, "timeout", o["timeout"], 1, 10**7)
+
+    # -- discovery -------------------------------------------------------------------------
+    def _availability(cls, vtm_dir: str | None = None) -> str | None:
+        """None when encoder, decoder and config are found, else why and how to install them."""
+        enc = find_binary(ENCODER_NAMES, vtm_dir, ENV_VAR)
+        dec = find_binary(DECODER_NAMES, vtm_dir, ENV_VAR)
+        where = f"looked in {vtm_dir + ', ' if vtm_dir else ''}${ENV_VAR}, PATH"
+        missing = [n for n, p in (("EncoderApp(Static)", enc), ("DecoderApp(Static)", dec)) if p is None]
+        if missing:
+            return f"{' and '.join(missing)} not found ({where}): {INSTALL_HINT}"
+        if find_cfg(enc) is None:
+            return (f"{CFG_NAME} not found next to {enc} or in cfg/ beside it: pass the codec option "
+                    f"cfg=PATH (VTM's cfg/{CFG_NAME})")
+        return None
+
+    availability = dir_aware_availability(_availability, "vtm_dir")  # type: ignore[assignment]
+
+    def _tools(self) -> tuple[Path, Path, Path]:
+        d = self.options["vtm_dir"] or None
+        enc, dec = find_binary(ENCODER_NAMES, d, ENV_VAR), find_binary(DECODER_NAMES, d, ENV_VAR)
+        if enc is None or dec is None:
+            raise CodecUnavailable(self.availability() or "VTM binaries missing")
+        cfg = find_cfg(enc, self.options["cfg"] or None)
+        if cfg is None:
+            raise CodecUnavailable(
+                f"VTM config {self.options['cfg'] or CFG_NAME} not found: pass cfg=PATH to VTM's cfg/{CFG_NAME}"
+            )
+        return enc, dec, cfg
+
+    # -- command lines ---------------------------------------------------------------------
+    def encode_args(self, encoder: str | Path, cfg: str | Path, yuv: str | Path, bitstream: str | Path,
+                    width: int, height: int, qp: int | str) -> list[str]:
+        """Argument list for one all-intra encode of a ``width`` x ``height`` frame."""
+        b, c = self.options["bit_depth"], self.options["chroma"]
+        return [
+            str(encoder), "-c", str(cfg),
+            f"--InputFile={yuv}", f"--BitstreamFile={bitstream}",
+            f"--SourceWidth={width}", f"--SourceHeight={height}",
+            f"--InputBitDepth={b}", f"--InternalBitDepth={b}", f"--OutputBitDepth={b}",
+            f"--InputChromaFormat={c}", f"--ChromaFormatIDC={c}",
+            "--FrameRate=1", "--FramesToBeEncoded=1", "--ConformanceWindowMode=1",
+            f"--QP={qp}",
+        ]
+
+    def decode_args(self, decoder: str | Path, bitstream: str | Path, recon: str | Path) -> list[str]:
+        """Argument list for one decode to raw YUV at the codec's bit depth."""
+        return [str(decoder), f"--BitstreamFile={bitstream}", f"--ReconFile={recon}",
+                f"--OutputBitDepth={self.options['bit_depth']}"]
+
+    def version(self) -> str:
+        enc, dec, cfg = self._tools()
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k not in ("vtm_dir", "timeout", "cfg"))
+        return f"{vtm_version_text(enc)} cfg:{sha256_file(cfg)[:12]} [{opts}]"
+
+    def provenance(self) -> dict[str, Any]:
+        enc, dec, cfg = self._tools()
+        return {
+            "encoder": str(enc), "encoder_sha256": binary_sha256(enc),
+            "decoder": str(dec), "decoder_sha256": binary_sha256(dec),
+            "cfg": str(cfg), "cfg_sha256": sha256_file(cfg),
+            "encode_cmd": " ".join(self.encode_args(enc, cfg, "in.yuv", "out.266", "{W}", "{H}", "{qp}")),  # type: ignore[arg-type]
+            "decode_cmd": " ".join(self.decode_args(dec, "out.266", "rec.yuv")),
+            "colour": (f"{self.options['matrix']} {self.options['range']} range, {self.options['chroma']}, "
+                       f"{self.options['bit_depth']}-bit, float64 rounded; chroma up: {self.options['upsampling']}"),
+        }
+
+    # -- the work --------------------------------------------------------------------------
+    def to_planes(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        o = self.options
+        return rgb_to_planes(rgb, o["bit_depth"], o["chroma"], o["matrix"], o["range"] == "full")
+
+    def from_planes(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        o = self.options
+        return planes_to_rgb(*planes, bit_depth=o["bit_depth"], matrix=o["matrix"],
+                             full_range=o["range"] == "full", upsampling=o["upsampling"])
+
+    def encode_timed(self, rgb: np.ndarray, quality: float) -> EncodeResult:
+        _check_rgb(rgb, self.name)
+        qp = self.quality.check(quality)
+        h, w = rgb.shape[:2]
+        if self.options["chroma"] == "420" and (h % 2 or w % 2):
+            raise CodecError(f"{self.name}: 4:2:0 needs even width and height, got {w}x{h} (use chroma=444)")
+        enc, _, cfg = self._tools()
+        with tempfile.TemporaryDirectory(prefix="cloud3d-vtm-") as tmp:
+            t0 = time.perf_counter()
+            yuv, bs = Path(tmp) / "in.yuv", Path(tmp) / "out.266"
+            write_yuv(yuv, self.to_planes(rgb), self.options["bit_depth"])
+            t1 = time.perf_counter()
+            proc = run_tool(self.encode_args(enc, cfg, yuv, bs, w, h, int(qp)), self.options["timeout"],
+                            f"{self.name} encode", cwd=tmp)
+            t2 = time.perf_counter()
+            if not bs.is_file() or bs.stat().st_size == 0:
+                raise CodecError(f"{self.name} encode: EncoderApp wrote no bitstream: {tail(proc.stdout)}")
+            data = bs.read_bytes()
+            t3 = time.perf_counter()
+        details = parse_encoder_log(proc.stdout.decode("utf-8", "replace"))
+        return EncodeResult(data=data, encode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2), details=details)
+
+    def decode_timed(self, data: bytes) -> DecodeResult:
+        try:
+            info = vvc_picture_info(data)
+        except ValueError as exc:
+            raise CodecError(f"{self.name}: cannot decode {len(data)}-byte bitstream (corrupt or truncated): {exc}") from exc
+        _, dec, _ = self._tools()
+        bd = self.options["bit_depth"]
+        chroma = {1: "420", 3: "444"}.get(info["chroma_format_idc"])
+        if chroma is None:
+            raise CodecError(f"{self.name}: unsupported chroma_format_idc {info['chroma_format_idc']} in bitstream")
+        with tempfile.TemporaryDirectory(prefix="cloud3d-vtm-") as tmp:
+            t0 = time.perf_counter()
+            bs, rec = Path(tmp) / "in.266", Path(tmp) / "rec.yuv"
+            bs.write_bytes(data)
+            t1 = time.perf_counter()
+            run_tool(self.decode_args(dec, bs, rec), self.options["timeout"], f"{self.name} decode", cwd=tmp)
+            t2 = time.perf_counter()
+            raw = rec.read_bytes() if rec.is_file() else b""
+            rgb = self.from_planes(planes_from_decoder_output(raw, info, chroma, bd))
+            t3 = time.perf_counter()
+        return DecodeResult(rgb=rgb, decode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2))
+
+    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
+        return self.encode_timed(rgb, quality).data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.decode_timed(data).rgb
+
+
+def planes_from_decoder_output(raw: bytes, info: dict[str, int], chroma: str, bit_depth: int):
+    """Parse DecoderApp's YUV output: cropped to the conformance window, or padded (then crop here)."""
+    cw, ch = info["width"], info["height"]
+    pw, ph = info["coded_width"], info["coded_height"]
+    if len(raw) == frame_bytes(ch, cw, chroma, bit_depth):
+        return bytes_to_planes(raw, ch, cw, chroma, bit_depth)
+    if len(raw) == frame_bytes(ph, pw, chroma, bit_depth):
+        y, cb, cr = bytes_to_planes(raw, ph, pw, chroma, bit_depth)
+        x0, y0 = info["crop_left"], info["crop_top"]
+        sx, sy = (2, 2) if chroma == "420" else (1, 1)
+        rows, cols = slice(y0 // sy, (y0 + ch) // sy), slice(x0 // sx, (x0 + cw) // sx)
+        return y[y0 : y0 + ch, x0 : x0 + cw], cb[rows, cols], cr[rows, cols]
+    raise CodecError(
+        f"vtm decode: DecoderApp wrote {len(raw)} bytes, expected one {cw}x{ch} or {pw}x{ph} "
+        f"{chroma} {bit_depth}-bit frame (corrupt bitstream?)"
+    )
+
+
+# -- bitstream header parsing -----------------------------------------------------------------
+VVC_SPS_NUT, VVC_PPS_NUT = 15, 16
+
+
+def _nal_units(data: bytes) -> list[bytes]:
+    """Split an Annex-B byte stream at start codes; returns NAL units (header included, EPB removed)."""
+    starts = [m.end() for m in re.finditer(b"\x00\x00\x01", data)]
+    units = []
+    for i, s in enumerate(starts):
+        e = starts[i + 1] - 3 if i + 1 < len(starts) else len(data)
+        nal = data[s:e].rstrip(b"\x00") if i + 1 < len(starts) else data[s:e]
+        units.append(nal.replace(b"\x00\x00\x03", b"\x00\x00"))
+    return units
+
+
+class _Bits:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def u(self, n: int) -> int:
+        v = 0
+        for _ in range(n):
+            byte = self.pos >> 3
+            if byte >= len(self.data):
+                raise ValueError("parameter set ends early")
+            v = (v << 1) | ((self.data[byte] >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return v
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("invalid Exp-Golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+
+def vvc_picture_info(data: bytes) -> dict[str, int]:
+    """Picture size of a VVC Annex-B bitstream from its first SPS and PPS.
+
+    Returns ``width``/``height`` (after the conformance window), ``coded_width``/
+    ``coded_height``, ``crop_left``/``crop_top`` (luma samples) and
+    ``chroma_format_idc`` (0 = 4:0:0, 1 = 4:2:0, 2 = 4:2:2, 3 = 4:4:4).
+    Raises ValueError for data that is not a VVC stream.
+    """
+    if not data:
+        raise ValueError("empty bitstream")
+    sps = pps = None
+    for nal in _nal_units(data):
+        if len(nal) < 3:
+            continue
+        nut = (nal[1] >> 3) & 0x1F
+        if nut == VVC_SPS_NUT and sps is None:
+            sps = nal[2:]
+        elif nut == VVC_PPS_NUT and pps is None:
+            pps = nal[2:]
+    if sps is None or pps is None:
+        raise ValueError("no VVC SPS/PPS found (not a VTM bitstream?)")
+    b = _Bits(sps)
+    b.u(4)
+    b.u(4)
+    b.u(3)
+    chroma_idc = b.u(2)
+    p = _Bits(pps)
+    p.u(6)
+    p.u(4)
+    p.u(1)
+    pw, ph = p.ue(), p.ue()
+    left = right = top = bottom = 0
+    if p.u(1):
+        left, right, top, bottom = p.ue(), p.ue(), p.ue(), p.ue()
+    sx = 2 if chroma_idc in (1, 2) else 1
+    sy = 2 if chroma_idc == 1 else 1
+    w, h = pw - sx * (left + right), ph - sy * (top + bottom)
+    if pw <= 0 or ph <= 0 or w <= 0 or h <= 0 or pw > 16888 or ph > 16888:
+        raise ValueError(f"implausible picture size {pw}x{ph} (window {w}x{h})")
+    return {"width": w, "height": h, "coded_width": pw, "coded_height": ph,
+            "crop_left": sx * left, "crop_top": sy * top, "chroma_format_idc": chroma_idc}
+
+
+# -- encoder log -------------------------------------------------------------------------------
+_POC_RE = re.compile(
+    r"POC\s+(?P<poc>\d+).*?QP\s+(?P<qp>-?\d+)\s*\)\s+(?P<bits>\d+)\s+bits\s*"
+    r"\[Y\s+(?P<y>[\d.]+)\s+dB\s+U\s+(?P<u>[\d.]+)\s+dB\s+V\s+(?P<v>[\d.]+)\s+dB\]"
+)
+_SUMMARY_RE = re.compile(
+    r"Total Frames\s*\|\s*Bitrate\s+Y-PSNR\s+U-PSNR\s+V-PSNR\s+YUV-PSNR[^\n]*\n\s*(?P<frames>\d+)\s+[a-zA-Z]\s+"
+    r"(?P<kbps>[\d.]+)\s+(?P<y>[\d.]+)\s+(?P<u>[\d.]+)\s+(?P<v>[\d.]+)\s+(?P<yuv>[\d.]+)"
+)
+_BYTES_RE = re.compile(r"Bytes written to file:\s*(\d+)")
+_TIME_RE = re.compile(r"Total Time:\s*([\d.]+)\s*sec\.\s*\[user\]\s*([\d.]+)\s*sec\.\s*\[elapsed\]")
+_VERSION_RE = re.compile(r"VVCSoftware:\s*VTM Encoder Version\s*(\S+)")
+
+
+def parse_encoder_log(text: str) -> dict[str, Any]:
+    """Extract figures from EncoderApp's console output.
+
+    Keys (present when found): ``vtm_bits`` (sum of the per-picture bit
+    counts), ``vtm_qp``, ``vtm_psnr_y``/``_u``/``_v`` (first picture, dB, of
+    the *padded YCbCr* picture, so not comparable to RGB PSNR),
+    ``vtm_pictures``, ``vtm_summary_kbps``, ``vtm_psnr_yuv`` (summary),
+    ``vtm_bytes_written``, ``vtm_user_s``/``vtm_elapsed_s`` and ``vtm_version``.
+    """
+    out: dict[str, Any] = {}
+    pocs = list(_POC_RE.finditer(text))
+    if pocs:
+        out["vtm_pictures"] = len(pocs)
+        out["vtm_bits"] = sum(int(m["bits"]) for m in pocs)
+        first = pocs[0]
+        out["vtm_qp"] = int(first["qp"])
+        out["vtm_psnr_y"], out["vtm_psnr_u"], out["vtm_psnr_v"] = (float(first[k]) for k in ("y", "u", "v"))
+    if m := _SUMMARY_RE.search(text):
+        out["vtm_summary_frames"] = int(m["frames"])
+        out["vtm_summary_kbps"] = float(m["kbps"])
+        out["vtm_psnr_yuv"] = float(m["yuv"])
+    if m := _BYTES_RE.search(text):
+        out["vtm_bytes_written"] = int(m.group(1))
+    if m := _TIME_RE.search(text):
+        out["vtm_user_s"], out["vtm_elapsed_s"] = float(m.group(1)), float(m.group(2))
+    if m := _VERSION_RE.search(text):
+        out["vtm_version"] = m.group(1)
+    return out
+
+
+def vtm_version_text(encoder: str | Path) -> str:
+    """``"VTM <version> sha256:<prefix>"`` from ``EncoderApp --version`` (or the hash alone)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([str(encoder), "--version"], capture_output=True, timeout=30, check=False)
+        text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired):
+        text = ""
+    m = _VERSION_RE.search(text)
+    return f"VTM {m.group(1) if m else '(version unknown)'} sha256:{binary_sha256(encoder)[:12]}"
+
+
+CODECS: list[type[Codec]] = [VtmCodec]
