@@ -1,0 +1,127 @@
+"""Dataset commands: ``cloud3d split``, ``index``, ``verify``, ``stats``.
+
+Thin wrappers over :mod:`cloud3d_dataset.split`, :mod:`~cloud3d_dataset.manifest`,
+:mod:`~cloud3d_dataset.verify` and :mod:`~cloud3d_dataset.stats`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+_MAX_LISTED = 30
+
+
+def _echo_list(title: str, items: list[tuple[str, str]]) -> None:
+    if not items:
+        return
+    click.echo(f"{title} ({len(items)}):", err=True)
+    for path, why in items[:_MAX_LISTED]:
+        click.echo(f"  {path}: {why}", err=True)
+    if len(items) > _MAX_LISTED:
+        click.echo(f"  ... and {len(items) - _MAX_LISTED} more", err=True)
+
+
+@click.command("split")
+@click.argument("raw_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--app", default=None, help="App name (default: capture folder name; needed for plain PNG folders or a capture root with several apps).")
+@click.option("--train", default=800, show_default=True, type=click.IntRange(min=0), help="Training frames per resolution.")
+@click.option("--val", default=100, show_default=True, type=click.IntRange(min=0), help="Validation frames per resolution.")
+@click.option("--test", default=100, show_default=True, type=click.IntRange(min=0), help="Test frames per resolution.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the block shuffle.")
+@click.option("--block", default=None, help="Block length: '10s' (seconds) or '20' (frames). Default 10s with capture times, else 20 frames.")
+@click.option("--guard", default=None, help="Unused gap between splits, same unit as --block. Default: a tenth of the block.")
+@click.option("--resolutions", default=None, help="Output resolutions, e.g. '1080p,720p' (default: every capture folder). Missing ones are resized (Lanczos) from a larger capture.")
+@click.option("--scale-counts", is_flag=True, help="With too few frames, keep the train:val:test ratio on fewer frames instead of failing.")
+@click.option("--copy", is_flag=True, help="Copy files instead of hard-linking them.")
+@click.option("--recompress", is_flag=True, help="Re-encode PNGs at maximum lossless compression (pixels checked).")
+@click.option("--strict", is_flag=True, help="Refuse non-8-bit-RGB frames and mixed sizes instead of converting/skipping.")
+@click.option("--force", is_flag=True, help="Replace this app's splits made with other arguments.")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def split_cmd(raw_dir, out_dir, app, train, val, test, seed, block, guard, resolutions, scale_counts,
+              copy, recompress, strict, force, workers, quiet) -> None:
+    """Package a capture (RAW_DIR) into train/validation/test splits under --out.
+
+    \b
+    RAW_DIR is a capture app folder (RAW/{app}/ with 1080p/720p/native folders
+    and frames.csv), a capture root holding several apps (pick one with --app),
+    or a plain folder of PNGs (name it with --app).
+    Example:  cloud3d split RAW/supertuxkart --out DATASET --seed 1
+    """
+    from cloud3d_dataset.split import build_splits
+
+    r = build_splits(
+        raw_dir, out_dir, app=app, train=train, val=val, test=test, seed=seed, block=block, guard=guard,
+        resolutions=resolutions, scale_counts=scale_counts, copy=copy, recompress=recompress,
+        strict=strict, force=force, workers=workers, progress=not quiet,
+    )
+    if r.noop:
+        click.echo(f"{r.app}: already built in {r.dataset} with these arguments and inputs; nothing to do")
+        return
+    _echo_list("skipped raw files", r.problems)
+    for note in r.notes:
+        click.echo(f"note: {note}", err=True)
+    counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
+    click.echo(
+        f"{r.app}: {counts} frames x {len(r.resolutions)} resolution(s) ({', '.join(r.resolutions)}) "
+        f"-> {r.files} files in {r.dataset} (linked {r.linked}, copied {r.copied}, encoded {r.encoded}); "
+        f"blocks {r.block}, guard {r.guard}"
+    )
+
+
+@click.command("index")
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel readers.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def index_cmd(dataset_dir, workers, quiet) -> None:
+    """Write manifest.csv for an existing dataset in the {split}/{app}-{res}/{n}.png layout."""
+    from cloud3d_dataset.manifest import index_dataset
+
+    df = index_dataset(dataset_dir, workers=workers, progress=not quiet)
+    click.echo(f"indexed {len(df)} images ({df['app'].nunique()} app(s)) -> {dataset_dir}/manifest.csv")
+
+
+@click.command("verify")
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Worker processes (default: CPU count).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
+    """Check every manifest file (exists, size, sha256, decodes) and report extra files.
+
+    Exit status 0 when everything matches, 1 otherwise.
+    """
+    from cloud3d_dataset.verify import verify
+
+    rep = verify(dataset_dir, workers=workers, progress=not quiet)
+    for p in rep.problems:
+        click.echo(f"{p.kind:10s} {p.path}: {p.detail}")
+    if rep.ok:
+        click.echo(f"ok: {rep.checked} files match the manifest, no extra files")
+        return
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(rep.by_kind().items()))
+    click.echo(f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest files ({kinds})", err=True)
+    ctx.exit(1)
+
+
+@click.command("stats")
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
+def stats_cmd(dataset_dir, as_json) -> None:
+    """Images and disk size per split, app and resolution."""
+    from cloud3d_dataset.stats import format_table, stats
+
+    table = stats(dataset_dir)
+    if as_json:
+        click.echo(json.dumps(table.to_dict(orient="records"), indent=1))
+    else:
+        click.echo(format_table(table))
+
+
+def register(group: click.Group) -> None:
+    """Add the dataset commands to the ``cloud3d`` group."""
+    for cmd in (split_cmd, index_cmd, verify_cmd, stats_cmd):
+        group.add_command(cmd)

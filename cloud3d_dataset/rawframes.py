@@ -1,0 +1,444 @@
+"""Reading a raw capture folder: which frames exist, at which resolutions, when captured.
+
+Three input shapes are understood (see :func:`open_capture`):
+
+* a capture **app folder** ``RAW/{app}/`` holding resolution folders
+  (``1080p``, ``720p``, ``native`` or any ``{h}p``) with ``{index:06d}.png``
+  files, plus an optional ``frames.csv`` log (columns used: ``index``,
+  ``capture_time`` in epoch seconds, ``kept``; other columns are ignored;
+  rows with ``kept`` false have no files);
+* a capture **root** ``RAW/`` holding several app folders (``app`` picks one);
+* a **plain folder of PNGs** (one app, named by ``app``); capture order is the
+  file-name order (numeric stems numerically), the resolution comes from the
+  image size (1920x1080 -> ``1080p``, 1280x720 -> ``720p``, else ``{h}p``).
+
+Every candidate file is read once: its SHA-256 is computed and its PNG chunk
+structure checked (signature, every chunk's CRC-32, ``IHDR`` first, ``IEND``
+present) without inflating pixels, so packaging stays at filesystem speed.
+Truncated or corrupted files, non-PNG files and frames missing at one of the
+resolutions are listed as problems and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cloud3d_dataset.files import RESOLUTIONS, Cloud3dError
+from cloud3d_dataset.layout import check_app_name
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_RES_DIR_RE = re.compile(r"^(\d+p|native)$")
+_INDEX_RE = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
+
+#: PNG colour types (IHDR byte 9) by name, for notes.
+_COLOR_TYPES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
+
+
+@dataclass(frozen=True)
+class PngInfo:
+    """What one pass over a PNG file's bytes tells (no pixel decoding).
+
+    ``width``/``height`` in pixels; ``bit_depth`` per sample (1..16);
+    ``color_type`` as in the PNG spec (2 = RGB); ``sha256`` of the file bytes;
+    ``size`` in bytes.
+    """
+
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+    sha256: str
+    size: int
+
+    @property
+    def is_rgb8(self) -> bool:
+        """True for plain 8-bit RGB, the dataset's pixel format."""
+        return self.bit_depth == 8 and self.color_type == 2
+
+    def describe_format(self) -> str:
+        return f"{self.bit_depth}-bit {_COLOR_TYPES.get(self.color_type, f'type {self.color_type}')}"
+
+
+def check_png_bytes(data: bytes) -> tuple[int, int, int, int]:
+    """Validate a PNG's chunk structure; return ``(width, height, bit_depth, color_type)``.
+
+    Raises ``ValueError`` with a short reason if the signature, a chunk CRC,
+    the ``IHDR`` header or the ``IEND`` end marker is wrong or missing.
+    """
+    if data[:8] != _PNG_SIG:
+        raise ValueError("not a PNG (bad signature)")
+    mv = memoryview(data)
+    pos = 8
+    header = None
+    n = len(data)
+    while True:
+        if pos + 12 > n:
+            raise ValueError("truncated (no IEND chunk)")
+        (length,) = struct.unpack_from(">I", data, pos)
+        ctype = bytes(mv[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise ValueError(f"truncated inside chunk {ctype.decode('latin-1')!r}")
+        crc = zlib.crc32(mv[pos + 4 : pos + 8 + length])
+        (stored,) = struct.unpack_from(">I", data, pos + 8 + length)
+        if crc != stored:
+            raise ValueError(f"CRC mismatch in chunk {ctype.decode('latin-1')!r} (corrupt bytes)")
+        if header is None:
+            if ctype != b"IHDR" or length != 13:
+                raise ValueError("first chunk is not IHDR")
+            w, h, depth, color = struct.unpack_from(">IIBB", data, pos + 8)
+            if w == 0 or h == 0:
+                raise ValueError("zero width or height")
+            header = (int(w), int(h), int(depth), int(color))
+        if ctype == b"IEND":
+            return header
+        pos = end
+
+
+def inspect_png(path: str | os.PathLike) -> PngInfo:
+    """Read a file once: SHA-256 plus :func:`check_png_bytes`. Raises ``ValueError``/``OSError``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    w, h, depth, color = check_png_bytes(data)
+    return PngInfo(w, h, depth, color, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def resolution_name(width: int, height: int) -> str:
+    """Name a frame size: the :data:`RESOLUTIONS` name if it is one, else ``"{height}p"``."""
+    for name, size in RESOLUTIONS.items():
+        if size == (width, height):
+            return name
+    return f"{height}p"
+
+
+@dataclass
+class Frame:
+    """One captured frame: its capture index and time, and its file at each source folder."""
+
+    index: int
+    capture_time: float  # epoch seconds, NaN when unknown
+    files: dict[str, Path] = field(default_factory=dict)  # source folder name -> file
+    info: dict[str, PngInfo] = field(default_factory=dict)
+
+
+@dataclass
+class Capture:
+    """A raw capture of one app, after inspection.
+
+    ``frames`` are the usable frames in capture order; ``sources`` maps each
+    source folder name (``1080p``, ``native``, ``plain``...) to its frame size
+    ``(width, height)``; ``problems`` lists ``(path, reason)`` for every file
+    or frame that was skipped; ``notes`` are informational lines.
+    """
+
+    app: str
+    root: Path
+    kind: str  # "app-folder" | "plain-folder"
+    frames: list[Frame]
+    sources: dict[str, tuple[int, int]]
+    problems: list[tuple[str, str]]
+    notes: list[str]
+    fingerprint: str
+
+    @property
+    def has_times(self) -> bool:
+        return bool(self.frames) and all(math.isfinite(f.capture_time) for f in self.frames)
+
+
+def _is_app_folder(p: Path) -> bool:
+    if (p / "frames.csv").is_file():
+        return True
+    return any(c.is_dir() and _RES_DIR_RE.match(c.name) for c in p.iterdir())
+
+
+def _numeric_key(name: str) -> tuple:
+    stem = name.rsplit(".", 1)[0]
+    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+
+
+def locate(raw_dir: str | os.PathLike, app: str | None) -> tuple[Path, str, str]:
+    """Decide what ``raw_dir`` is; return ``(folder, app_name, kind)``.
+
+    ``kind`` is ``"app-folder"`` or ``"plain-folder"``. Raises
+    :class:`Cloud3dError` when the folder is missing, empty, or a capture root
+    with several apps and no ``app`` given.
+    """
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        raise Cloud3dError(f"raw capture folder not found: {raw}")
+    if _is_app_folder(raw):
+        name = app or raw.resolve().name
+        return raw, _checked_app(name, raw), "app-folder"
+    subapps = sorted(c.name for c in raw.iterdir() if c.is_dir() and not c.name.startswith(".") and _is_app_folder(c))
+    if subapps:
+        if app is None:
+            if len(subapps) == 1:
+                return raw / subapps[0], _checked_app(subapps[0], raw), "app-folder"
+            raise Cloud3dError(
+                f"{raw} holds captures of several apps ({', '.join(subapps)}): choose one with --app"
+            )
+        if app not in subapps:
+            raise Cloud3dError(f"no capture of app {app!r} in {raw} (found: {', '.join(subapps)})")
+        return raw / app, _checked_app(app, raw), "app-folder"
+    if any(c.is_file() and c.suffix.lower() == ".png" for c in raw.iterdir()):
+        if app is None:
+            raise Cloud3dError(f"{raw} is a plain folder of PNGs: name its app with --app NAME")
+        return raw, _checked_app(app, raw), "plain-folder"
+    raise Cloud3dError(
+        f"{raw} holds no capture: expected resolution folders (1080p/720p/native) with frames.csv, "
+        "app folders of those, or PNG files"
+    )
+
+
+def _checked_app(name: str, raw: Path) -> str:
+    try:
+        return check_app_name(name)
+    except ValueError as exc:
+        raise Cloud3dError(f"{exc} (folder {raw}); give a valid name with --app") from None
+
+
+def _truthy(v) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "y", "t")
+    try:
+        return bool(v) and not (isinstance(v, float) and math.isnan(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_frames_csv(path: Path) -> dict[int, float] | None:
+    """Kept frame indices -> capture time (NaN if unknown), from ``frames.csv``."""
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise Cloud3dError(f"cannot read {path}: {exc}; fix or remove it") from None
+    if "index" not in df.columns:
+        raise Cloud3dError(f"{path} has no 'index' column; fix or remove it")
+    if "kept" in df.columns:
+        df = df[[_truthy(v) for v in df["kept"]]]
+    times = (
+        pd.to_numeric(df["capture_time"], errors="coerce")
+        if "capture_time" in df.columns
+        else pd.Series(float("nan"), index=df.index)
+    )
+    out: dict[int, float] = {}
+    for idx, t in zip(df["index"], times, strict=True):
+        try:
+            out[int(idx)] = float(t)
+        except (TypeError, ValueError):
+            raise Cloud3dError(f"{path}: bad frame index {idx!r}") from None
+    return out
+
+
+def _fingerprint(paths: list[Path], extra: bytes = b"") -> str:
+    h = hashlib.sha256(extra)
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Listing:
+    """The files of one app's capture, listed but not yet read (cheap: directory scans only)."""
+
+    folder: Path
+    app: str
+    kind: str
+    per_source: dict[str, dict[int, Path]]  # source folder -> capture index -> file
+    times: dict[int, float] | None  # from frames.csv (kept rows only), None without it
+    notes: list[str]
+    fingerprint: str  # changes when any listed file, frames.csv or the folder changes
+
+
+def list_capture(raw_dir: str | os.PathLike, app: str | None = None, sources: list[str] | None = None) -> Listing:
+    """List one app's capture files (see :func:`locate`); ``sources`` limits the folders read."""
+    folder, app_name, kind = locate(raw_dir, app)
+    notes: list[str] = []
+    times: dict[int, float] | None = None
+    per_source: dict[str, dict[int, Path]] = {}
+    if kind == "plain-folder":
+        pngs = sorted(
+            (c for c in folder.iterdir() if c.is_file() and c.suffix.lower() == ".png"),
+            key=lambda c: _numeric_key(c.name),
+        )
+        per_source["plain"] = {i: p for i, p in enumerate(pngs)}
+        notes.append("plain folder: capture order = file-name order; no capture times")
+        csv_bytes = b""
+    else:
+        csv_path = folder / "frames.csv"
+        times = _read_frames_csv(csv_path)
+        csv_bytes = csv_path.read_bytes() if csv_path.is_file() else b""
+        for d in sorted(folder.iterdir()):
+            if not (d.is_dir() and _RES_DIR_RE.match(d.name)):
+                continue
+            if sources is not None and d.name not in sources:
+                continue
+            files: dict[int, Path] = {}
+            for f in d.iterdir():
+                m = _INDEX_RE.match(f.name)
+                if m and f.is_file():
+                    files[int(m.group(1))] = f
+            per_source[d.name] = files
+        if not per_source:
+            raise Cloud3dError(f"{folder} has no resolution folders (1080p, 720p, native or {{h}}p) with PNGs")
+    all_paths = sorted(p for files in per_source.values() for p in files.values())
+    fingerprint = _fingerprint(all_paths, csv_bytes + str(folder.resolve()).encode())
+    return Listing(folder, app_name, kind, per_source, times, notes, fingerprint)
+
+
+def source_folders(raw_dir: str | os.PathLike, app: str | None = None) -> list[str]:
+    """Names of the resolution folders of a capture (``["plain"]`` for a plain folder)."""
+    folder, _, kind = locate(raw_dir, app)
+    if kind == "plain-folder":
+        return ["plain"]
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and _RES_DIR_RE.match(d.name))
+
+
+def open_capture(
+    raw_dir: str | os.PathLike | Listing,
+    app: str | None = None,
+    sources: list[str] | None = None,
+    strict: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Capture:
+    """Find, read and check every frame of one app's capture.
+
+    ``raw_dir`` may be a :class:`Listing` from :func:`list_capture`.
+    ``sources`` limits which resolution folders are read (``None`` = all).
+    Frames whose file is unreadable, corrupt, or missing in one of the read
+    folders are dropped and listed in ``problems``. Within one folder all
+    frames must share a size: frames of a minority size are dropped and
+    reported (``strict=True`` makes that an error). Non-8-bit-RGB frames are
+    kept (converted later) unless ``strict``, which refuses them.
+    """
+    from tqdm import tqdm
+
+    listing = raw_dir if isinstance(raw_dir, Listing) else list_capture(raw_dir, app, sources)
+    folder, app_name, kind = listing.folder, listing.app, listing.kind
+    per_source, times, fingerprint = listing.per_source, listing.times, listing.fingerprint
+    problems: list[tuple[str, str]] = []
+    notes: list[str] = list(listing.notes)
+
+    # Which frame indices are candidates: the kept rows of frames.csv, else every file seen.
+    if times is not None:
+        candidates = sorted(times)
+        for src, files in per_source.items():
+            extra = sorted(set(files) - set(times))
+            if extra:
+                notes.append(f"{src}: {len(extra)} PNG file(s) not kept in frames.csv ignored")
+    else:
+        candidates = sorted(set().union(*[set(f) for f in per_source.values()]))
+    frames: dict[int, Frame] = {}
+    for i in candidates:
+        t = times.get(i, float("nan")) if times is not None else float("nan")
+        fr = Frame(index=i, capture_time=t)
+        missing = [src for src, files in per_source.items() if i not in files]
+        if missing:
+            for src in missing:
+                problems.append((str(folder / src / f"{i:06d}.png"), "missing (frame skipped at every resolution)"))
+            continue
+        fr.files = {src: files[i] for src, files in per_source.items()}
+        frames[i] = fr
+
+    jobs = [(i, src, p) for i, fr in frames.items() for src, p in fr.files.items()]
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+
+    def _inspect(job):
+        i, src, p = job
+        try:
+            return job, inspect_png(p), None
+        except (OSError, ValueError) as exc:
+            return job, None, str(exc)
+
+    bad: set[int] = set()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for (i, src, p), info, err in tqdm(
+            pool.map(_inspect, jobs), total=len(jobs), desc=f"read {app_name}", unit="img", disable=not progress
+        ):
+            if err is not None:
+                problems.append((str(p), f"unreadable or corrupt: {err} (skipped)"))
+                bad.add(i)
+            else:
+                frames[i].info[src] = info
+
+    # One size per source folder: the most common one; others reported.
+    source_sizes: dict[str, tuple[int, int]] = {}
+    for src in per_source:
+        counts: dict[tuple[int, int], int] = {}
+        for i, fr in frames.items():
+            if i in bad:
+                continue
+            inf = fr.info[src]
+            counts[(inf.width, inf.height)] = counts.get((inf.width, inf.height), 0) + 1
+        if not counts:
+            continue
+        size = max(counts, key=lambda s: (counts[s], s))
+        source_sizes[src] = size
+        if len(counts) > 1:
+            listing = ", ".join(f"{w}x{h}: {c}" for (w, h), c in sorted(counts.items()))
+            msg = f"mixed resolutions in {folder / src} ({listing})"
+            if strict:
+                raise Cloud3dError(msg + "; move the odd-sized frames out (or drop --strict to skip them)")
+            notes.append(msg + f"; frames not {size[0]}x{size[1]} are skipped")
+            for i, fr in frames.items():
+                inf = fr.info.get(src)
+                if i not in bad and inf is not None and (inf.width, inf.height) != size:
+                    problems.append((str(fr.files[src]), f"size {inf.width}x{inf.height} differs from the folder's {size[0]}x{size[1]} (skipped)"))
+                    bad.add(i)
+        expect = RESOLUTIONS.get(src)
+        m = re.match(r"^(\d+)p$", src)
+        if expect is not None and size != expect:
+            raise Cloud3dError(
+                f"{folder / src} holds {size[0]}x{size[1]} frames, not {expect[0]}x{expect[1]}: "
+                "rename the folder (e.g. to native) or fix the capture"
+            )
+        if expect is None and m and size[1] != int(m.group(1)):
+            raise Cloud3dError(f"{folder / src} holds {size[0]}x{size[1]} frames, not {src} high: rename the folder")
+
+    # Pixel format: 8-bit RGB is linked as is; others are converted (noted) or refused.
+    odd: dict[str, int] = {}
+    for i, fr in frames.items():
+        if i in bad:
+            continue
+        for inf in fr.info.values():
+            if not inf.is_rgb8:
+                odd[inf.describe_format()] = odd.get(inf.describe_format(), 0) + 1
+    if odd:
+        listing = ", ".join(f"{k}: {v}" for k, v in sorted(odd.items()))
+        if strict:
+            raise Cloud3dError(
+                f"{folder} has frames that are not 8-bit RGB ({listing}); drop --strict to convert them"
+            )
+        notes.append(f"converted to 8-bit RGB (alpha dropped, 16-bit scaled by 1/257): {listing}")
+
+    usable = [fr for i, fr in sorted(frames.items()) if i not in bad]
+    if kind == "plain-folder" and "plain" in source_sizes:
+        name = resolution_name(*source_sizes["plain"])
+        source_sizes = {name: source_sizes["plain"]}
+        for fr in usable:
+            fr.files = {name: fr.files["plain"]}
+            fr.info = {name: fr.info["plain"]}
+    return Capture(
+        app=app_name,
+        root=folder,
+        kind=kind,
+        frames=usable,
+        sources=source_sizes,
+        problems=problems,
+        notes=notes,
+        fingerprint=fingerprint,
+    )

@@ -1,0 +1,135 @@
+"""``verify``: check a dataset against its manifest, file by file.
+
+For every manifest row: the file exists, its path follows the layout
+(``{split}/{app}-{res}/{source_index}.png``), its size in bytes and SHA-256
+match, and it decodes fully as an 8-bit RGB PNG of the recorded width and
+height. Files under the split folders that the manifest does not list are
+reported as extra. Work runs in a process pool (SHA-256 + PNG decode per
+file) with a progress bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloud3d_dataset.layout import image_relpath, scan_layout
+from cloud3d_dataset.manifest import load_manifest
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one file: ``kind`` is ``missing``, ``size``, ``sha256``,
+    ``decode``, ``dimensions``, ``format``, ``layout`` or ``extra``."""
+
+    path: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    """Result of :func:`verify`: ``checked`` manifest rows, ``problems`` found (empty = all good)."""
+
+    dataset: Path
+    checked: int
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.problems:
+            out[p.kind] = out.get(p.kind, 0) + 1
+        return out
+
+
+def _check_one(job: tuple[str, str, int, str, int, int]) -> list[Problem]:
+    """Worker: check one file (``(abspath, relpath, bytes, sha256, width, height)``)."""
+    from PIL import Image
+
+    path, rel, nbytes, sha, w, h = job
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return [Problem(rel, "missing", "file listed in the manifest does not exist")]
+    except OSError as exc:
+        return [Problem(rel, "missing", f"cannot read: {exc}")]
+    out = []
+    if len(data) != nbytes:
+        out.append(Problem(rel, "size", f"{len(data)} bytes, manifest says {nbytes}"))
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha:
+        out.append(Problem(rel, "sha256", f"sha256 {digest[:12]}..., manifest says {sha[:12]}..."))
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, mode, size = im.format, im.mode, im.size
+            im.load()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
+        out.append(Problem(rel, "decode", f"does not decode as an image: {exc}"))
+        return out
+    if fmt != "PNG":
+        out.append(Problem(rel, "format", f"{fmt} file, expected PNG"))
+    elif mode != "RGB" or (len(data) > 24 and data[24] != 8):
+        out.append(Problem(rel, "format", f"PNG mode {mode} (bit depth {data[24]}), expected 8-bit RGB"))
+    if size != (w, h):
+        out.append(Problem(rel, "dimensions", f"{size[0]}x{size[1]}, manifest says {w}x{h}"))
+    return out
+
+
+def verify(
+    dataset_dir: str | os.PathLike, workers: int | None = None, progress: bool = True
+) -> VerifyReport:
+    """Check every file of a dataset against ``manifest.csv``; see the module docstring.
+
+    Raises :class:`~cloud3d_dataset.files.Cloud3dError` only when the dataset or its
+    manifest cannot be read; problems with files are returned in the report.
+    """
+    from tqdm import tqdm
+
+    root = Path(dataset_dir)
+    df = load_manifest(root)
+    report = VerifyReport(dataset=root, checked=len(df))
+    for row in df.itertuples(index=False):
+        try:
+            expect = image_relpath(row.split, row.app, row.resolution, row.source_index)
+        except ValueError as exc:
+            report.problems.append(Problem(row.path, "layout", str(exc)))
+            continue
+        if row.path != expect:
+            report.problems.append(Problem(row.path, "layout", f"expected path {expect} for this row"))
+    jobs = [
+        (str(root / r.path), r.path, int(r.bytes), r.sha256, int(r.width), int(r.height))
+        for r in df.itertuples(index=False)
+    ]
+    nworkers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    chunk = max(1, min(64, len(jobs) // (nworkers * 8) or 1))
+    if nworkers == 1:
+        results = map(_check_one, jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=nworkers)
+        results = pool.map(_check_one, jobs, chunksize=chunk)
+    try:
+        for probs in tqdm(results, total=len(jobs), desc="verify", unit="img", disable=not progress):
+            report.problems.extend(probs)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    listed = set(df["path"])
+    images, extras = scan_layout(root)
+    for _group, _n, p in images:
+        rel = p.relative_to(root).as_posix()
+        if rel not in listed:
+            report.problems.append(Problem(rel, "extra", "file not in the manifest"))
+    for p in extras:
+        report.problems.append(Problem(p.relative_to(root).as_posix(), "extra", "file does not fit the layout"))
+    report.problems.sort(key=lambda p: (p.path, p.kind))
+    return report
