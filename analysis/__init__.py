@@ -1,1 +1,30 @@
-"""analysis stage of cloud3d."""
+"""analysis stage of cloud3d: per-image entropy/complexity measures vs a natural-photo reference.
+
+Public API (imported lazily so ``cloud3d --help`` stays fast)::
+
+    from analysis import image_measures, measure_folder, compare, plot_density, run_entropy
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "MEASURES": "analysis.measures",
+    "image_measures": "analysis.measures",
+    "measure_folder": "analysis.folder",
+    "compare": "analysis.compare",
+    "plot_density": "analysis.plots",
+    "plot_density_panels": "analysis.plots",
+    "plot_box": "analysis.plots",
+    "run_entropy": "analysis.pipeline",
+    "STANDIN_NAME": "analysis.reference",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -1,0 +1,297 @@
+"""Measure many images in parallel, with a resumable SQLite cache keyed by content hash.
+
+Cache file: ``<cache_dir>/measures.sqlite`` (plain SQLite, no pickled data):
+
+``measures(sha256, version, luma, width, height, note, entropy_luma,
+entropy_rgb_mean, entropy_gradient, si)``
+    one row per distinct image content; primary key
+    ``(sha256, version, luma)`` where ``version`` is
+    :data:`analysis.measures.MEASURES_VERSION`.
+``files(path, size, mtime_ns, sha256)``
+    remembers the hash of reference files that have no manifest, so an
+    unchanged file (same size and modification time) is not read again.
+
+Results are committed in small batches while the work runs, so an
+interrupted run keeps what it finished and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.measures import MEASURES, MEASURES_VERSION, image_measures
+from cloud3d_dataset.files import Cloud3dError, sha256_file
+
+#: File extensions treated as images in a reference folder (case-insensitive).
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif"}
+)
+
+CACHE_NAME = "measures.sqlite"
+
+_COLS = ("width", "height", "note", *MEASURES)
+
+
+class MeasureCache:
+    """Per-image results in SQLite, keyed by ``(sha256, MEASURES_VERSION, luma)``."""
+
+    def __init__(self, cache_dir: str | os.PathLike):
+        self.path = Path(cache_dir) / CACHE_NAME
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            cols = ", ".join(f"{m} REAL" for m in MEASURES)
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS measures (sha256 TEXT NOT NULL, version TEXT NOT NULL, "
+                f"luma TEXT NOT NULL, width INTEGER, height INTEGER, note TEXT, {cols}, "
+                "PRIMARY KEY (sha256, version, luma))"
+            )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                "mtime_ns INTEGER, sha256 TEXT)"
+            )
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise Cloud3dError(
+                f"cannot use the measures cache {self.path}: {exc}; delete that file to start afresh"
+            ) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> MeasureCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get_many(self, shas: Iterable[str], luma: str) -> dict[str, dict]:
+        """Cached results for the given hashes (missing ones are absent from the dict)."""
+        want = list(dict.fromkeys(shas))
+        out: dict[str, dict] = {}
+        names = ", ".join(_COLS)
+        for i in range(0, len(want), 500):
+            chunk = want[i : i + 500]
+            q = (
+                f"SELECT sha256, {names} FROM measures WHERE version=? AND luma=? "
+                f"AND sha256 IN ({','.join('?' * len(chunk))})"
+            )
+            for row in self.db.execute(q, (MEASURES_VERSION, luma, *chunk)):
+                out[row[0]] = dict(zip(_COLS, row[1:], strict=True))
+        return out
+
+    def put_many(self, items: Sequence[tuple[str, dict]], luma: str) -> None:
+        """Store ``(sha256, result)`` pairs and commit."""
+        names = ", ".join(_COLS)
+        q = (
+            f"INSERT OR REPLACE INTO measures (sha256, version, luma, {names}) "
+            f"VALUES (?, ?, ?, {', '.join('?' * len(_COLS))})"
+        )
+        self.db.executemany(
+            q, [(sha, MEASURES_VERSION, luma, *(r[c] for c in _COLS)) for sha, r in items]
+        )
+        self.db.commit()
+
+    def file_sha(self, path: Path) -> str:
+        """SHA-256 of ``path``, read from the ``files`` table when size and mtime are unchanged."""
+        st = path.stat()
+        key = str(path.resolve())
+        row = self.db.execute(
+            "SELECT size, mtime_ns, sha256 FROM files WHERE path=?", (key,)
+        ).fetchone()
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return row[2]
+        sha = sha256_file(path)
+        self.db.execute(
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+            (key, st.st_size, st.st_mtime_ns, sha),
+        )
+        return sha
+
+    def commit(self) -> None:
+        self.db.commit()
+
+
+@dataclass
+class MeasureStats:
+    """What a :func:`measure_paths` call did."""
+
+    computed: int = 0  #: images decoded and measured in this call
+    cached: int = 0  #: images answered from the cache without reading them
+    corrupt: list[tuple[str, str]] = field(default_factory=list)  #: (path, message)
+
+
+def _task(args: tuple[str, str]) -> tuple[str, dict | None, str | None]:
+    """Worker: measure one file. Returns (path, result or None, error message or None)."""
+    path, luma = args
+    try:
+        return path, image_measures(path, luma=luma), None
+    except Cloud3dError as exc:
+        return path, None, str(exc)
+    except (OSError, ValueError, MemoryError) as exc:
+        return path, None, f"cannot measure {path}: {exc}"
+
+
+def default_workers() -> int:
+    """One worker process per CPU core available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def measure_paths(
+    paths: Sequence[str | os.PathLike],
+    sha256s: Sequence[str],
+    cache: MeasureCache,
+    luma: str = "bt601",
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "measure",
+) -> tuple[pd.DataFrame, MeasureStats]:
+    """Measures of every file, from the cache where possible, else decoded in worker processes.
+
+    ``sha256s[i]`` is the content hash of ``paths[i]`` (from the manifest or
+    :meth:`MeasureCache.file_sha`); files sharing a hash are measured once.
+    Returns a DataFrame with one row per input path that could be measured
+    (columns ``path``, ``sha256``, ``width``, ``height``, ``note`` and the
+    :data:`MEASURES`), and the stats, whose ``corrupt`` lists files that
+    could not be decoded.
+    """
+    from tqdm import tqdm
+
+    paths = [str(p) for p in paths]
+    if len(paths) != len(sha256s):
+        raise ValueError("paths and sha256s differ in length")
+    known = cache.get_many(sha256s, luma)
+    stats = MeasureStats(cached=sum(1 for s in sha256s if s in known))
+    todo: dict[str, str] = {}  # sha -> first path with that content
+    for p, s in zip(paths, sha256s, strict=True):
+        if s not in known and s not in todo:
+            todo[s] = p
+    path_sha = {p: s for s, p in todo.items()}
+    failed: dict[str, str] = {}  # sha -> message
+    tasks = [(p, luma) for p in todo.values()]
+    workers = max(1, workers or default_workers())
+    pending: list[tuple[str, dict]] = []
+    last_commit = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_commit
+        if pending:
+            cache.put_many(pending, luma)
+            pending.clear()
+        last_commit = time.monotonic()
+
+    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress or not tasks)
+    pool = None
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            results = map(_task, tasks)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            results = pool.imap_unordered(
+                _task, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers)))
+            )
+        for path, res, err in results:
+            sha = path_sha[path]
+            if err is not None:
+                failed[sha] = err
+            else:
+                known[sha] = res
+                pending.append((sha, res))
+                stats.computed += 1
+            bar.update(1)
+            if len(pending) >= 64 or time.monotonic() - last_commit > 2.0:
+                flush()
+        flush()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        bar.close()
+        try:
+            flush()  # keep finished work on Ctrl-C too
+        except sqlite3.Error:
+            pass
+    rows = []
+    for p, s in zip(paths, sha256s, strict=True):
+        if s in known:
+            rows.append({"path": p, "sha256": s, **known[s]})
+        else:
+            stats.corrupt.append((p, failed.get(s, "not measured")))
+    df = pd.DataFrame(rows, columns=["path", "sha256", *_COLS])
+    return df, stats
+
+
+def list_images(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """Image files under ``folder`` (recursive, sorted) and the other files skipped.
+
+    A file is an image when its extension is in :data:`IMAGE_EXTENSIONS`;
+    hidden files and folders (names starting with ``.``) are ignored.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise Cloud3dError(f"reference folder not found: {root}")
+    images: list[Path] = []
+    skipped: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = Path(dirpath) / name
+            (images if p.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(p)
+    return sorted(images), sorted(skipped)
+
+
+def measure_folder(
+    folder: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    luma: str = "bt601",
+    workers: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Measures of every image under ``folder`` (e.g. DIV2K_train_HR).
+
+    Returns one row per decodable image: ``path`` (relative to ``folder``,
+    POSIX), ``sha256``, ``width``, ``height``, ``note`` and the
+    :data:`MEASURES`. ``df.attrs`` holds ``skipped`` (non-image files,
+    relative paths), ``corrupt`` (``(path, message)`` pairs),
+    ``computed`` and ``cached`` counts. Results are cached in
+    ``cache_dir`` (default ``<folder>/.cloud3d-cache``). Raises
+    :class:`Cloud3dError` if the folder holds no image.
+    """
+    root = Path(folder)
+    images, skipped = list_images(root)
+    if not images:
+        raise Cloud3dError(
+            f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
+            f"{len(skipped)} other file(s) skipped)"
+        )
+    with MeasureCache(cache_dir or root / ".cloud3d-cache") as cache:
+        shas = []
+        for p in images:
+            try:
+                shas.append(cache.file_sha(p))
+            except OSError as exc:
+                raise Cloud3dError(f"cannot read {p}: {exc.strerror or exc}") from None
+        cache.commit()
+        df, stats = measure_paths(
+            images, shas, cache, luma=luma, workers=workers, progress=progress, desc="reference"
+        )
+    df["path"] = [Path(p).relative_to(root).as_posix() for p in df["path"]]
+    df.attrs["skipped"] = [p.relative_to(root).as_posix() for p in skipped]
+    df.attrs["corrupt"] = [(Path(p).relative_to(root).as_posix(), m) for p, m in stats.corrupt]
+    df.attrs["computed"] = stats.computed
+    df.attrs["cached"] = stats.cached
+    return df
