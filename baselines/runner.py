@@ -103,7 +103,11 @@ def plan_tasks(
     keep: str | None = None,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """One task dict per (image row, spec, quality); ``images`` are manifest rows with ``abspath``."""
+    """One task dict per (image row, spec, quality); ``images`` are manifest rows with ``abspath``.
+
+    Byte-identical images (same sha256) give the same result key, so they are
+    planned once: the row carries the first path, and means are over distinct images.
+    """
     codecs: list[tuple[CodecSpec, Codec, str, dict]] = []
     for spec in specs:
         codec = spec.make()
@@ -114,11 +118,16 @@ def plan_tasks(
             raise Cloud3dError(f"codec {spec.cls.name} is not available here: {exc}") from None
         codecs.append((spec, codec, version, prov))
     tasks = []
+    seen: set[tuple[str, str, str, str]] = set()
     for img in images:
         for spec, codec, version, _prov in codecs:
             qp = spec.cls.quality
             for q in spec.qualities:
                 params = canonical_json({"options": codec.options, qp.name: q})
+                key = (img["sha256"], spec.cls.name, version, params)
+                if key in seen:
+                    continue  # byte-identical image already planned (first path wins)
+                seen.add(key)
                 tasks.append(
                     {
                         "image_sha256": img["sha256"],
@@ -273,6 +282,10 @@ def _in_main_thread() -> bool:
 def _worker_init() -> None:  # pragma: no cover - runs in worker processes
     # Ctrl-C goes to the whole process group; the main process alone decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # one pool process per core: keep torch (MS-SSIM) and OpenMP codecs single-threaded
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,0 +1,289 @@
+"""The bench runner on real PNG datasets, real codecs, a real process pool and SQLite.
+
+Besides the registry codecs (jpeg, webp) this module defines small real test
+codecs (``CODECS`` below) that a subprocess can plug into the registry, so the
+CLI's resume and Ctrl-C behaviour is exercised with tasks slow enough to be
+interrupted mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_game_like_frame
+
+from baselines.codecs.base import Codec, CodecError, QualityParam
+from baselines.codecs.registry import CodecSpec
+from baselines.runner import run_bench
+from baselines.store import ResultsStore
+from cloud3d_dataset.files import Cloud3dError, read_png_rgb, write_png
+from cloud3d_dataset.manifest import index_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+H, W = 168, 176  # >= 161 px so MS-SSIM uses all five scales
+
+
+# -- real test codecs --------------------------------------------------------------------------
+class QuantZlibCodec(Codec):
+    """Lossy: drop the ``bits`` low bits of every sample, then zlib the raw array."""
+
+    name = "test-quant"
+    description = "quantise + zlib (test codec)"
+    quality = QualityParam("bits", "low bits dropped per sample", 0, 7, default_sweep=(1, 3))
+    options_defaults = {"sleep": 0.0, "fail_marker": -1}
+
+    def version(self) -> str:
+        return f"zlib {zlib.ZLIB_VERSION}"
+
+    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
+        if self.options["fail_marker"] >= 0 and int(rgb[0, 0, 0]) == self.options["fail_marker"]:
+            raise CodecError(f"refusing image whose first red sample is {self.options['fail_marker']}")
+        if self.options["sleep"]:
+            time.sleep(self.options["sleep"])
+        b = int(quality)
+        q = (rgb >> b) << b
+        if b:
+            q = q + (1 << (b - 1))
+        head = np.array([rgb.shape[0], rgb.shape[1]], dtype=">u4").tobytes()
+        return head + zlib.compress(q.astype(np.uint8).tobytes(), 6)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        h, w = np.frombuffer(data[:8], dtype=">u4")
+        return np.frombuffer(zlib.decompress(data[8:]), dtype=np.uint8).reshape(int(h), int(w), 3).copy()
+
+
+CODECS = [QuantZlibCodec]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def make_dataset(root: Path, apps=("alpha", "beta"), n: int = 3, h: int = H, w: int = W) -> Path:
+    for a, app in enumerate(apps):
+        for i in range(n):
+            write_png(root / "test" / f"{app}-720p" / f"{i}.png", make_game_like_frame(h, w, 10 * a + i, i / n))
+    write_png(root / "train" / f"{apps[0]}-720p" / "99.png", make_game_like_frame(h, w, 99))
+    index_dataset(root, progress=False)
+    return root
+
+
+def rows(path: Path) -> list[dict]:
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    out = [dict(r) for r in con.execute("SELECT * FROM results ORDER BY id")]
+    con.close()
+    return out
+
+
+def spec(**opts) -> CodecSpec:
+    return CodecSpec(cls=QuantZlibCodec, options=opts, qualities=[1, 3])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    d = (a.astype(float) - b.astype(float)) ** 2
+    return 10 * np.log10(255**2 / d.mean())
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    return make_dataset(tmp_path / "ds")
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_local_run_metrics_and_resume(dataset, tmp_path):
+    res = tmp_path / "r.sqlite"
+    s = run_bench(dataset, [spec()], res, workers=2, progress=False, keep=tmp_path / "keep")
+    assert (s.total, s.ok, s.failed, s.skipped) == (12, 12, 0, 0)
+    got = rows(res)
+    assert len(got) == 12 and {r["split"] for r in got} == {"test"}
+    for r in got:
+        ref = read_png_rgb(dataset / r["relpath"])
+        kept_stream = next((tmp_path / "keep").rglob(Path(r["relpath"]).stem + ".bin"), None)
+        assert kept_stream is not None
+        # independent recomputation: bpp from the bitstream, PSNR from the kept reconstruction
+        b = int(r["quality"])
+        rec = QuantZlibCodec().decode(QuantZlibCodec().encode(ref, b))
+        assert r["bytes"] == len(QuantZlibCodec().encode(ref, b))
+        assert r["bpp"] == pytest.approx(8 * r["bytes"] / (W * H))
+        assert r["psnr_rgb"] == pytest.approx(psnr(ref, rec), abs=1e-9)
+        assert 0 < r["ms_ssim"] < 1 and r["status"] == "ok" and r["error"] is None
+        assert r["width"] == W and r["height"] == H and r["host"]
+    kept = sorted((tmp_path / "keep").rglob("*.rec.png"))
+    assert len(kept) == 12 and read_png_rgb(kept[0]).shape == (H, W, 3)
+    # resume: nothing recomputed, nothing duplicated
+    s2 = run_bench(dataset, [spec()], res, workers=2, progress=False)
+    assert (s2.ok, s2.skipped) == (0, 12)
+    assert rows(res) == got
+    with ResultsStore(res, readonly=True) as st:
+        runs = st.runs()
+    assert len(runs) == 2 and runs["machine"].iloc[0]["cores"] == os.cpu_count()
+    assert runs["summary"].iloc[1]["skipped"] == 12
+
+
+def test_failing_image_and_corrupt_png_recorded(dataset, tmp_path):
+    # one image trips the codec; another is a truncated PNG (indexed from its header only)
+    img = read_png_rgb(dataset / "test/beta-720p/1.png")
+    img[0, 0, 0] = 7
+    write_png(dataset / "test/beta-720p/1.png", img)
+    full = (dataset / "test/alpha-720p/2.png").read_bytes()
+    (dataset / "test/alpha-720p/2.png").write_bytes(full[: len(full) // 2])
+    index_dataset(dataset, progress=False)
+    res = tmp_path / "r.sqlite"
+    s = run_bench(dataset, [spec(fail_marker=7)], res, workers=2, progress=False)
+    assert (s.ok, s.failed) == (8, 4)
+    failed = [r for r in rows(res) if r["status"] == "failed"]
+    assert {r["relpath"] for r in failed} == {"test/beta-720p/1.png", "test/alpha-720p/2.png"}
+    errs = {r["relpath"]: r["error"] for r in failed}
+    assert "refusing image" in errs["test/beta-720p/1.png"]
+    assert "corrupt or truncated" in errs["test/alpha-720p/2.png"]
+    assert all(r["bytes"] is None for r in failed)
+    # failed tasks are retried (and fail again), unless told not to
+    ids = {r["id"] for r in failed}
+    s2 = run_bench(dataset, [spec(fail_marker=7)], res, workers=1, progress=False, retry_failed=False)
+    assert (s2.ok, s2.failed, s2.skipped) == (0, 0, 12)
+    s3 = run_bench(dataset, [spec(fail_marker=7)], res, workers=1, progress=False)
+    assert (s3.ok, s3.failed, s3.skipped) == (0, 4, 8)
+    assert len(rows(res)) == 12 and {r["id"] for r in rows(res) if r["status"] == "failed"} == ids
+
+
+def test_timeout_recorded_and_run_continues(dataset, tmp_path):
+    res = tmp_path / "r.sqlite"
+    sp = CodecSpec(cls=QuantZlibCodec, options={"sleep": 20.0}, qualities=[2])
+    t0 = time.monotonic()
+    s = run_bench(dataset, [sp], res, workers=2, progress=False, timeout=0.5, apps=["alpha"], limit=2)
+    assert time.monotonic() - t0 < 15
+    assert (s.failed, s.timeouts) == (2, 2)
+    assert all(r["error"].startswith("timeout") for r in rows(res))
+
+
+def test_spec_validation_before_any_work(dataset, tmp_path):
+    res = tmp_path / "r.sqlite"
+    with pytest.raises(Cloud3dError, match="unknown codec 'nope'; known codecs: .*jpeg"):
+        run_bench(dataset, ["nope:q=1"], res)
+    with pytest.raises(Cloud3dError, match=r"q=500 out of range 1\.\.100"):
+        run_bench(dataset, ["jpeg:q=20,500"], res)
+    with pytest.raises(Cloud3dError, match="no --codec"):
+        run_bench(dataset, [], res)
+    assert not res.exists()
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "CLOUD3D_BPG_DIR": str(tmp_path / "none")}
+    p = subprocess.run(
+        [sys.executable, "-m", "cloud3d_dataset.cli", "bench", str(dataset), "--codec", "jpeg:q=50",
+         "--codec", "bpg:qp=30", "--results", str(res)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert p.returncode == 1
+    assert "error: codec bpg is not available here" in p.stderr and "bpgenc" in p.stderr
+    assert not res.exists()
+
+
+def test_cli_real_codecs_corrupt_png_exit_code(dataset, tmp_path):
+    full = (dataset / "test/beta-720p/0.png").read_bytes()
+    (dataset / "test/beta-720p/0.png").write_bytes(full[: len(full) - 200])
+    index_dataset(dataset, progress=False)
+    res = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "cloud3d_dataset.cli", "bench", str(dataset), "--codec", "jpeg:q=30,70",
+           "--codec", "webp:q=50", "--results", str(res), "--workers", "2", "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 1, p.stderr
+    assert "15 ok, 3 failed" in p.stdout and "test/beta-720p/0.png" in p.stderr
+    got = rows(res)
+    assert len(got) == 18
+    for r in got:
+        if r["status"] != "ok":
+            continue
+        ref = read_png_rgb(dataset / r["relpath"])
+        assert r["codec_version"].startswith("Pillow")
+        assert r["bpp"] == pytest.approx(8 * r["bytes"] / (W * H))
+        assert 20 < r["psnr_rgb"] < 60 and r["mse"] == pytest.approx(255**2 / 10 ** (r["psnr_rgb"] / 10))
+        assert ref.shape == (H, W, 3)
+
+
+def _plugin_cmd(args: list[str]) -> list[str]:
+    code = (
+        "import sys; sys.path.insert(0, {tests!r});"
+        "import baselines.codecs.registry as r; r.CODEC_MODULES += ('test_runner',);"
+        "from cloud3d_dataset.cli import main; main({args!r})"
+    ).format(tests=str(ROOT / "tests"), args=args)
+    return [sys.executable, "-c", code]
+
+
+def _wait_rows(res: Path, n: int, proc: subprocess.Popen, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if res.exists():
+            try:
+                con = sqlite3.connect(res)
+                k = con.execute("SELECT count(*) FROM results").fetchone()[0]
+                con.close()
+                if k >= n:
+                    return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("bench made no progress")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_killed_run_resumes_without_duplicates(dataset, tmp_path, sig):
+    res = tmp_path / "r.sqlite"
+    args = ["bench", str(dataset), "--codec", "test-quant:bits=1,2,3,4;sleep=0.25", "--results", str(res),
+            "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(_plugin_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_rows(res, 4, proc)
+        os.killpg(proc.pid, sig)  # like Ctrl-C in a terminal: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    before = {r["id"]: r for r in rows(res)}
+    assert 4 <= len(before) < 24
+    p = subprocess.run(_plugin_cmd(args), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert f"{24 - len(before)} ok, 0 failed, {len(before)} already done, 24 tasks" in p.stdout
+    after = rows(res)
+    assert len(after) == 24
+    keys = {(r["image_sha256"], r["codec"], r["codec_version"], r["params"]) for r in after}
+    assert len(keys) == 24
+    for r in after:  # finished rows were not recomputed
+        if r["id"] in before:
+            assert r == before[r["id"]]
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_matches_local_pool(dataset, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    specs = ["jpeg:q=40,80", "webp:q=60"]
+    local = tmp_path / "local.sqlite"
+    s1 = run_bench(dataset, specs, local, workers=2, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as cluster:
+        dask_res = tmp_path / "dask.sqlite"
+        s2 = run_bench(dataset, specs, dask_res, scheduler=cluster.scheduler_address, progress=False)
+        sent = tmp_path / "sent.sqlite"
+        s3 = run_bench(dataset, ["jpeg:q=40"], sent, scheduler=cluster.scheduler_address, progress=False,
+                       send_images=True)
+    assert s1.ok == s2.ok == 18 and s3.ok == 6 and s1.failed == s2.failed == 0
+    cols = ("image_sha256", "codec", "codec_version", "params", "bytes", "bpp", "psnr_rgb", "ms_ssim", "relpath")
+
+    def table(p):
+        return sorted(tuple(r[c] for c in cols) for r in rows(p))
+
+    assert table(local) == table(dask_res)
+    assert set(table(sent)) <= set(table(local))
