@@ -469,6 +469,11 @@ def build_splits(
                         notes[note] = notes.get(note, 0) + 1
             result.notes.extend(f"{note}: {k} file(s)" for note, k in sorted(notes.items()))
         result.files = len(rows)
+    except Cloud3dError as exc:
+        raise Cloud3dError(
+            f"{exc}; fix or remove that frame and re-run (nothing was added to {root}; "
+            f"finished files are kept in {staging})"
+        ) from None
     except OSError as exc:
         raise Cloud3dError(
             describe_os_error(exc) + f" (partial work kept in {staging}; re-run the same command to resume)"
