@@ -1,0 +1,105 @@
+"""cloud3d verify / index / stats on a small real dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud3d_dataset.files import Cloud3dError
+from cloud3d_dataset.manifest import load_manifest
+from cloud3d_dataset.split import build_splits
+from cloud3d_dataset.stats import stats
+from cloud3d_dataset.synthcapture import write_synthetic_capture
+from cloud3d_dataset.verify import verify
+
+
+@pytest.fixture()
+def dataset(tmp_path) -> Path:
+    raw = tmp_path / "RAW"
+    write_synthetic_capture(raw, "kart", 60, {"36p": (64, 36)}, fps=2.0, seed=1)
+    write_synthetic_capture(raw, "quake", 60, {"36p": (64, 36), "72p": (128, 72)}, fps=2.0, seed=2)
+    ds = tmp_path / "DS"
+    for app in ("kart", "quake"):  # copies: damaging a file must not touch the raw capture
+        build_splits(raw, ds, app=app, train=30, val=6, test=6, block=8, guard=1, copy=True,
+                     progress=False)
+    return ds
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_verify_clean_dataset(dataset):
+    rep = verify(dataset, workers=2, progress=False)
+    assert rep.ok and rep.checked == 42 * 3
+    p = _cli("verify", str(dataset), "--quiet")
+    assert p.returncode == 0 and "ok: 126 files" in p.stdout
+
+
+def test_verify_catches_flip_truncation_missing_extra(dataset):
+    df = load_manifest(dataset)
+    flipped, truncated, missing = (dataset / p for p in df["path"].iloc[[0, 50, 100]])
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    missing.unlink()
+    extra = dataset / "train" / "kart-36p" / "9999.png"
+    extra.write_bytes(flipped.read_bytes())
+    stray = dataset / "test" / "kart-36p" / "notes.txt"
+    stray.write_text("hi")
+
+    rep = verify(dataset, workers=2, progress=False)
+    assert not rep.ok
+    kinds: dict[str, set[str]] = {}
+    for p in rep.problems:
+        kinds.setdefault(p.path, set()).add(p.kind)
+    rel = lambda p: p.relative_to(dataset).as_posix()  # noqa: E731
+    assert "sha256" in kinds[rel(flipped)] and "size" not in kinds[rel(flipped)]
+    assert {"size", "sha256", "decode"} <= kinds[rel(truncated)]
+    assert kinds[rel(missing)] == {"missing"}
+    assert kinds[rel(extra)] == {"extra"} and kinds[rel(stray)] == {"extra"}
+    assert len(kinds) == 5  # nothing else flagged
+
+    p = _cli("verify", str(dataset), "--quiet", "--workers", "2")
+    assert p.returncode == 1
+    for f in (flipped, truncated, missing, extra, stray):
+        assert rel(f) in p.stdout
+    assert "FAILED" in p.stderr and "missing 1" in p.stderr
+
+
+def test_index_rebuilds_manifest_for_existing_layout(dataset):
+    original = load_manifest(dataset)
+    (dataset / "manifest.csv").unlink()
+    with pytest.raises(Cloud3dError, match="cloud3d index"):
+        verify(dataset, progress=False)
+    p = _cli("index", str(dataset), "--quiet")
+    assert p.returncode == 0, p.stderr
+    rebuilt = load_manifest(dataset)
+    cols = ["split", "app", "resolution", "path", "width", "height", "bytes", "sha256", "source_index"]
+    assert rebuilt[cols].equals(original[cols])
+    assert verify(dataset, progress=False).ok
+
+
+def test_stats_table_and_json(dataset):
+    t = stats(dataset)
+    body = t[t["split"] != "total"]
+    assert len(body) == 3 * 3  # splits x (kart-36p, quake-36p, quake-72p)
+    got = {(r.split, r.app, r.resolution): r.images for r in body.itertuples()}
+    assert got[("train", "quake", "72p")] == 30 and got[("test", "kart", "36p")] == 6
+    df = load_manifest(dataset)
+    total = t[t["split"] == "total"].iloc[0]
+    assert total["images"] == len(df) and total["bytes"] == df["bytes"].sum()
+    p = _cli("stats", str(dataset), "--json")
+    assert p.returncode == 0
+    recs = json.loads(p.stdout)
+    assert recs[-1]["split"] == "total" and recs[-1]["images"] == 126
+    p = _cli("stats", str(dataset))
+    assert "validation" in p.stdout and "quake" in p.stdout
+    p = _cli("stats", str(dataset.parent / "nope"))
+    assert p.returncode == 1 and "not found" in p.stderr
