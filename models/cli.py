@@ -1,0 +1,132 @@
+"""``cloud3d compress``, ``cloud3d decompress`` and ``cloud3d train`` (heavy imports inside)."""
+
+from __future__ import annotations
+
+import click
+
+from cloud3d_dataset.files import Cloud3dError
+
+#: lambdas used by the reference paper (Sec. 4), MSE distortion
+PAPER_LAMBDAS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
+
+
+def _tile(value: str) -> int | str:
+    if value == "whole":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise Cloud3dError(f"--tile must be 'whole' or an integer, got {value!r}") from None
+
+
+@click.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint (.pt) from `cloud3d train`.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Bitstream file to write (.c3d).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
+              show_default=True)
+@click.option("--tile", default="whole", show_default=True,
+              help="'whole' frame, or tiles of N pixels (a multiple of the model's stride).")
+@click.option("--coder", default="ans", type=click.Choice(["ans", "lzma"]), show_default=True,
+              help="ans: learned entropy model + rANS; lzma: same symbols with LZMA (ablation).")
+@click.option("--fp16", is_flag=True, help="Run the transforms in float16 (CUDA only).")
+def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
+    """Compress IMAGE (PNG or any Pillow format) to a .c3d bitstream.
+
+    Grayscale, palette and 16-bit images are converted to 8-bit RGB; alpha is dropped.
+    Any size works (padded to the model's stride, cropped back on decode).
+    """
+    from cloud3d_dataset.files import atomic_write_bytes, read_image_rgb
+    from models.checkpoint import load_checkpoint
+    from models.codec import compress_image_timed
+
+    rgb, note = read_image_rgb(image)
+    if note:
+        click.echo(f"note: {image}: {note}", err=True)
+    model, _ = load_checkpoint(checkpoint)
+    r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16)
+    atomic_write_bytes(output, r.data)
+    h, w = rgb.shape[:2]
+    click.echo(
+        f"{output}: {len(r.data)} bytes, {8 * len(r.data) / (w * h):.4f} bpp, {w}x{h}, "
+        f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
+        f"entropy coding {r.entropy_s * 1e3:.1f} ms"
+    )
+
+
+@click.command()
+@click.argument("stream", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="The checkpoint used to compress (its weights hash is checked).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
+              show_default=True)
+@click.option("--fp16", is_flag=True, help="Run the synthesis in float16 (CUDA only).")
+def decompress(stream, output, checkpoint, device, fp16) -> None:
+    """Decode a .c3d STREAM to a PNG."""
+    from pathlib import Path
+
+    from cloud3d_dataset.files import describe_os_error, write_png
+    from models.checkpoint import load_checkpoint
+    from models.codec import decompress_image_timed
+
+    try:
+        data = Path(stream).read_bytes()
+    except OSError as exc:
+        raise Cloud3dError(describe_os_error(exc, stream)) from None
+    model, _ = load_checkpoint(checkpoint)
+    r = decompress_image_timed(model, data, device=device, fp16=fp16, source=str(stream))
+    write_png(output, r.rgb)
+    h, w = r.rgb.shape[:2]
+    click.echo(f"{output}: {w}x{h}, network {r.network_s * 1e3:.1f} ms, "
+               f"entropy decoding {r.entropy_s * 1e3:.1f} ms")
+
+
+@click.command()
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("--app", required=True, help="Application to train on, or 'all' for a general model.")
+@click.option("--arch", default="c2f-small-pruned", show_default=True,
+              help="Architecture (c2f-{large,medium,small,xsmall}[-pruned], mbt2018-mean, ...).")
+@click.option("--lambda", "lmbda", default=0.01, type=float, show_default=True,
+              help="Rate-distortion trade-off: loss = lambda*255^2*MSE + bpp. Paper: "
+                   + ", ".join(f"{v:g}" for v in PAPER_LAMBDAS))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--steps", default=100_000, show_default=True, type=int)
+@click.option("--batch", default=8, show_default=True, type=int)
+@click.option("--crop", default=256, show_default=True, type=int, help="Random crop side (px).")
+@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
+              show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
+@click.option("--val-every", default=1000, show_default=True, type=int)
+@click.option("--val-images", default=20, show_default=True, type=int,
+              help="Validation frames used (full frames of the validation split).")
+@click.option("--resolution", type=click.Choice(["720p", "1080p"]), default=None,
+              help="Only frames of this resolution (default: both).")
+@click.option("--workers", default=2, show_default=True, type=int, help="Data-loader processes.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def train(dataset_dir, app, arch, lmbda, out, steps, batch, crop, lr, device, resume,
+          val_every, val_images, resolution, workers, seed) -> None:
+    """Train a learned codec on DATASET_DIR's train split (best.pt, last.pt, log.csv in --out)."""
+    from models.train import TrainConfig
+    from models.train import train as run
+
+    if lmbda <= 0:
+        raise Cloud3dError("--lambda must be positive")
+    cfg = TrainConfig(dataset=dataset_dir, out=out, app=app, arch=arch, lmbda=lmbda, steps=steps,
+                      batch=batch, crop=crop, lr=lr, device=device, resume=resume,
+                      val_every=val_every, val_images=val_images, resolution=resolution,
+                      workers=workers, seed=seed)
+    res = run(cfg)
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in res.items())
+    click.echo(f"{out}: {shown}")
+
+
+def register(group: click.Group) -> None:
+    """Add ``compress``, ``decompress`` and ``train`` to the ``cloud3d`` group."""
+    for cmd in (compress, decompress, train):
+        group.add_command(cmd)
