@@ -94,9 +94,7 @@ def entropy_cmd(
         luma=luma,
         progress=not quiet,
         plots=not no_plots,
-        command=["cloud3d", *sys.argv[1:]]
-        if sys.argv and sys.argv[0].endswith("cloud3d")
-        else sys.argv,
+        command=["cloud3d", *sys.argv[1:]],
     )
     for path, msg in res.corrupt:
         click.echo(f"warning: skipped corrupt image {path}: {msg}", err=True)
