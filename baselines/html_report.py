@@ -88,7 +88,7 @@ def table_html(df: pd.DataFrame, max_rows: int = 400) -> str:
     """A pandas DataFrame as an escaped HTML table (text columns left-aligned)."""
     if df.empty:
         return '<p class="note">(empty)</p>'
-    text_cols = {c for c in df.columns if df[c].dtype == object}
+    text_cols = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
     head = "".join(f'<th class="{"t" if c in text_cols else ""}">{_e(c)}</th>' for c in df.columns)
     body = []
     for _, r in df.head(max_rows).iterrows():
@@ -141,18 +141,24 @@ def _entropy_section(out: Path, entropy: str | os.PathLike | None) -> str:
         return f'<p class="missing">Entropy folder not found: {_e(src)}</p>'
     parts: list[str] = []
     figs_dir = src / "figures"
-    found = []
-    for pattern in ENTROPY_FIGURE_GLOBS:
-        found += sorted(figs_dir.glob(pattern)) if figs_dir.is_dir() else []
+    found: list[Path] = []
+    if figs_dir.is_dir():
+        for pattern in ENTROPY_FIGURE_GLOBS:
+            found += [f for f in sorted(figs_dir.glob(pattern)) if f not in found]
+    # the paper's Fig. 3 (luma entropy density) first, then the summary table, then the rest
+    found.sort(key=lambda f: f.name != "density_entropy_luma.png")
+    figures = []
     if found:
         dest = out / "entropy"
         dest.mkdir(parents=True, exist_ok=True)
-        for f in dict.fromkeys(found):
+        for f in found:
             target = dest / f.name
             shutil.copyfile(f, target)
-            parts.append(_figure(out, target, f.stem.replace("_", " ")))
+            figures.append(_figure(out, target, f.stem.replace("_", " ")))
+        parts.append(figures[0])
     else:
-        parts.append(f'<p class="missing">No entropy figures in {_e(figs_dir)} (expected figures/density_&lt;measure&gt;.png).</p>')
+        parts.append(f'<p class="missing">No entropy figures in {_e(figs_dir)} '
+                     "(expected figures/density_&lt;measure&gt;.png).</p>")
     summary = src / "summary.csv"
     if summary.is_file():
         try:
@@ -161,6 +167,8 @@ def _entropy_section(out: Path, entropy: str | os.PathLike | None) -> str:
             parts.append(f'<p class="missing">cannot read {_e(summary)}: {_e(exc)}</p>')
     else:
         parts.append(f'<p class="missing">No summary.csv in {_e(src)}.</p>')
+    if len(figures) > 1:
+        parts.append("<h3>More entropy figures</h3>" + "\n".join(figures[1:]))
     per_image = src / "per_image.csv"
     if per_image.is_file():
         (out / "entropy").mkdir(parents=True, exist_ok=True)

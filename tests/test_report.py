@@ -1,0 +1,187 @@
+"""Reports from a real bench run: CSV content, figures, CompressAI JSON, index.html links and rendering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from test_runner import make_dataset
+
+from baselines.runner import run_bench
+from baselines.store import ResultsStore
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for k in ("href", "src"):
+            if a.get(k):
+                self.links.append(a[k])
+        if a.get("id"):
+            self.ids.append(a["id"])
+
+
+def page_links(index: Path) -> _Links:
+    p = _Links()
+    p.feed(index.read_text(encoding="utf-8"))
+    return p
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A dataset with one truncated PNG, a bench run (jpeg, webp) and a real entropy analysis."""
+    tmp = tmp_path_factory.mktemp("study")
+    ds = make_dataset(tmp / "ds")
+    full = (ds / "test/beta-720p/2.png").read_bytes()
+    (ds / "test/beta-720p/2.png").write_bytes(full[:300])
+    from cloud3d_dataset.manifest import index_dataset
+
+    index_dataset(ds, progress=False)
+    res = tmp / "r.sqlite"
+    s = run_bench(ds, ["jpeg:q=30,60,90", "webp:q=30,60,90"], res, workers=2, progress=False,
+                  command="cloud3d bench ds --codec jpeg:q=30,60,90 --codec webp:q=30,60,90")
+    assert (s.ok, s.failed) == (30, 6)
+    from analysis.pipeline import run_entropy
+
+    ent = tmp / "entropy"
+    run_entropy(ds, None, ent, progress=False)
+    out = tmp / "report"
+    p = subprocess.run(
+        [sys.executable, "-m", "cloud3d_dataset.cli", "report", str(res), "--out", str(out), "--anchor", "jpeg",
+         "--dataset", str(ds), "--entropy", str(ent), "--title", "Test study"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert str(out / "index.html") in p.stdout
+    return {"ds": ds, "res": res, "out": out, "ent": ent, "tmp": tmp}
+
+
+def test_tables(study):
+    out, res = study["out"], study["res"]
+    per_image = pd.read_csv(out / "per_image.csv")
+    with ResultsStore(res, readonly=True) as st:
+        stored = st.results()
+    assert len(per_image) == len(stored) == 36
+    assert (per_image["status"] == "failed").sum() == 6
+    assert per_image.loc[per_image["status"] == "failed", "relpath"].eq("test/beta-720p/2.png").all()
+    pq = pd.read_csv(out / "per_quality.csv")
+    assert len(pq) == 2 * 3 * 2  # codecs x qualities x apps
+    ok = per_image[per_image["status"] == "ok"]
+    for _, r in pq.iterrows():
+        g = ok[(ok["codec_label"] == r["codec_label"]) & (ok["quality"] == r["quality"]) & (ok["app"] == r["app"])]
+        assert r["n"] == len(g) == (3 if r["app"] == "alpha" else 2)
+        assert r["mean_bpp"] == pytest.approx(g["bpp"].mean())
+        assert r["mean_psnr"] == pytest.approx(g["psnr_rgb"].mean())
+        assert r["psnr_of_mean_mse"] == pytest.approx(10 * np.log10(255**2 / g["mse"].mean()))
+        assert r["psnr_of_mean_mse"] <= r["mean_psnr"] + 1e-9
+        assert r["ms_ssim_db"] == pytest.approx(-10 * np.log10(1 - g["ms_ssim"].mean()))
+        assert r["encode_median_s"] == pytest.approx(g["encode_s"].median())
+    bd = pd.read_csv(out / "bd_rate.csv")
+    assert sorted(bd["app"]) == ["alpha", "beta"] and set(bd["codec"]) == {"webp"}
+    assert set(bd["anchor"]) == {"jpeg"}
+    for _, r in bd.iterrows():
+        if pd.isna(r["bd_rate_pct"]):
+            assert isinstance(r["reason"], str) and r["reason"]
+        else:
+            assert -100 < r["bd_rate_pct"] < 500
+    timing = pd.read_csv(out / "timing.csv")
+    assert sorted(timing["codec"]) == ["jpeg", "webp"] and set(timing["n"]) == {15}
+    assert (timing["encode_mean_s"] > 0).all() and timing["cpu_model"].notna().all()
+
+
+def test_figures_and_compressai_json(study):
+    out = study["out"]
+    for app in ("alpha", "beta"):
+        for m in ("psnr", "msssim"):
+            png = out / f"rd_{app}-720p_{m}.png"
+            with Image.open(png) as im:
+                im.verify()
+            with Image.open(png) as im:
+                assert im.format == "PNG" and im.size[0] > 300
+            assert (out / f"rd_{app}-720p_{m}.svg").read_text().lstrip().startswith("<?xml")
+    for label in ("jpeg", "webp"):
+        d = json.loads((out / "compressai" / f"{label}.json").read_text())
+        assert d["name"] == label and d["description"]
+        r = d["results"]
+        assert len(r["bpp"]) == len(r["psnr-rgb"]) == len(r["ms-ssim-rgb"]) == len(r["encoding_time"]) == 3
+        assert r["bpp"] == sorted(r["bpp"]) and all(20 < p < 80 for p in r["psnr-rgb"])
+        assert len(r["ms-ssim-rgb-db"]) == 3 and len(r["decoding_time"]) == 3
+        per_app = json.loads((out / "compressai" / "beta-720p" / f"{label}.json").read_text())
+        assert per_app["results"]["bpp"] != r["bpp"]
+
+
+def test_index_html_links_and_sections(study):
+    out = study["out"]
+    index = out / "index.html"
+    text = index.read_text(encoding="utf-8")
+    links = page_links(index)
+    assert links.links, "no links"
+    for link in links.links:
+        if link.startswith("#"):
+            assert link[1:] in links.ids
+            continue
+        assert "://" not in link and not link.startswith("/"), link  # relative, no network
+        assert (out / link).is_file(), link
+    srcs = [lk for lk in links.links if lk.endswith(".png")]
+    assert any(s.startswith("entropy/density_") for s in srcs)
+    assert "rd_alpha-720p_psnr.png" in srcs and "rd_beta-720p_msssim.png" in srcs
+    assert "Test study" in text and "@media print" in text
+    assert "cloud3d bench ds --codec jpeg:q=30,60,90" in text  # the exact command from the runs table
+    assert "Pillow" in text and "logical cores" in text  # versions and machine
+    assert "BD-rate against jpeg" in text and "PCHIP" in text
+    # dataset summary from the manifest: 2 apps x 3 test images + 1 train image
+    assert '<td class="t">alpha</td>' in text and "7 images" in text
+    assert "Failed tasks (6)" in text
+
+
+def test_missing_entropy_and_bad_anchor(study, tmp_path):
+    from baselines.report import write_report
+    from cloud3d_dataset.files import Cloud3dError
+
+    files = write_report(study["res"], tmp_path / "r2", entropy=tmp_path / "nope")
+    text = files["index"].read_text()
+    assert "Entropy folder not found" in text
+    assert "BD-rate against jpeg" in text  # default anchor: jpeg is the first preferred one present
+    assert "manifest.csv" in text  # dataset found from the results' dataset path
+    with pytest.raises(Cloud3dError, match="anchor codec 'bpg' has no results; codecs in this store: jpeg, webp"):
+        write_report(study["res"], tmp_path / "r3", anchor="bpg")
+    p = subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", "report", str(tmp_path / "x.sqlite"),
+                        "--out", str(tmp_path / "r4")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "error: results file not found" in p.stderr
+
+
+def _render(index: Path, tmp: Path) -> str:
+    p = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp / 'chrome'}",
+         "--virtual-time-budget=5000", "--dump-dom", index.as_uri()],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_chromium_renders_with_no_missing_resources(study, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(study["out"], out)
+    dom = _render(out / "index.html", tmp_path)
+    assert 'data-broken-images="0"' in dom and "Rate-distortion curves" in dom
+    # the check can fail: remove one figure and the page reports it
+    (out / "rd_alpha-720p_psnr.png").unlink()
+    dom = _render(out / "index.html", tmp_path)
+    assert 'data-broken-images="1"' in dom and "rd_alpha-720p_psnr.png" in dom
