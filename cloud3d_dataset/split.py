@@ -148,7 +148,8 @@ def _spans(block: str | int | Span | None, guard: str | int | Span | None, has_t
     )
     if b.unit == "s" and not has_times:
         raise Cloud3dError(
-            f"--block {b} is in seconds but the capture has no capture times (no frames.csv): "
+            f"--block {b} is in seconds but capture times are unknown (no frames.csv, or frames "
+            "without a capture_time): "
             "give a frame count, e.g. --block 20"
         )
     if guard is None:
