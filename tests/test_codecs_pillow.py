@@ -101,6 +101,8 @@ def test_hevc_intra_defaults_to_444_and_honours_options(frames):
     fast = get_codec_class("hevc-intra")(subsampling="420", preset="ultrafast")
     assert pillow_heif.open_heif(io.BytesIO(fast.encode(rgb, 50))).info["chroma"] == 420
     assert "x265" in codec.version() and "preset=medium" in codec.version()
+    pooled = get_codec_class("hevc-intra")(threads=0)  # x265's own threading: same coding tools, valid stream
+    assert pooled.decode(pooled.encode(rgb, 50)).shape == rgb.shape
 
 
 def test_version_and_provenance_name_the_library():

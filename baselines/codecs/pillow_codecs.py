@@ -111,8 +111,8 @@ class PngCodec(PillowCodec):
     name = "png"
     description = "PNG via Pillow/zlib (lossless sanity check)"
     quality = QualityParam(
-        "level", "zlib compression level (0 = store, 9 = smallest; image is always lossless)", 0, 9,
-        higher_is_better=False, default_sweep=(6,),
+        "level", "zlib compression level (0 = store, 9 = smallest file; image is always lossless)", 0, 9,
+        default_sweep=(6,),
     )
     lossless = True
     pil_format = "PNG"
