@@ -41,7 +41,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1000, help="frames per app (default 1000)")
     ap.add_argument("--workers", type=int, default=None, help="workers (default: CPU count)")
     ap.add_argument("--copy", action="store_true", help="also time packaging with copies")
-    ap.add_argument("--workdir", default=None, help="scratch folder (default: a temp folder, removed)")
+    ap.add_argument(
+        "--workdir", default=None, help="scratch folder (default: a temp folder, removed)"
+    )
     args = ap.parse_args()
 
     base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="split_bench-"))
@@ -51,8 +53,10 @@ def main() -> None:
         for i, app in enumerate(APPS):
             write_synthetic_capture(raw, app, args.frames, SIZES, fps=2.0, seed=i)
         n_files = len(APPS) * len(SIZES) * args.frames
-        print(f"wrote {n_files} raw PNGs ({len(APPS)} apps x {len(SIZES)} res x {args.frames}) "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"wrote {n_files} raw PNGs ({len(APPS)} apps x {len(SIZES)} res x {args.frames}) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         test = max(1, args.frames // 10)
         counts = {"train": args.frames - 2 * test, "val": test, "test": test}
         runs = [("link", False)] + ([("copy", True)] if args.copy else [])
@@ -62,8 +66,17 @@ def main() -> None:
             t0 = time.perf_counter()
             total = 0
             for app in APPS:
-                r = build_splits(raw, ds, app=app, **counts, block=10, guard=0, copy=copy,
-                                 workers=args.workers, progress=False)
+                r = build_splits(
+                    raw,
+                    ds,
+                    app=app,
+                    **counts,
+                    block=10,
+                    guard=0,
+                    copy=copy,
+                    workers=args.workers,
+                    progress=False,
+                )
                 total += r.files
             dt = time.perf_counter() - t0
             print(f"package ({label}): {total} files in {dt:.2f} s = {total / dt:,.0f} files/s")
@@ -71,8 +84,12 @@ def main() -> None:
         rep = verify(ds, workers=args.workers, progress=False)
         dt = time.perf_counter() - t0
         status = "ok" if rep.ok else f"{len(rep.problems)} problems"
-        print(f"verify: {rep.checked} files in {dt:.2f} s = {rep.checked / dt:,.0f} files/s ({status})")
-        print(f"machine: {os.cpu_count()} CPUs; warm page cache; timings on a shared machine are noisy")
+        print(
+            f"verify: {rep.checked} files in {dt:.2f} s = {rep.checked / dt:,.0f} files/s ({status})"
+        )
+        print(
+            f"machine: {os.cpu_count()} CPUs; warm page cache; timings on a shared machine are noisy"
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(base, ignore_errors=True)

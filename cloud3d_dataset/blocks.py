@@ -65,7 +65,9 @@ def parse_span(text: str | int | float | Span) -> Span:
         return Span(float(text), "frames")
     m = _SPEC_RE.match(str(text))
     if not m:
-        raise Cloud3dError(f"bad length {text!r}: use seconds like '10s' or a frame count like '50'")
+        raise Cloud3dError(
+            f"bad length {text!r}: use seconds like '10s' or a frame count like '50'"
+        )
     value = float(m.group(1))
     unit = "s" if (m.group(2) or "f").lower().startswith("s") else "frames"
     if unit == "frames" and value != int(value):
@@ -121,7 +123,9 @@ def assign(
     ``counts`` maps each split name to its exact frame count.
     """
     n = len(times)
-    coord = np.asarray(times, dtype=np.float64) if block.unit == "s" else np.arange(n, dtype=np.float64)
+    coord = (
+        np.asarray(times, dtype=np.float64) if block.unit == "s" else np.arange(n, dtype=np.float64)
+    )
     blocks = make_blocks(coord, block)
     g = float(guard.value)
     split_of = np.full(n, -1, dtype=np.int8)

@@ -25,24 +25,94 @@ def _echo_list(title: str, items: list[tuple[str, str]]) -> None:
 
 @click.command("split")
 @click.argument("raw_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
-@click.option("--app", default=None, help="App name (default: capture folder name; needed for plain PNG folders or a capture root with several apps).")
-@click.option("--train", default=800, show_default=True, type=click.IntRange(min=0), help="Training frames per resolution.")
-@click.option("--val", default=100, show_default=True, type=click.IntRange(min=0), help="Validation frames per resolution.")
-@click.option("--test", default=100, show_default=True, type=click.IntRange(min=0), help="Test frames per resolution.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder."
+)
+@click.option(
+    "--app",
+    default=None,
+    help="App name (default: capture folder name; needed for plain PNG folders or a capture root with several apps).",
+)
+@click.option(
+    "--train",
+    default=800,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Training frames per resolution.",
+)
+@click.option(
+    "--val",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Validation frames per resolution.",
+)
+@click.option(
+    "--test",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Test frames per resolution.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the block shuffle.")
-@click.option("--block", default=None, help="Block length: '10s' (seconds) or '20' (frames). Default 10s with capture times, else 20 frames.")
-@click.option("--guard", default=None, help="Unused gap between splits, same unit as --block. Default: a tenth of the block.")
-@click.option("--resolutions", default=None, help="Output resolutions, e.g. '1080p,720p' (default: every capture folder). Missing ones are resized (Lanczos) from a larger capture.")
-@click.option("--scale-counts", is_flag=True, help="With too few frames, keep the train:val:test ratio on fewer frames instead of failing.")
+@click.option(
+    "--block",
+    default=None,
+    help="Block length: '10s' (seconds) or '20' (frames). Default 10s with capture times, else 20 frames.",
+)
+@click.option(
+    "--guard",
+    default=None,
+    help="Unused gap between splits, same unit as --block. Default: a tenth of the block.",
+)
+@click.option(
+    "--resolutions",
+    default=None,
+    help="Output resolutions, e.g. '1080p,720p' (default: every capture folder). Missing ones are resized (Lanczos) from a larger capture.",
+)
+@click.option(
+    "--scale-counts",
+    is_flag=True,
+    help="With too few frames, keep the train:val:test ratio on fewer frames instead of failing.",
+)
 @click.option("--copy", is_flag=True, help="Copy files instead of hard-linking them.")
-@click.option("--recompress", is_flag=True, help="Re-encode PNGs at maximum lossless compression (pixels checked).")
-@click.option("--strict", is_flag=True, help="Refuse non-8-bit-RGB frames and mixed sizes instead of converting/skipping.")
+@click.option(
+    "--recompress",
+    is_flag=True,
+    help="Re-encode PNGs at maximum lossless compression (pixels checked).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse non-8-bit-RGB frames and mixed sizes instead of converting/skipping.",
+)
 @click.option("--force", is_flag=True, help="Replace this app's splits made with other arguments.")
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Parallel workers (default: CPU count).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def split_cmd(raw_dir, out_dir, app, train, val, test, seed, block, guard, resolutions, scale_counts,
-              copy, recompress, strict, force, workers, quiet) -> None:
+def split_cmd(
+    raw_dir,
+    out_dir,
+    app,
+    train,
+    val,
+    test,
+    seed,
+    block,
+    guard,
+    resolutions,
+    scale_counts,
+    copy,
+    recompress,
+    strict,
+    force,
+    workers,
+    quiet,
+) -> None:
     """Package a capture (RAW_DIR) into train/validation/test splits under --out.
 
     \b
@@ -54,12 +124,28 @@ def split_cmd(raw_dir, out_dir, app, train, val, test, seed, block, guard, resol
     from cloud3d_dataset.split import build_splits
 
     r = build_splits(
-        raw_dir, out_dir, app=app, train=train, val=val, test=test, seed=seed, block=block, guard=guard,
-        resolutions=resolutions, scale_counts=scale_counts, copy=copy, recompress=recompress,
-        strict=strict, force=force, workers=workers, progress=not quiet,
+        raw_dir,
+        out_dir,
+        app=app,
+        train=train,
+        val=val,
+        test=test,
+        seed=seed,
+        block=block,
+        guard=guard,
+        resolutions=resolutions,
+        scale_counts=scale_counts,
+        copy=copy,
+        recompress=recompress,
+        strict=strict,
+        force=force,
+        workers=workers,
+        progress=not quiet,
     )
     if r.noop:
-        click.echo(f"{r.app}: already built in {r.dataset} with these arguments and inputs; nothing to do")
+        click.echo(
+            f"{r.app}: already built in {r.dataset} with these arguments and inputs; nothing to do"
+        )
         return
     _echo_list("skipped raw files", r.problems)
     for note in r.notes:
@@ -81,12 +167,19 @@ def index_cmd(dataset_dir, workers, quiet) -> None:
     from cloud3d_dataset.manifest import index_dataset
 
     df = index_dataset(dataset_dir, workers=workers, progress=not quiet)
-    click.echo(f"indexed {len(df)} images ({df['app'].nunique()} app(s)) -> {dataset_dir}/manifest.csv")
+    click.echo(
+        f"indexed {len(df)} images ({df['app'].nunique()} app(s)) -> {dataset_dir}/manifest.csv"
+    )
 
 
 @click.command("verify")
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="Worker processes (default: CPU count).")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Worker processes (default: CPU count).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
@@ -103,7 +196,10 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
         click.echo(f"ok: {rep.checked} files match the manifest, no extra files")
         return
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(rep.by_kind().items()))
-    click.echo(f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest files ({kinds})", err=True)
+    click.echo(
+        f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest files ({kinds})",
+        err=True,
+    )
     ctx.exit(1)
 
 

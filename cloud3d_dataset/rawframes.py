@@ -66,7 +66,9 @@ class PngInfo:
         return self.bit_depth == 8 and self.color_type == 2
 
     def describe_format(self) -> str:
-        return f"{self.bit_depth}-bit {_COLOR_TYPES.get(self.color_type, f'type {self.color_type}')}"
+        return (
+            f"{self.bit_depth}-bit {_COLOR_TYPES.get(self.color_type, f'type {self.color_type}')}"
+        )
 
 
 def check_png_bytes(data: bytes) -> tuple[int, int, int, int]:
@@ -179,7 +181,11 @@ def locate(raw_dir: str | os.PathLike, app: str | None) -> tuple[Path, str, str]
     if _is_app_folder(raw):
         name = app or raw.resolve().name
         return raw, _checked_app(name, raw), "app-folder"
-    subapps = sorted(c.name for c in raw.iterdir() if c.is_dir() and not c.name.startswith(".") and _is_app_folder(c))
+    subapps = sorted(
+        c.name
+        for c in raw.iterdir()
+        if c.is_dir() and not c.name.startswith(".") and _is_app_folder(c)
+    )
     if subapps:
         if app is None:
             if len(subapps) == 1:
@@ -263,7 +269,9 @@ class Listing:
     fingerprint: str  # changes when any listed file, frames.csv or the folder changes
 
 
-def list_capture(raw_dir: str | os.PathLike, app: str | None = None, sources: list[str] | None = None) -> Listing:
+def list_capture(
+    raw_dir: str | os.PathLike, app: str | None = None, sources: list[str] | None = None
+) -> Listing:
     """List one app's capture files (see :func:`locate`); ``sources`` limits the folders read."""
     folder, app_name, kind = locate(raw_dir, app)
     notes: list[str] = []
@@ -293,7 +301,9 @@ def list_capture(raw_dir: str | os.PathLike, app: str | None = None, sources: li
                     files[int(m.group(1))] = f
             per_source[d.name] = files
         if not per_source:
-            raise Cloud3dError(f"{folder} has no resolution folders (1080p, 720p, native or {{h}}p) with PNGs")
+            raise Cloud3dError(
+                f"{folder} has no resolution folders (1080p, 720p, native or {{h}}p) with PNGs"
+            )
     all_paths = sorted(p for files in per_source.values() for p in files.values())
     fingerprint = _fingerprint(all_paths, csv_bytes + str(folder.resolve()).encode())
     return Listing(folder, app_name, kind, per_source, times, notes, fingerprint)
@@ -349,7 +359,12 @@ def open_capture(
         missing = [src for src, files in per_source.items() if i not in files]
         if missing:
             for src in missing:
-                problems.append((str(folder / src / f"{i:06d}.png"), "missing (frame skipped at every resolution)"))
+                problems.append(
+                    (
+                        str(folder / src / f"{i:06d}.png"),
+                        "missing (frame skipped at every resolution)",
+                    )
+                )
             continue
         fr.files = {src: files[i] for src, files in per_source.items()}
         frames[i] = fr
@@ -367,7 +382,11 @@ def open_capture(
     bad: set[int] = set()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for (i, src, p), info, err in tqdm(
-            pool.map(_inspect, jobs), total=len(jobs), desc=f"read {app_name}", unit="img", disable=not progress
+            pool.map(_inspect, jobs),
+            total=len(jobs),
+            desc=f"read {app_name}",
+            unit="img",
+            disable=not progress,
         ):
             if err is not None:
                 problems.append((str(p), f"unreadable or corrupt: {err} (skipped)"))
@@ -392,12 +411,19 @@ def open_capture(
             listing = ", ".join(f"{w}x{h}: {c}" for (w, h), c in sorted(counts.items()))
             msg = f"mixed resolutions in {folder / src} ({listing})"
             if strict:
-                raise Cloud3dError(msg + "; move the odd-sized frames out (or drop --strict to skip them)")
+                raise Cloud3dError(
+                    msg + "; move the odd-sized frames out (or drop --strict to skip them)"
+                )
             notes.append(msg + f"; frames not {size[0]}x{size[1]} are skipped")
             for i, fr in frames.items():
                 inf = fr.info.get(src)
                 if i not in bad and inf is not None and (inf.width, inf.height) != size:
-                    problems.append((str(fr.files[src]), f"size {inf.width}x{inf.height} differs from the folder's {size[0]}x{size[1]} (skipped)"))
+                    problems.append(
+                        (
+                            str(fr.files[src]),
+                            f"size {inf.width}x{inf.height} differs from the folder's {size[0]}x{size[1]} (skipped)",
+                        )
+                    )
                     bad.add(i)
         expect = RESOLUTIONS.get(src)
         m = re.match(r"^(\d+)p$", src)
@@ -407,7 +433,9 @@ def open_capture(
                 "rename the folder (e.g. to native) or fix the capture"
             )
         if expect is None and m and size[1] != int(m.group(1)):
-            raise Cloud3dError(f"{folder / src} holds {size[0]}x{size[1]} frames, not {src} high: rename the folder")
+            raise Cloud3dError(
+                f"{folder / src} holds {size[0]}x{size[1]} frames, not {src} high: rename the folder"
+            )
 
     # Pixel format: 8-bit RGB is linked as is; others are converted (noted) or refused.
     odd: dict[str, int] = {}

@@ -142,9 +142,15 @@ def _plan_sources(
     return plan
 
 
-def _spans(block: str | int | Span | None, guard: str | int | Span | None, has_times: bool) -> tuple[Span, Span]:
-    b = parse_span(block) if block is not None else (
-        Span(DEFAULT_BLOCK_SECONDS, "s") if has_times else Span(DEFAULT_BLOCK_FRAMES, "frames")
+def _spans(
+    block: str | int | Span | None, guard: str | int | Span | None, has_times: bool
+) -> tuple[Span, Span]:
+    b = (
+        parse_span(block)
+        if block is not None
+        else (
+            Span(DEFAULT_BLOCK_SECONDS, "s") if has_times else Span(DEFAULT_BLOCK_FRAMES, "frames")
+        )
     )
     if b.unit == "s" and not has_times:
         raise Cloud3dError(
@@ -153,15 +159,19 @@ def _spans(block: str | int | Span | None, guard: str | int | Span | None, has_t
             "give a frame count, e.g. --block 20"
         )
     if guard is None:
-        g = Span(round(b.value * DEFAULT_GUARD_FRACTION, 6), "s") if b.unit == "s" else Span(
-            max(1, round(b.value * DEFAULT_GUARD_FRACTION)), "frames"
+        g = (
+            Span(round(b.value * DEFAULT_GUARD_FRACTION, 6), "s")
+            if b.unit == "s"
+            else Span(max(1, round(b.value * DEFAULT_GUARD_FRACTION)), "frames")
         )
     else:
         g = parse_span(guard)
         if g.value == 0:
             g = Span(0.0, b.unit)
         if g.unit != b.unit:
-            raise Cloud3dError(f"--guard {g} and --block {b} must use the same unit (seconds or frames)")
+            raise Cloud3dError(
+                f"--guard {g} and --block {b} must use the same unit (seconds or frames)"
+            )
     return b, g
 
 
@@ -177,7 +187,9 @@ def _encode_png_max(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _make_encoded(job: tuple[str, str, tuple[int, int], bool, bool]) -> tuple[str, int, str, str | None]:
+def _make_encoded(
+    job: tuple[str, str, tuple[int, int], bool, bool],
+) -> tuple[str, int, str, str | None]:
     """Worker: decode ``src``, convert/resize, encode, write ``dst`` atomically.
 
     ``job`` is ``(src, dst, (width, height), recompress, as_is)``; ``as_is``
@@ -219,7 +231,14 @@ def _link_or_copy(src: Path, dst: Path, copy: bool) -> str:
         except FileExistsError:
             raise
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EOPNOTSUPP):
+            if exc.errno not in (
+                errno.EXDEV,
+                errno.EPERM,
+                errno.EMLINK,
+                errno.ENOTSUP,
+                errno.EACCES,
+                errno.EOPNOTSUPP,
+            ):
                 raise
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
@@ -239,7 +258,9 @@ def _read_json(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise Cloud3dError(f"cannot read {path}: {exc}; delete it and re-run with --force") from None
+        raise Cloud3dError(
+            f"cannot read {path}: {exc}; delete it and re-run with --force"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -361,8 +382,14 @@ def build_splits(
     record = _read_json(_record_path(root, app)) if root.is_dir() else None
     if record is not None and record.get("key") == key and app in _manifest_apps(root):
         return SplitResult(
-            app=app, dataset=root, counts=record["counts"], resolutions=record["resolutions"],
-            block=record["block"], guard=record["guard"], files=record["files"], noop=True,
+            app=app,
+            dataset=root,
+            counts=record["counts"],
+            resolutions=record["resolutions"],
+            block=record["block"],
+            guard=record["guard"],
+            files=record["files"],
+            noop=True,
         )
     pending = _read_json(root / STATE_DIR / f"pending-{app}.json") if root.is_dir() else None
     resuming = pending is not None and pending.get("key") == key
@@ -382,7 +409,9 @@ def build_splits(
 
     cap: Capture = open_capture(listing, strict=strict, workers=workers, progress=progress)
     if not cap.frames:
-        raise Cloud3dError(f"no usable frames in {cap.root} ({len(cap.problems)} problem(s), e.g. {cap.problems[:1]})")
+        raise Cloud3dError(
+            f"no usable frames in {cap.root} ({len(cap.problems)} problem(s), e.g. {cap.problems[:1]})"
+        )
     plan = _plan_sources(cap.sources, wanted)
     b_span, g_span = _spans(block, guard, cap.has_times)
     times = np.array([f.capture_time for f in cap.frames], dtype=np.float64)
@@ -412,8 +441,14 @@ def build_splits(
         if old != staging:
             shutil.rmtree(old, ignore_errors=True)
     result = SplitResult(
-        app=app, dataset=root, counts=final_counts, resolutions=sorted(plan),
-        block=str(b_span), guard=str(g_span), problems=cap.problems, notes=list(cap.notes),
+        app=app,
+        dataset=root,
+        counts=final_counts,
+        resolutions=sorted(plan),
+        block=str(b_span),
+        guard=str(g_span),
+        problems=cap.problems,
+        notes=list(cap.notes),
     )
     if final_counts != counts:
         result.notes.append(f"counts scaled to {final_counts} (--scale-counts)")
@@ -424,15 +459,22 @@ def build_splits(
     for n, pos in enumerate(used):
         fr = cap.frames[pos]
         split = SPLITS[a.split_of[pos]]
-        provenance.append([n, split, fr.index, None if math.isnan(fr.capture_time) else fr.capture_time])
+        provenance.append(
+            [n, split, fr.index, None if math.isnan(fr.capture_time) else fr.capture_time]
+        )
         for res, (src, size) in plan.items():
             rel = image_relpath(split, app, res, n)
             dst = staging / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             info = cap.frames[pos].info[src]
             row = {
-                "split": split, "app": app, "resolution": res, "path": rel,
-                "width": size[0], "height": size[1], "source_index": n,
+                "split": split,
+                "app": app,
+                "resolution": res,
+                "path": rel,
+                "width": size[0],
+                "height": size[1],
+                "source_index": n,
                 "capture_time": fr.capture_time,
             }
             if info.is_rgb8 and (info.width, info.height) == tuple(size) and not recompress:
@@ -440,11 +482,15 @@ def build_splits(
                 link_jobs.append((fr.files[src], dst, row))
             else:
                 as_is = info.is_rgb8 and (info.width, info.height) == tuple(size)
-                enc_jobs.append(((str(fr.files[src]), str(dst), tuple(size), recompress, as_is), row))
+                enc_jobs.append(
+                    ((str(fr.files[src]), str(dst), tuple(size), recompress, as_is), row)
+                )
             rows.append(row)
 
     try:
-        for src, dst, _row in tqdm(link_jobs, desc=f"link {app}", unit="img", disable=not progress or not link_jobs):
+        for src, dst, _row in tqdm(
+            link_jobs, desc=f"link {app}", unit="img", disable=not progress or not link_jobs
+        ):
             if dst.exists():  # staged by an interrupted identical run
                 continue
             how = _link_or_copy(src, dst, copy)
@@ -461,9 +507,14 @@ def build_splits(
             by_dst = {j[1]: r for j, r in todo}
             notes: dict[str, int] = {}
             with ProcessPoolExecutor(max_workers=nworkers) as pool:
-                it = pool.map(_make_encoded, [j for j, _ in todo], chunksize=max(1, len(todo) // (nworkers * 8)))
-                for dst, nbytes, sha, note in tqdm(it, total=len(todo), desc=f"encode {app}", unit="img",
-                                                  disable=not progress):
+                it = pool.map(
+                    _make_encoded,
+                    [j for j, _ in todo],
+                    chunksize=max(1, len(todo) // (nworkers * 8)),
+                )
+                for dst, nbytes, sha, note in tqdm(
+                    it, total=len(todo), desc=f"encode {app}", unit="img", disable=not progress
+                ):
                     by_dst[dst].update(bytes=nbytes, sha256=sha)
                     result.encoded += 1
                     if note:
@@ -477,7 +528,8 @@ def build_splits(
         ) from None
     except OSError as exc:
         raise Cloud3dError(
-            describe_os_error(exc) + f" (partial work kept in {staging}; re-run the same command to resume)"
+            describe_os_error(exc)
+            + f" (partial work kept in {staging}; re-run the same command to resume)"
         ) from None
 
     # Commit: swap the staged group folders into place, then manifest, then record.

@@ -29,11 +29,23 @@ def stats(dataset_dir: str | os.PathLike, total: bool = True) -> pd.DataFrame:
     g = df.groupby(["split", "app", "resolution"], sort=False)
     out = g.agg(images=("path", "size"), bytes=("bytes", "sum"), bpp=("_bpp", "mean")).reset_index()
     order = {s: i for i, s in enumerate(SPLITS)}
-    out = out.assign(_k=out["split"].map(order)).sort_values(["_k", "app", "resolution"]).drop(columns="_k")
+    out = (
+        out.assign(_k=out["split"].map(order))
+        .sort_values(["_k", "app", "resolution"])
+        .drop(columns="_k")
+    )
     if total:
         tot = pd.DataFrame(
-            [{"split": "total", "app": "", "resolution": "", "images": len(df),
-              "bytes": int(df["bytes"].sum()), "bpp": float(df["_bpp"].mean()) if len(df) else 0.0}]
+            [
+                {
+                    "split": "total",
+                    "app": "",
+                    "resolution": "",
+                    "images": len(df),
+                    "bytes": int(df["bytes"].sum()),
+                    "bpp": float(df["_bpp"].mean()) if len(df) else 0.0,
+                }
+            ]
         )
         out = pd.concat([out, tot], ignore_index=True)
     out["mib"] = out["bytes"] / 2**20
@@ -44,5 +56,7 @@ def stats(dataset_dir: str | os.PathLike, total: bool = True) -> pd.DataFrame:
 
 def format_table(table: pd.DataFrame) -> str:
     """Plain-text, column-aligned rendering of a :func:`stats` table."""
-    shown = table.assign(mib=table["mib"].map(lambda v: f"{v:.2f}"), bpp=table["bpp"].map(lambda v: f"{v:.3f}"))
+    shown = table.assign(
+        mib=table["mib"].map(lambda v: f"{v:.2f}"), bpp=table["bpp"].map(lambda v: f"{v:.3f}")
+    )
     return shown.to_string(index=False)

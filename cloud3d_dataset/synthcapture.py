@@ -29,7 +29,9 @@ def synthetic_frame(h: int, w: int, seed: int, t: float) -> np.ndarray:
     for c in range(3):
         img[:, :, c] = ((base[c] + 2 * yy + (c + 1) * xx) % 256).astype(np.uint8)
     tex = rng.integers(0, 24, size=(h, w), dtype=np.uint8)
-    img[h // 2 :] = np.clip(img[h // 2 :].astype(np.int16) // 2 + tex[h // 2 :, :, None], 0, 255).astype(np.uint8)
+    img[h // 2 :] = np.clip(
+        img[h // 2 :].astype(np.int16) // 2 + tex[h // 2 :, :, None], 0, 255
+    ).astype(np.uint8)
     x0 = int((0.05 + 0.7 * ((t / 60.0) % 1.0)) * w)
     img[h // 3 : h // 3 + max(1, h // 5), x0 : x0 + max(1, w // 8)] = (220, 40, 40)
     return img

@@ -78,7 +78,9 @@ def _check_one(job: tuple[str, str, int, str, int, int]) -> list[Problem]:
     if fmt != "PNG":
         out.append(Problem(rel, "format", f"{fmt} file, expected PNG"))
     elif mode != "RGB" or (len(data) > 24 and data[24] != 8):
-        out.append(Problem(rel, "format", f"PNG mode {mode} (bit depth {data[24]}), expected 8-bit RGB"))
+        out.append(
+            Problem(rel, "format", f"PNG mode {mode} (bit depth {data[24]}), expected 8-bit RGB")
+        )
     if size != (w, h):
         out.append(Problem(rel, "dimensions", f"{size[0]}x{size[1]}, manifest says {w}x{h}"))
     return out
@@ -104,7 +106,9 @@ def verify(
             report.problems.append(Problem(row.path, "layout", str(exc)))
             continue
         if row.path != expect:
-            report.problems.append(Problem(row.path, "layout", f"expected path {expect} for this row"))
+            report.problems.append(
+                Problem(row.path, "layout", f"expected path {expect} for this row")
+            )
     jobs = [
         (str(root / r.path), r.path, int(r.bytes), r.sha256, int(r.width), int(r.height))
         for r in df.itertuples(index=False)
@@ -118,7 +122,9 @@ def verify(
         pool = ProcessPoolExecutor(max_workers=nworkers)
         results = pool.map(_check_one, jobs, chunksize=chunk)
     try:
-        for probs in tqdm(results, total=len(jobs), desc="verify", unit="img", disable=not progress):
+        for probs in tqdm(
+            results, total=len(jobs), desc="verify", unit="img", disable=not progress
+        ):
             report.problems.extend(probs)
     finally:
         if pool is not None:
@@ -130,6 +136,8 @@ def verify(
         if rel not in listed:
             report.problems.append(Problem(rel, "extra", "file not in the manifest"))
     for p in extras:
-        report.problems.append(Problem(p.relative_to(root).as_posix(), "extra", "file does not fit the layout"))
+        report.problems.append(
+            Problem(p.relative_to(root).as_posix(), "extra", "file does not fit the layout")
+        )
     report.problems.sort(key=lambda p: (p.path, p.kind))
     return report

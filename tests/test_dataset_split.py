@@ -79,8 +79,18 @@ def test_no_block_crosses_splits_and_guard_holds(tmp_path):
     f0, f1 = synthetic_frame(36, 64, 5, 0.0), synthetic_frame(36, 64, 5, 1 / 3)
     assert np.mean(f0 != f1) < 0.05  # really near-identical
     ds = tmp_path / "DS"
-    build_splits(raw, ds, app="dota", train=40, val=10, test=10, block="5s", guard="1s", seed=11,
-                 progress=False)
+    build_splits(
+        raw,
+        ds,
+        app="dota",
+        train=40,
+        val=10,
+        test=10,
+        block="5s",
+        guard="1s",
+        seed=11,
+        progress=False,
+    )
     rec = _record(ds, "dota")
     cap_split = {cap: split for _n, split, cap, _t in rec["n_to_capture"]}
     times = _frames_csv(raw, "dota")["capture_time"]
@@ -142,13 +152,22 @@ def test_not_enough_frames_error_and_scale_counts(raw, tmp_path):
     msg = str(ei.value)
     assert "1000 needed" in msg and "90 usable frames" in msg and "--scale-counts" in msg
     assert not (tmp_path / "DS" / "manifest.csv").exists()
-    r = build_splits(raw / "kart", tmp_path / "DS", train=800, val=100, test=100, scale_counts=True,
-                     progress=False)
+    r = build_splits(
+        raw / "kart",
+        tmp_path / "DS",
+        train=800,
+        val=100,
+        test=100,
+        scale_counts=True,
+        progress=False,
+    )
     c = r.counts
     assert c["validation"] == c["test"] >= 1 and c["train"] >= 6 * c["test"]
     assert c["train"] + c["validation"] + c["test"] <= 90
     df = load_manifest(tmp_path / "DS")
-    assert df.groupby(["resolution", "split"]).size().unstack()["train"].tolist() == [c["train"]] * 2
+    assert (
+        df.groupby(["resolution", "split"]).size().unstack()["train"].tolist() == [c["train"]] * 2
+    )
 
 
 def test_second_app_noop_and_force(raw, tmp_path):
@@ -175,7 +194,9 @@ def test_second_app_noop_and_force(raw, tmp_path):
     df = load_manifest(ds)
     pd.testing.assert_frame_equal(df.query("app == 'quake'").reset_index(drop=True), quake_before)
     assert len(df.query("app == 'kart'")) == 112
-    assert not list((ds / ".cloud3d").glob("staging-*")) and not list((ds / ".cloud3d").glob("trash-*"))
+    assert not list((ds / ".cloud3d").glob("staging-*")) and not list(
+        (ds / ".cloud3d").glob("trash-*")
+    )
 
 
 def _corrupt_idat_keep_crc(path: Path) -> None:
@@ -228,11 +249,21 @@ def test_odd_pixel_formats_converted_or_refused(tmp_path):
     Image.fromarray(rgb).convert("L").save(folder / "f002.png")
     Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257).save(folder / "f003.png")  # 16-bit gray
     with pytest.raises(Cloud3dError, match="--strict"):
-        build_splits(folder, tmp_path / "S", app="plainapp", train=10, val=2, test=2, block=5,
-                     strict=True, progress=False)
+        build_splits(
+            folder,
+            tmp_path / "S",
+            app="plainapp",
+            train=10,
+            val=2,
+            test=2,
+            block=5,
+            strict=True,
+            progress=False,
+        )
     ds = tmp_path / "DS"
-    r = build_splits(folder, ds, app="plainapp", train=20, val=3, test=3, block=5, guard=0,
-                     progress=False)
+    r = build_splits(
+        folder, ds, app="plainapp", train=20, val=3, test=3, block=5, guard=0, progress=False
+    )
     assert r.resolutions == ["36p"] and r.encoded >= 1
     assert any("RGBA" in n for n in r.notes)
     df = load_manifest(ds)
@@ -259,8 +290,17 @@ def test_resize_and_recompress_are_lossless_png(tmp_path):
     raw = tmp_path / "RAW"
     write_synthetic_capture(raw, "vr", 40, {"native": (128, 72)}, fps=1.0, seed=4)
     ds = tmp_path / "DS"
-    r = build_splits(raw / "vr", ds, train=20, val=4, test=4, resolutions="72p,36p", recompress=True, block="4s",
-                     progress=False)
+    r = build_splits(
+        raw / "vr",
+        ds,
+        train=20,
+        val=4,
+        test=4,
+        resolutions="72p,36p",
+        recompress=True,
+        block="4s",
+        progress=False,
+    )
     assert r.resolutions == ["36p", "72p"] and r.encoded == 56
     df = load_manifest(ds)
     rec = _record(ds, "vr")
@@ -280,19 +320,25 @@ def test_failure_leaves_nothing_visible_then_rerun_completes(raw, tmp_path):
     _corrupt_idat_keep_crc(bad)  # passes the chunk check, fails only when decoded
     ds = tmp_path / "DS"
     with pytest.raises(Cloud3dError, match="re-run"):
-        build_splits(raw / "kart", ds, **COUNTS, recompress=True, block=4, guard=0, workers=1,
-                     progress=False)
+        build_splits(
+            raw / "kart", ds, **COUNTS, recompress=True, block=4, guard=0, workers=1, progress=False
+        )
     visible = [p for p in ds.iterdir() if p.name != ".cloud3d"]
     assert visible == []
     bad.unlink()
-    r = build_splits(raw / "kart", ds, **COUNTS, recompress=True, block=4, guard=0, workers=1,
-                     progress=False)
+    r = build_splits(
+        raw / "kart", ds, **COUNTS, recompress=True, block=4, guard=0, workers=1, progress=False
+    )
     assert r.files == 112 and len(load_manifest(ds)) == 112
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cloud3d_dataset.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_split_and_errors(raw, tmp_path):
@@ -300,12 +346,42 @@ def test_cli_split_and_errors(raw, tmp_path):
     p = _cli("split", str(raw), "--out", str(tmp_path / "DS"), "--quiet")
     assert p.returncode == 1 and "several apps" in p.stderr and "--app" in p.stderr
     assert "Traceback" not in p.stderr
-    p = _cli("split", str(raw), "--app", "kart", "--out", str(tmp_path / "DS"), "--train", "40",
-             "--val", "8", "--test", "8", "--block", "10s", "--quiet")
+    p = _cli(
+        "split",
+        str(raw),
+        "--app",
+        "kart",
+        "--out",
+        str(tmp_path / "DS"),
+        "--train",
+        "40",
+        "--val",
+        "8",
+        "--test",
+        "8",
+        "--block",
+        "10s",
+        "--quiet",
+    )
     assert p.returncode == 0, p.stderr
     assert "train 40, validation 8, test 8" in p.stdout
-    p = _cli("split", str(raw), "--app", "kart", "--out", str(tmp_path / "DS"), "--train", "40",
-             "--val", "8", "--test", "8", "--block", "10s", "--quiet")
+    p = _cli(
+        "split",
+        str(raw),
+        "--app",
+        "kart",
+        "--out",
+        str(tmp_path / "DS"),
+        "--train",
+        "40",
+        "--val",
+        "8",
+        "--test",
+        "8",
+        "--block",
+        "10s",
+        "--quiet",
+    )
     assert p.returncode == 0 and "nothing to do" in p.stdout
     p = _cli("split", str(raw / "kart" / "36p"), "--out", str(tmp_path / "E"), "--quiet")
     assert p.returncode == 1 and "error:" in p.stderr and "--app" in p.stderr

@@ -18,10 +18,20 @@ from cloud3d_dataset.torch_dataset import Cloud3dImages
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("torchds")
-    write_synthetic_capture(root / "RAW", "kart", 40, {"36p": (64, 36), "72p": (128, 72)}, fps=1.0,
-                            seed=3)
-    build_splits(root / "RAW", root / "DS", app="kart", train=20, val=4, test=4, block=5, guard=0,
-                 progress=False)
+    write_synthetic_capture(
+        root / "RAW", "kart", 40, {"36p": (64, 36), "72p": (128, 72)}, fps=1.0, seed=3
+    )
+    build_splits(
+        root / "RAW",
+        root / "DS",
+        app="kart",
+        train=20,
+        val=4,
+        test=4,
+        block=5,
+        guard=0,
+        progress=False,
+    )
     return root / "DS"
 
 
@@ -35,7 +45,9 @@ def test_random_crops_for_training(dataset):
     full = torch.from_numpy(read_png_rgb(ds.paths[0]).transpose(2, 0, 1).copy()).float() / 255
     # The crop is a real window of the frame.
     found = any(
-        torch.equal(full[:, y : y + 32, xx : xx + 32], x) for y in range(72 - 31) for xx in range(128 - 31)
+        torch.equal(full[:, y : y + 32, xx : xx + 32], x)
+        for y in range(72 - 31)
+        for xx in range(128 - 31)
     )
     assert found
     crops = {tuple(ds[0].flatten()[:50].tolist()) for _ in range(8)}
@@ -49,7 +61,9 @@ def test_full_frames_and_centre_crops_for_eval(dataset):
     assert len(ev) == 4
     x = ev[1]
     assert x.shape == (3, 36, 64)
-    assert np.array_equal((x * 255).round().byte().permute(1, 2, 0).numpy(), read_png_rgb(ev.paths[1]))
+    assert np.array_equal(
+        (x * 255).round().byte().permute(1, 2, 0).numpy(), read_png_rgb(ev.paths[1])
+    )
     c = Cloud3dImages(dataset, "validation", resolution="72p", crop=16, random=False)
     assert torch.equal(c[0], c[0]) and c[0].shape == (3, 16, 16)
     both = Cloud3dImages(dataset, "validation", crop=None)

@@ -24,14 +24,19 @@ def dataset(tmp_path) -> Path:
     write_synthetic_capture(raw, "quake", 60, {"36p": (64, 36), "72p": (128, 72)}, fps=2.0, seed=2)
     ds = tmp_path / "DS"
     for app in ("kart", "quake"):  # copies: damaging a file must not touch the raw capture
-        build_splits(raw, ds, app=app, train=30, val=6, test=6, block=8, guard=1, copy=True,
-                     progress=False)
+        build_splits(
+            raw, ds, app=app, train=30, val=6, test=6, block=8, guard=1, copy=True, progress=False
+        )
     return ds
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cloud3d_dataset.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_verify_clean_dataset(dataset):
@@ -81,7 +86,17 @@ def test_index_rebuilds_manifest_for_existing_layout(dataset):
     p = _cli("index", str(dataset), "--quiet")
     assert p.returncode == 0, p.stderr
     rebuilt = load_manifest(dataset)
-    cols = ["split", "app", "resolution", "path", "width", "height", "bytes", "sha256", "source_index"]
+    cols = [
+        "split",
+        "app",
+        "resolution",
+        "path",
+        "width",
+        "height",
+        "bytes",
+        "sha256",
+        "source_index",
+    ]
     assert rebuilt[cols].equals(original[cols])
     assert verify(dataset, progress=False).ok
 
