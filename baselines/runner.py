@@ -488,20 +488,29 @@ def _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout
         executor, client, kind = _make_executor(min(workers or os.cpu_count() or 1, len(todo)), scheduler)
     bar = tqdm(total=len(todo), desc="bench", unit="task", disable=not progress, dynamic_ncols=True)
     pending: dict[cf.Future, dict] = {}
+    submitted: dict[cf.Future, float] = {}
     running_since: dict[cf.Future, float] = {}
-    # keep a bounded window in flight so timeouts are measured from roughly when a task starts
-    n_slots = max(1, (workers or os.cpu_count() or 1)) * 2
+    # keep a bounded window in flight (two tasks per worker thread) so that a task starts at most
+    # one task-duration after it is submitted, which bounds the watchdog below
+    threads = workers or os.cpu_count() or 1
+    if client is not None:
+        threads = max(1, sum(client.nthreads().values()))
+    n_slots = 2 * threads
     queue = list(reversed(todo))
+    abandoned = 0  # tasks given up by the watchdog; their workers may still be busy
     try:
         while queue or pending:
             while queue and len(pending) < n_slots:
                 t = queue.pop()
-                pending[executor.submit(run_task, t)] = t
+                fut = executor.submit(run_task, t)
+                pending[fut] = t
+                submitted[fut] = time.monotonic()
             done, _ = cf.wait(list(pending), timeout=0.5, return_when=cf.FIRST_COMPLETED)
             now = time.monotonic()
             for fut in done:
                 task = pending.pop(fut)
                 running_since.pop(fut, None)
+                submitted.pop(fut, None)
                 try:
                     row = fut.result()
                 except Exception as exc:  # noqa: BLE001 - worker crashed (e.g. killed by the OOM killer)
@@ -511,12 +520,17 @@ def _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout
                 for fut in list(pending):
                     if fut.running() and fut not in running_since:
                         running_since[fut] = now
-                    started = running_since.get(fut)
-                    if started is not None and now - started > timeout + WATCHDOG_GRACE_S:
+                    if fut in running_since:  # process pools report when a task starts
+                        waited, limit = now - running_since[fut], timeout + WATCHDOG_GRACE_S
+                    else:  # Dask's executor does not: count from submission, one task may be ahead
+                        waited, limit = now - submitted[fut], 2 * timeout + WATCHDOG_GRACE_S
+                    if waited > limit:
                         task = pending.pop(fut)
                         running_since.pop(fut, None)
+                        submitted.pop(fut, None)
                         fut.cancel()
-                        row = _failed_row(task, f"timeout: no result after {timeout + WATCHDOG_GRACE_S:g} s")
+                        abandoned += 1
+                        row = _failed_row(task, f"timeout: no result after {waited:.0f} s (limit {timeout:g} s)")
                         _record(store, summary, row, run_id, bar)
     except KeyboardInterrupt:
         bar.close()
@@ -532,7 +546,10 @@ def _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout
         raise
     bar.close()
     if own:
-        executor.shutdown(wait=True)
+        if abandoned and kind == "local":
+            _kill_pool(executor)  # a worker stuck in C code would otherwise block shutdown
+        else:
+            executor.shutdown(wait=not abandoned)
         if client is not None:
             client.close()
 

@@ -39,7 +39,7 @@ class QuantZlibCodec(Codec):
     name = "test-quant"
     description = "quantise + zlib (test codec)"
     quality = QualityParam("bits", "low bits dropped per sample", 0, 7, default_sweep=(1, 3))
-    options_defaults = {"sleep": 0.0, "fail_marker": -1}
+    options_defaults = {"sleep": 0.0, "fail_marker": -1, "hang": 0.0}
 
     def version(self) -> str:
         return f"zlib {zlib.ZLIB_VERSION}"
@@ -49,6 +49,12 @@ class QuantZlibCodec(Codec):
             raise CodecError(f"refusing image whose first red sample is {self.options['fail_marker']}")
         if self.options["sleep"]:
             time.sleep(self.options["sleep"])
+        if self.options["hang"]:  # like C code that never returns to Python: SIGALRM stays pending
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            try:
+                time.sleep(self.options["hang"])
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
         b = int(quality)
         q = (rgb >> b) << b
         if b:
@@ -161,6 +167,20 @@ def test_timeout_recorded_and_run_continues(dataset, tmp_path):
     assert time.monotonic() - t0 < 15
     assert (s.failed, s.timeouts) == (2, 2)
     assert all(r["error"].startswith("timeout") for r in rows(res))
+
+
+def test_watchdog_gives_up_on_a_hung_worker(dataset, tmp_path, monkeypatch):
+    import baselines.runner as runner
+
+    monkeypatch.setattr(runner, "WATCHDOG_GRACE_S", 1.0)
+    res = tmp_path / "r.sqlite"
+    hung = CodecSpec(cls=QuantZlibCodec, options={"hang": 30.0}, qualities=[2])
+    t0 = time.monotonic()
+    s = run_bench(dataset, [hung, spec()], res, workers=2, progress=False, timeout=0.5, apps=["alpha"], limit=1)
+    assert time.monotonic() - t0 < 20
+    assert (s.ok, s.failed, s.timeouts) == (2, 1, 1)
+    (bad,) = [r for r in rows(res) if r["status"] == "failed"]
+    assert "timeout: no result after" in bad["error"] and '"hang":30.0' in bad["params"]
 
 
 def test_spec_validation_before_any_work(dataset, tmp_path):
@@ -287,3 +307,14 @@ def test_dask_local_cluster_matches_local_pool(dataset, tmp_path):
 
     assert table(local) == table(dask_res)
     assert set(table(sent)) <= set(table(local))
+
+
+def test_codecs_command_lists_available_and_unavailable(tmp_path):
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "CLOUD3D_BPG_DIR": str(tmp_path / "none")}
+    p = subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", "codecs"], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "jpeg  [available]" in p.stdout and "q: libjpeg quality" in p.stdout and "1..100" in p.stdout
+    assert "default  20,40,60,80,90" in p.stdout and "version  Pillow" in p.stdout
+    assert "bpg  [UNAVAILABLE: bpgenc and bpgdec not found" in p.stdout
+    assert "options  subsampling=444" in p.stdout
