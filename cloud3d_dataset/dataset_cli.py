@@ -162,9 +162,23 @@ def split_cmd(
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel readers.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def index_cmd(dataset_dir, workers, quiet) -> None:
-    """Write manifest.csv for an existing dataset in the {split}/{app}-{res}/{n}.png layout."""
-    from cloud3d_dataset.manifest import index_dataset
+@click.option("--force", is_flag=True, help="Replace an existing manifest.csv.")
+def index_cmd(dataset_dir, workers, quiet, force) -> None:
+    """Write manifest.csv for an existing dataset in the {split}/{app}-{res}/{n}.png layout.
+
+    \b
+    Example:  cloud3d index ~/data/cloud3d-original
+    """
+    from pathlib import Path
+
+    from cloud3d_dataset.files import Cloud3dError
+    from cloud3d_dataset.manifest import MANIFEST_NAME, index_dataset
+
+    if (Path(dataset_dir) / MANIFEST_NAME).is_file() and not force:
+        raise Cloud3dError(
+            f"{dataset_dir} already has {MANIFEST_NAME}: use `cloud3d verify {dataset_dir}` to check it, "
+            "or `cloud3d index --force` to rebuild it from the files (capture times are lost)"
+        )
 
     df = index_dataset(dataset_dir, workers=workers, progress=not quiet)
     click.echo(

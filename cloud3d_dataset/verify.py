@@ -99,20 +99,21 @@ def verify(
     root = Path(dataset_dir)
     df = load_manifest(root)
     report = VerifyReport(dataset=root, checked=len(df))
-    for row in df.itertuples(index=False):
+    jobs = []
+    for r in df.itertuples(index=False):
         try:
-            expect = image_relpath(row.split, row.app, row.resolution, row.source_index)
+            expect = image_relpath(r.split, r.app, r.resolution, r.source_index)
         except ValueError as exc:
-            report.problems.append(Problem(row.path, "layout", str(exc)))
+            report.problems.append(Problem(r.path, "layout", str(exc)))
             continue
-        if row.path != expect:
+        if r.path != expect:  # never follow a path that leaves the layout (e.g. "../x")
             report.problems.append(
-                Problem(row.path, "layout", f"expected path {expect} for this row")
+                Problem(r.path, "layout", f"expected path {expect} for this row")
             )
-    jobs = [
-        (str(root / r.path), r.path, int(r.bytes), r.sha256, int(r.width), int(r.height))
-        for r in df.itertuples(index=False)
-    ]
+            continue
+        jobs.append(
+            (str(root / r.path), r.path, int(r.bytes), r.sha256, int(r.width), int(r.height))
+        )
     nworkers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     chunk = max(1, min(64, len(jobs) // (nworkers * 8) or 1))
     if nworkers == 1:

@@ -332,6 +332,32 @@ def test_failure_leaves_nothing_visible_then_rerun_completes(raw, tmp_path):
     assert r.files == 112 and len(load_manifest(ds)) == 112
 
 
+def test_interrupted_build_resumes_from_staging(raw, tmp_path):
+    args = dict(**COUNTS, recompress=True, block=4, guard=0, workers=1, progress=False)
+    build_splits(raw / "kart", tmp_path / "probe", **args)
+    last = max(cap for _n, _s, cap, _t in _record(tmp_path / "probe", "kart")["n_to_capture"])
+    bad = raw / "kart" / "36p" / f"{last:06d}.png"
+    good_bytes = bad.read_bytes()
+    _corrupt_idat_keep_crc(bad)  # same size; fails only at decode time, late in the run
+    st = bad.stat()
+    ds = tmp_path / "DS"
+    with pytest.raises(Cloud3dError):
+        build_splits(raw / "kart", ds, **args)
+    staged = {
+        p.relative_to(next((ds / ".cloud3d").glob("staging-kart-*"))).as_posix(): p.stat().st_ino
+        for p in (ds / ".cloud3d").rglob("*.png")
+    }
+    assert staged
+    # Put the frame back as it was (same size and time: same inputs), re-run the same command.
+    bad.write_bytes(good_bytes)
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = build_splits(raw / "kart", ds, **args)
+    assert r.files == 112
+    reused = [rel for rel, ino in staged.items() if (ds / rel).stat().st_ino == ino]
+    assert reused and len(reused) == len(staged)
+    assert (tmp_path / "probe" / "manifest.csv").read_bytes() == (ds / "manifest.csv").read_bytes()
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cloud3d_dataset.cli", *args],

@@ -85,6 +85,8 @@ def test_index_rebuilds_manifest_for_existing_layout(dataset):
         verify(dataset, progress=False)
     p = _cli("index", str(dataset), "--quiet")
     assert p.returncode == 0, p.stderr
+    p = _cli("index", str(dataset), "--quiet")
+    assert p.returncode == 1 and "--force" in p.stderr
     rebuilt = load_manifest(dataset)
     cols = [
         "split",
@@ -118,3 +120,14 @@ def test_stats_table_and_json(dataset):
     assert "validation" in p.stdout and "quake" in p.stdout
     p = _cli("stats", str(dataset.parent / "nope"))
     assert p.returncode == 1 and "not found" in p.stderr
+
+
+def test_verify_does_not_follow_paths_outside_the_layout(dataset):
+    text = (dataset / "manifest.csv").read_text().splitlines()
+    first = text[1].split(",")
+    first[3] = "../../etc/passwd"
+    (dataset / "manifest.csv").write_text("\n".join([text[0], ",".join(first), *text[2:]]) + "\n")
+    rep = verify(dataset, workers=1, progress=False)
+    kinds = {(p.path, p.kind) for p in rep.problems}
+    assert ("../../etc/passwd", "layout") in kinds
+    assert not any(p.path == "../../etc/passwd" and p.kind != "layout" for p in rep.problems)
