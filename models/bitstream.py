@@ -38,6 +38,10 @@ VERSION = 1
 CODERS = {"ans": 0, "lzma": 1}
 MAX_SIDE = 65535
 MAX_ARCH = 64
+#: largest image (pixels) a stream may describe: 8192 x 8192
+MAX_PIXELS = 8192 * 8192
+#: largest tile (pixels, after padding) coded or decoded in one piece: 4096 x 4096 (4K UHD fits)
+MAX_TILE_PIXELS = 4096 * 4096
 _FIXED = struct.Struct("<4sBBBB")
 _DIMS = struct.Struct("<IIII")
 
@@ -142,6 +146,11 @@ def parse(data: bytes, source: str = "stream") -> Stream:
         raise bad(f"image size {width}x{height} outside 1..{MAX_SIDE}")
     if tile > MAX_SIDE:
         raise bad(f"tile size {tile} too large")
+    if width * height > MAX_PIXELS:
+        raise bad(f"image size {width}x{height} above the decoder limit of {MAX_PIXELS} pixels")
+    tw, th = (width, height) if tile == 0 else (min(tile, width), min(tile, height))
+    if tw * th > MAX_TILE_PIXELS:
+        raise bad(f"tile of {tw}x{th} pixels above the decoder limit of {MAX_TILE_PIXELS} pixels")
     expect_tiles = (
         1 if tile == 0 else -(-width // tile) * -(-height // tile)
     )

@@ -275,6 +275,12 @@ def compress_image_timed(
     h, w = rgb.shape[:2]
     if not (1 <= h <= bitstream.MAX_SIDE and 1 <= w <= bitstream.MAX_SIDE):
         raise Cloud3dError(f"image size {w}x{h} outside 1..{bitstream.MAX_SIDE}")
+    tw, th = (w, h) if t == 0 else (min(t, w), min(t, h))
+    if w * h > bitstream.MAX_PIXELS or tw * th > bitstream.MAX_TILE_PIXELS:
+        if w * h > bitstream.MAX_PIXELS:
+            raise Cloud3dError(f"image {w}x{h} above the limit of {bitstream.MAX_PIXELS} pixels")
+        raise Cloud3dError(f"{w}x{h} in one piece is above {bitstream.MAX_TILE_PIXELS} pixels: "
+                           "use --tile 2048 (or smaller)")
     x = _rgb_to_tensor(rgb)
     try:
         return _compress(model, ctx, x, t, coder, dev, fp16)

@@ -1,0 +1,147 @@
+"""Learned codecs (``models/``) as a baselines codec: ``learned:checkpoint=a.pt,b.pt``.
+
+The "quality" of a learned codec is fixed by its trained weights, so the quality parameter
+is a checkpoint path (one rate point per checkpoint, e.g. one per lambda). Paths may not
+contain ``,`` or ``;`` (the spec separators). Options: ``device`` (auto|cpu|cuda),
+``tile`` (whole or a multiple of the model's stride), ``coder`` (ans|lzma), ``fp16``.
+
+The bytes reported are the complete ``.c3d`` container (header, CRC and all), and
+``details`` splits the time into ``network_s`` and ``entropy_s``. :meth:`decode` finds the
+model by the weights hash stored in the stream, among the checkpoints this instance has
+loaded (the runner always encodes before it decodes with the same instance).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from baselines.codecs.base import Codec, CodecError, DecodeResult, EncodeResult, QualityParam
+from cloud3d_dataset.files import Cloud3dError
+
+
+@dataclass(frozen=True)
+class CheckpointParam(QualityParam):
+    """A quality "parameter" that is the path of an existing checkpoint file."""
+
+    def check(self, value: Any) -> str:  # type: ignore[override]
+        p = Path(str(value))
+        if not p.is_file():
+            raise ValueError(f"{self.name}={value}: no such checkpoint file ({self.meaning})")
+        return str(p)
+
+
+class LearnedCodec(Codec):
+    name: ClassVar[str] = "learned"
+    description: ClassVar[str] = (
+        "learned codec from `cloud3d train` (Coarse-to-Fine family / compressai references)"
+    )
+    quality: ClassVar[QualityParam] = CheckpointParam(
+        "checkpoint", "path of a .pt checkpoint from `cloud3d train`", 0, 0, integer=False
+    )
+    options_defaults: ClassVar[dict[str, Any]] = {
+        "device": "auto", "tile": "whole", "coder": "ans", "fp16": False,
+    }
+    extension: ClassVar[str] = ".c3d"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options["coder"] not in ("ans", "lzma"):
+            raise ValueError(f"learned: option coder must be ans or lzma, got {self.options['coder']!r}")
+        if self.options["device"] not in ("auto", "cpu", "cuda"):
+            raise ValueError("learned: option device must be auto, cpu or cuda")
+        self._models: dict[str, Any] = {}  # checkpoint path -> model
+        self._by_hash: dict[bytes, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # models are reloaded lazily in workers
+        return {**self.__dict__, "_models": {}, "_by_hash": {}}
+
+    @classmethod
+    def availability(cls) -> str | None:
+        try:
+            import compressai  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return f"{exc.name} is not installed (pip install torch compressai)"
+        return None
+
+    def version(self) -> str:
+        import compressai
+        import torch
+
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"cloud3d models c3d-v1, compressai {compressai.__version__}, torch {torch.__version__} [{opts}]"
+
+    def provenance(self) -> dict[str, Any]:
+        return {"checkpoints": {p: self._hash_hex(m) for p, m in self._models.items()}}
+
+    @staticmethod
+    def _hash_hex(model: Any) -> str:
+        from models.codec import weights_hash
+
+        return weights_hash(model).hex()
+
+    def _model(self, checkpoint: str) -> Any:
+        if checkpoint not in self._models:
+            from models.checkpoint import load_checkpoint
+            from models.codec import weights_hash
+
+            try:
+                model, _ = load_checkpoint(checkpoint)
+            except Cloud3dError as exc:
+                raise CodecError(str(exc)) from None
+            self._models[checkpoint] = model
+            self._by_hash[weights_hash(model)] = model
+        return self._models[checkpoint]
+
+    def encode_timed(self, rgb: np.ndarray, quality: Any) -> EncodeResult:
+        from models.codec import compress_image_timed
+
+        model = self._model(str(quality))
+        t0 = time.perf_counter()
+        try:
+            r = compress_image_timed(model, rgb, tile=self.options["tile"], coder=self.options["coder"],
+                                     device=self.options["device"], fp16=bool(self.options["fp16"]))
+        except Cloud3dError as exc:
+            raise CodecError(str(exc)) from None
+        total = time.perf_counter() - t0
+        return EncodeResult(data=r.data, encode_s=total, details={
+            "network_s": r.network_s, "entropy_s": r.entropy_s, "tile": r.tile or "whole",
+            "arch": model.arch, "coder": self.options["coder"]})
+
+    def decode_timed(self, data: bytes) -> DecodeResult:
+        from models.bitstream import parse
+        from models.codec import decompress_image_timed
+
+        try:
+            s = parse(data)
+        except Cloud3dError as exc:
+            raise CodecError(str(exc)) from None
+        model = self._by_hash.get(s.weights_hash)
+        if model is None:
+            raise CodecError(
+                f"stream made by weights {s.weights_hash.hex()[:12]} ({s.arch}), which this codec "
+                "instance has not loaded: encode with the checkpoint first"
+            )
+        t0 = time.perf_counter()
+        try:
+            r = decompress_image_timed(model, data, device=self.options["device"],
+                                       fp16=bool(self.options["fp16"]))
+        except Cloud3dError as exc:
+            raise CodecError(str(exc)) from None
+        total = time.perf_counter() - t0
+        return DecodeResult(rgb=r.rgb, decode_s=total,
+                            details={"network_s": r.network_s, "entropy_s": r.entropy_s})
+
+    def encode(self, rgb: np.ndarray, quality: Any) -> bytes:
+        return self.encode_timed(rgb, quality).data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.decode_timed(data).rgb
+
+
+CODECS = [LearnedCodec]

@@ -1,0 +1,200 @@
+"""Learned-codec bitstreams: exact round trips, container checks, determinism, tiles, LZMA.
+
+Small untrained (but ``update()``-d) models on tiny images; everything runs on CPU. The
+GPU-encode / CPU-decode test runs only where CUDA is present.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_game_like_frame
+
+from cloud3d_dataset.files import Cloud3dError
+from models import bitstream
+from models.architectures import create_model
+from models.codec import (
+    _context,
+    _decode_tile,
+    _pad,
+    _quantize_tile,
+    _rgb_to_tensor,
+    compress_image,
+    compress_image_timed,
+    decompress_image,
+    decompress_image_timed,
+    quantized_reconstruction,
+    weights_hash,
+)
+
+
+def _model(arch: str, seed: int = 0):
+    torch.manual_seed(seed)
+    m = create_model(arch, **({"N": 32, "M": 48} if not arch.startswith("c2f") else {}))
+    m.update(force=True)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def pruned():
+    return _model("c2f-xsmall-pruned")
+
+
+@pytest.fixture(scope="module")
+def odd_rgb():
+    return make_game_like_frame(50, 70, 11, 2)  # H=50, W=70: not a multiple of any stride
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall", "mbt2018-mean",
+                                  "bmshj2018-hyperprior"])
+def test_decode_reproduces_quantized_reconstruction_exactly(arch, odd_rgb):
+    m = _model(arch)
+    data = compress_image(m, odd_rgb)
+    rec = decompress_image(m, data)
+    assert rec.shape == odd_rgb.shape and rec.dtype == np.uint8
+    np.testing.assert_array_equal(rec, quantized_reconstruction(m, odd_rgb))
+    # and it is the model's own eval-mode forward pass up to the 1/64 snapping of the means
+    x = _pad(_rgb_to_tensor(odd_rgb), m.stride)
+    with torch.no_grad():
+        fwd = m(x)["x_hat"][0, :, :50, :70].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
+    assert _psnr(fwd.numpy(), rec) > 35
+
+
+def test_two_level_stream_has_three_latents(odd_rgb):
+    m = _model("c2f-xsmall")
+    s = bitstream.parse(compress_image(m, odd_rgb))
+    assert (s.arch, s.n_levels, s.width, s.height, s.tile) == ("c2f-xsmall", 3, 70, 50, 0)
+    assert len(s.strings) == 1 and len(s.strings[0]) == 3 and all(s.strings[0])
+
+
+def test_stream_length_matches_file_and_header(pruned, odd_rgb, tmp_path):
+    data = compress_image(pruned, odd_rgb)
+    p = tmp_path / "a.c3d"
+    p.write_bytes(data)
+    assert p.stat().st_size == len(data)
+    s = bitstream.parse(p.read_bytes())
+    name_len = data[7]
+    header = 8 + name_len + 32 + 16 + 4 * len(s.strings[0])
+    assert header + sum(len(b) for b in s.strings[0]) + 4 == len(data)
+    assert s.weights_hash == weights_hash(pruned)
+
+
+def test_corrupt_truncated_and_foreign_streams_are_rejected(pruned, odd_rgb):
+    data = compress_image(pruned, odd_rgb)
+    for pos in (0, 4, 5, 6, 8, 20, 60, 75, len(data) // 2, len(data) - 5, len(data) - 1):
+        bad = bytearray(data)
+        bad[pos] ^= 0x41
+        with pytest.raises(Cloud3dError, match="not a valid cloud3d learned-codec stream"):
+            decompress_image(pruned, bytes(bad))
+    for n in (0, 3, 10, 60, len(data) - 1):
+        with pytest.raises(Cloud3dError, match="truncated|magic|checksum"):
+            decompress_image(pruned, data[:n])
+    with pytest.raises(Cloud3dError, match="magic"):
+        decompress_image(pruned, b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(Cloud3dError, match="checksum|trailing"):
+        decompress_image(pruned, data + b"\0")
+
+
+def test_forged_header_with_valid_crc_cannot_force_huge_allocation(pruned, odd_rgb):
+    import zlib
+
+    data = bytearray(compress_image(pruned, odd_rgb))
+    off = 8 + data[7] + 32
+    struct.pack_into("<II", data, off, 65535, 65535)  # claims a huge image, 1 tile
+    body = bytes(data[:-4])
+    forged = body + struct.pack("<I", zlib.crc32(body))
+    with pytest.raises(Cloud3dError, match="limit"):
+        decompress_image(pruned, forged)  # refused before any tensor is allocated
+    data = bytearray(compress_image(pruned, odd_rgb))
+    struct.pack_into("<I", data, off + 12, 10**9)  # absurd tile count
+    body = bytes(data[:-4])
+    with pytest.raises(Cloud3dError, match="tiles"):
+        decompress_image(pruned, body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_stream_from_other_weights_or_architecture_is_refused(pruned, odd_rgb):
+    data = compress_image(pruned, odd_rgb)
+    with pytest.raises(Cloud3dError, match="other weights"):
+        decompress_image(_model("c2f-xsmall-pruned", seed=1), data)
+    with pytest.raises(Cloud3dError, match="architecture c2f-xsmall-pruned"):
+        decompress_image(_model("c2f-xsmall"), data)
+
+
+def test_cpu_coding_is_deterministic_run_to_run(pruned, odd_rgb):
+    a = compress_image(pruned, odd_rgb)
+    b = compress_image(pruned, odd_rgb)
+    fresh = _model("c2f-xsmall-pruned")  # same seed: same weights, rebuilt from scratch
+    assert a == b == compress_image(fresh, odd_rgb)
+    np.testing.assert_array_equal(decompress_image(pruned, a), decompress_image(fresh, a))
+
+
+def test_tiled_and_whole_frame_agree_within_documented_limits(pruned):
+    rgb = make_game_like_frame(150, 200, 4, 1)
+    whole = compress_image_timed(pruned, rgb)
+    tiled = compress_image_timed(pruned, rgb, tile=128)
+    assert whole.tile == 0 and tiled.tile == 128
+    rec_w, rec_t = decompress_image(pruned, whole.data), decompress_image(pruned, tiled.data)
+    assert bitstream.parse(tiled.data).strings.__len__() == 4
+    # exact: every tile is the whole-frame codec applied to that crop alone
+    for x0, y0, w, h in bitstream.tile_grid(200, 150, 128):
+        crop = np.ascontiguousarray(rgb[y0 : y0 + h, x0 : x0 + w])
+        np.testing.assert_array_equal(rec_t[y0 : y0 + h, x0 : x0 + w],
+                                      quantized_reconstruction(pruned, crop))
+    # a tile at least as large as the frame is the whole-frame path
+    np.testing.assert_array_equal(decompress_image(pruned, compress_image(pruned, rgb, tile=256)),
+                                  rec_w)
+    # documented limit (docs/models.md): tiled rate within 1.5x of whole-frame
+    assert len(tiled.data) < 1.5 * len(whole.data) + 256
+
+
+def test_bad_tile_sizes_are_clear_errors(pruned, odd_rgb):
+    for t in (100, -64, "big"):
+        with pytest.raises(Cloud3dError, match="tile"):
+            compress_image(pruned, odd_rgb, tile=t)
+
+
+@pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall"])
+def test_lzma_coder_round_trip(arch, odd_rgb):
+    m = _model(arch)
+    data = compress_image(m, odd_rgb, coder="lzma")
+    s = bitstream.parse(data)
+    assert s.coder == "lzma" and len(s.strings[0]) == 1
+    rec = decompress_image(m, data)
+    np.testing.assert_array_equal(rec, quantized_reconstruction(m, odd_rgb))
+    np.testing.assert_array_equal(rec, decompress_image(m, compress_image(m, odd_rgb)))
+
+
+def test_timings_are_split_and_positive(pruned, odd_rgb):
+    r = compress_image_timed(pruned, odd_rgb)
+    d = decompress_image_timed(pruned, r.data)
+    assert r.network_s > 0 and r.entropy_s > 0 and d.network_s > 0 and d.entropy_s > 0
+
+
+def test_gpu_encode_cpu_decode():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: GPU-encode/CPU-decode needs one (run on a GPU machine)")
+    m = _model("c2f-xsmall")
+    rgb = make_game_like_frame(200, 330, 7, 0)
+    data = compress_image(m, rgb, device="cuda")
+    rec_gpu = decompress_image(m, data, device="cuda")
+    rec_cpu = decompress_image(m, data, device="cpu")
+    # the latents decoded on CPU are exactly the ones the GPU encoder quantized
+    cuda = torch.device("cuda")
+    times = {"network": 0.0, "entropy": 0.0}
+    x = _pad(_rgb_to_tensor(rgb), m.stride)
+    m.to(cuda)
+    _, _, y_gpu = _quantize_tile(m, _context(m, cuda), x, cuda, False, times)
+    m.to("cpu")
+    s = bitstream.parse(data)
+    y_cpu = _decode_tile(m, _context(m, torch.device("cpu")), s.strings[0], "ans",
+                         x.shape[2], x.shape[3], times, "stream")
+    assert torch.equal(y_gpu.cpu(), y_cpu)
+    assert np.abs(rec_gpu.astype(int) - rec_cpu.astype(int)).max() <= 2
