@@ -9,8 +9,9 @@ Definitions (``log2``, so entropies are in bits per sample):
 ``entropy_luma``
     Shannon entropy ``H = -sum_k p_k log2 p_k`` of the 256-bin histogram of
     the 8-bit luma image, ``p_k`` = share of pixels with luma ``k``. Luma is
-    BT.601 (the weights 0.299, 0.587, 0.114 used for "gray" by the paper's
-    tooling and by most image-entropy work) in 16-bit fixed point::
+    BT.601 (weights 0.299, 0.587, 0.114: the usual "gray" of image-entropy
+    work, of Pillow, OpenCV and MATLAB; the paper does not name its
+    conversion) in 16-bit fixed point::
 
         Y = (19595 R + 38470 G + 7471 B + 32768) >> 16      # 0..255
 
@@ -39,8 +40,8 @@ Definitions (``log2``, so entropies are in bits per sample):
     0..~1020; NaN for images smaller than 3x3.
 
 The implementation is tuned to cost little next to PNG decoding: Pillow's C
-histograms, uint8 differences, and a float32 Sobel evaluated in row strips
-that stay in the CPU cache (see ``benchmarks/entropy_bench.py``).
+histograms, saturating uint8 differences, and an int16/float32 Sobel evaluated
+in row strips that stay in the CPU cache (see ``benchmarks/entropy_bench.py``).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ LUMA_WEIGHTS: dict[str, tuple[int, int, int]] = {
     "bt709": (13933, 46871, 4732),
 }
 
-_STRIP_ROWS = 128  # rows per Sobel strip: 130 x 1920 float32 temporaries fit in L2
+_STRIP_ROWS = 64  # rows per Sobel strip: 66 x 1920 int16/float32 temporaries stay in cache
 
 
 def entropy_bits(hist: np.ndarray | list[int]) -> float:
@@ -134,14 +135,14 @@ def gradient_histogram(y: np.ndarray) -> np.ndarray:
     for a, b in ((y[:, 1:], y[:, :-1]), (y[1:], y[:-1])):
         if a.size == 0:
             continue
-        wrapped = a - b  # uint8: (a - b) mod 256
-        neg = (a < b).view(np.uint8)  # 1 where the true difference is negative
-        img = _as_l_image(wrapped)
-        h_all = np.asarray(img.histogram(), dtype=np.int64)
-        h_neg = np.asarray(img.histogram(mask=_as_l_image(neg)), dtype=np.int64)
-        h_pos = h_all - h_neg
-        hist[255:] += h_pos  # differences 0..255
-        hist[:255] += h_neg[1:]  # differences -255..-1 wrapped to 1..255
+        hi = np.maximum(a, b)
+        pos = hi - b  # max(a - b, 0), uint8
+        neg = hi - a  # max(b - a, 0), uint8
+        h_pos = np.asarray(_as_l_image(pos).histogram(), dtype=np.int64)
+        h_neg = np.asarray(_as_l_image(neg).histogram(), dtype=np.int64)
+        hist[256:] += h_pos[1:]  # differences +1..+255
+        hist[:255] += h_neg[:0:-1]  # differences -255..-1
+        hist[255] += a.size - h_pos[1:].sum() - h_neg[1:].sum()  # a == b
     return hist
 
 
@@ -150,27 +151,29 @@ def spatial_information(y: np.ndarray) -> float:
     h, w = y.shape
     if h < 3 or w < 3:
         return float("nan")
-    s1 = 0.0
-    s2 = 0.0
+    s1 = 0.0  # sum of magnitudes
+    s2 = 0.0  # sum of squared magnitudes (integers: exact in float64)
     n = 0
     for r0 in range(1, h - 1, _STRIP_ROWS):
         r1 = min(r0 + _STRIP_ROWS, h - 1)
-        blk = y[r0 - 1 : r1 + 1].astype(np.float32)
-        v = blk[:-2] + blk[2:]
-        v += blk[1:-1]
-        v += blk[1:-1]  # vertical [1, 2, 1]
-        gx = v[:, 2:] - v[:, :-2]
-        d = blk[2:] - blk[:-2]  # vertical [-1, 0, 1]
-        gy = d[:, :-2] + d[:, 2:]
-        gy += d[:, 1:-1]
-        gy += d[:, 1:-1]
-        gx *= gx
-        gy *= gy
-        gx += gy  # squared magnitude (exact in float32: integers < 2^24)
-        s2 += float(gx.sum(dtype=np.float64))
-        np.sqrt(gx, out=gx)
-        s1 += float(gx.sum(dtype=np.float64))
-        n += gx.size
+        blk = y[r0 - 1 : r1 + 1].astype(np.int16)  # Sobel sums stay within +-1020
+        hx = blk[:, 2:] - blk[:, :-2]  # horizontal [-1, 0, 1]
+        gx = hx[:-2] + hx[2:]
+        gx += hx[1:-1]
+        gx += hx[1:-1]  # then vertical [1, 2, 1]
+        sv = blk[:, :-2] + blk[:, 2:]
+        sv += blk[:, 1:-1]
+        sv += blk[:, 1:-1]  # horizontal [1, 2, 1]
+        gy = sv[2:] - sv[:-2]  # then vertical [-1, 0, 1]
+        m2 = gx.astype(np.float32)
+        m2 *= m2
+        fy = gy.astype(np.float32)
+        fy *= fy
+        m2 += fy  # squared magnitude, exact in float32 (integers < 2^24)
+        s2 += float(m2.sum(dtype=np.float64))
+        np.sqrt(m2, out=m2)
+        s1 += float(m2.sum(dtype=np.float64))
+        n += m2.size
     mean = s1 / n
     return math.sqrt(max(0.0, s2 / n - mean * mean))
 
