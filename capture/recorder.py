@@ -33,7 +33,7 @@ from .filters import FilterConfig, FrameFilter
 from .framelog import FrameLog
 from .resize import check_fit, parse_resolutions
 from .source import FrameSource, SourceExhausted
-from .writer import Job, WriterPool
+from .writer import KINDS, Job, make_pool
 
 POLICIES = ("wait", "drop")
 
@@ -134,6 +134,7 @@ def record(
     writers: int = 2,
     queue_size: int = 8,
     policy: str = "wait",
+    writer_kind: str = "process",
     encoder: str = "fpng",
     level: int = 1,
     progress: bool = True,
@@ -153,7 +154,8 @@ def record(
             synthetic sources skip that much content).
         fit: ``error`` | ``scale`` | ``crop`` | ``pad`` for non-16:9 sources.
         filters: drop thresholds (default :class:`FilterConfig`).
-        writers, queue_size: writer threads and bounded queue length.
+        writers, queue_size: PNG writers and how many kept frames may wait for them.
+        writer_kind: ``process`` (default; fpng holds the GIL, see capture.writer) or ``thread``.
         policy: ``wait`` or ``drop`` when the queue is full.
         encoder, level: PNG encoder (``fpng`` or ``zlib``) and zlib level.
         progress: show a tqdm bar on stderr.
@@ -174,6 +176,8 @@ def record(
     resolutions = parse_resolutions(resolutions)
     if policy not in POLICIES:
         raise Cloud3dError(f"unknown queue policy {policy!r}: use wait or drop")
+    if writer_kind not in KINDS:
+        raise Cloud3dError(f"unknown writer kind {writer_kind!r}: use process or thread")
     if fps is not None and fps <= 0:
         raise Cloud3dError("--fps must be positive")
     if count is not None and count < 1:
@@ -200,8 +204,11 @@ def record(
     )
     flt = FrameFilter(filters)
     dropped: Counter[str] = Counter()
-    pool = WriterPool(app_dir, log, resolutions, fit=fit, encoder=encoder, level=level,
-                      workers=writers, queue_size=queue_size)
+    geo = source.geometry
+    shape = (geo.height, geo.width, 3) if geo is not None else (1080, 1920, 3)
+    # before the progress bar: tqdm's monitor thread would rule out a fast fork of the writers
+    pool = make_pool(writer_kind, app_dir, log, resolutions, fit=fit, encoder=encoder, level=level,
+                     workers=writers, queue_size=queue_size, frame_shape=shape)
     bar = tqdm(total=count, unit="frame", desc=f"capture {app}", disable=not progress,
                dynamic_ncols=True, leave=True)
     pool.on_written = lambda _i: bar.update(1)
@@ -272,12 +279,11 @@ def record(
                 dropped[reason] += 1
                 log.append(dict(row, status="dropped", reason=reason))
             if progress:
-                bar.set_postfix(dropped=sum(dropped.values()), queue=pool.queue.qsize(), refresh=False)
+                bar.set_postfix(dropped=sum(dropped.values()), queue=pool.pending(), refresh=False)
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.stopped_because = "interrupted (Ctrl-C): queued frames were written"
     except OSError as exc:
-        pool.close()
         raise Cloud3dError(describe_os_error(exc, log.path)) from None
     finally:
         with contextlib.suppress(KeyboardInterrupt):
@@ -306,7 +312,7 @@ def record(
         )
     _append_run(app_dir, summary, source, dict(
         fps=fps, count=count, duration=duration, warmup=warmup, fit=fit, policy=policy,
-        writers=writers, queue_size=queue_size, encoder=encoder, level=level,
+        writers=writers, writer_kind=writer_kind, queue_size=queue_size, encoder=encoder, level=level,
         filters=asdict(flt.config)))
     return summary
 

@@ -42,6 +42,9 @@ class VideoSource(FrameSource):
         except (av.error.FFmpegError, IndexError) as exc:
             raise Cloud3dError(f"cannot read video {self.path}: {exc}") from None
         self._frames = self._container.decode(self._stream)
+        ctx = self._stream.codec_context
+        if ctx.width and ctx.height:
+            self.geometry = Geometry(0, 0, int(ctx.width), int(ctx.height))
         self.fps = fps
         self._next_t = 0.0
         self._av_version = av.__version__

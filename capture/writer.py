@@ -1,22 +1,35 @@
-"""A bounded queue feeding a pool of PNG writer threads.
+"""Writer pools: a bounded queue of kept frames feeding PNG writers.
 
-Each job is one kept frame: for every requested resolution a worker resizes
+Each job is one kept frame: for every requested resolution a writer resizes
 it (:func:`capture.resize.fit_frame`), encodes a lossless 8-bit RGB PNG
-(fpng by default), writes it atomically and hashes it, then appends the
-frame's row to ``frames.csv``. Threads rather than processes: the PNG
-encoders, SHA-256 and file writes release the GIL for most of their work
-(measured in ``benchmarks/capture_bench.py``), and threads avoid copying
-multi-megabyte frames between processes.
+(fpng by default), writes it atomically and hashes it; then the parent
+appends the frame's row to ``frames.csv`` (PNG first, row second).
 
-The first write error (disk full, permission...) stops the pool: files of
-the failing frame are removed, later jobs are discarded, and
-:attr:`WriterPool.error` holds the exception for the recorder to report.
+Two kinds, chosen by measurement (``benchmarks/capture_bench.py``):
+
+* ``process`` (default): worker processes. The fpng extension keeps the GIL
+  while it encodes (its module imports no ``PyEval_SaveThread``), so encoder
+  threads would stall the grabbing thread. Frames travel through a ring of
+  shared-memory slots (one copy, no pickling); the number of slots is the
+  queue bound. Workers ignore SIGINT (the parent drives a clean stop) and die
+  with the parent (``PR_SET_PDEATHSIG``), so a killed capture leaves no
+  orphans.
+* ``thread``: writer threads in the same process (no start-up cost; fine for
+  small frames or the zlib encoder, which releases the GIL).
+
+The first write error (disk full, permission...) stops the pool: files of the
+failing frame are removed, later jobs are discarded, and
+:attr:`error` holds the exception for the recorder to report.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import multiprocessing as mp
+import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +42,8 @@ from cloud3d_dataset.files import atomic_write_bytes, encode_png, sha256_bytes
 from .framelog import FrameLog, frame_relpath
 from .resize import fit_frame
 
+KINDS = ("process", "thread")
+
 
 @dataclass
 class Job:
@@ -39,23 +54,46 @@ class Job:
     row: dict = field(default_factory=dict)
 
 
-class WriterPool:
-    """``workers`` threads consuming a queue of at most ``queue_size`` jobs."""
+def write_frame(app_dir: Path, rgb: np.ndarray, index: int, resolutions, fit: str, encoder: str,
+                level: int) -> tuple[dict, float, float, int]:
+    """Write one frame at every resolution; return ``(row fields, encode s, resize s, bytes)``.
 
-    def __init__(
-        self,
-        app_dir: Path,
-        log: FrameLog,
-        resolutions: tuple[str, ...],
-        fit: str = "error",
-        encoder: str = "fpng",
-        level: int = 1,
-        workers: int = 2,
-        queue_size: int = 8,
-    ) -> None:
+    On failure the files already written for this frame are removed and the
+    exception propagates.
+    """
+    done: list[Path] = []
+    fields: dict = {}
+    enc = rsz = 0.0
+    nbytes = 0
+    try:
+        for res in resolutions:
+            t0 = time.perf_counter()
+            img = fit_frame(rgb, res, fit)
+            t1 = time.perf_counter()
+            data = encode_png(img, encoder=encoder, level=level)
+            t2 = time.perf_counter()
+            rsz, enc = rsz + (t1 - t0), enc + (t2 - t1)
+            rel = frame_relpath(res, index)
+            atomic_write_bytes(app_dir / rel, data)
+            done.append(app_dir / rel)
+            fields[f"file_{res}"] = rel
+            fields[f"sha256_{res}"] = sha256_bytes(data)
+            nbytes += len(data)
+    except BaseException:
+        for p in done:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
+    fields["encode_ms"] = f"{enc * 1e3:.2f}"
+    return fields, enc, rsz, nbytes
+
+
+class _PoolBase:
+    """Counters, error state and row logging shared by both pool kinds."""
+
+    def __init__(self, app_dir: Path, log: FrameLog, resolutions, fit, encoder, level) -> None:
         self.app_dir, self.log = Path(app_dir), log
-        self.resolutions, self.fit, self.encoder, self.level = resolutions, fit, encoder, level
-        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, queue_size))
+        self.resolutions, self.fit, self.encoder, self.level = tuple(resolutions), fit, encoder, level
         self.error: BaseException | None = None
         self.error_path: Path | None = None
         self._lock = threading.Lock()
@@ -65,13 +103,50 @@ class WriterPool:
         self.encode_s = 0.0
         self.resize_s = 0.0
         self.encodes = 0
-        self.on_written = None  # optional callback(index) from a worker thread
-        self._threads = [
-            threading.Thread(target=self._run, name=f"png-writer-{i}", daemon=True)
-            for i in range(max(1, workers))
-        ]
+        self.on_written = None  # optional callback(index), called from a pool thread
+        self._closed = False
+
+    def _fail(self, exc: BaseException, path) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error, self.error_path = exc, path
+
+    def _finish(self, index: int, row: dict, fields: dict, enc: float, rsz: float, nbytes: int) -> None:
+        """Append the row of a frame whose PNGs are on disk (removing them if that fails)."""
+        try:
+            self.log.append({**row, **fields})
+        except BaseException as exc:
+            for res in self.resolutions:
+                with contextlib.suppress(OSError):
+                    (self.app_dir / frame_relpath(res, index)).unlink()
+            self._fail(exc, self.log.path)
+            return
+        with self._lock:
+            self.written += 1
+            self.bytes += nbytes
+            self.encode_s += enc
+            self.resize_s += rsz
+            self.encodes += len(self.resolutions)
+        if self.on_written is not None:
+            self.on_written(index)
+
+
+class ThreadWriterPool(_PoolBase):
+    """``workers`` writer threads consuming a queue of at most ``queue_size`` jobs."""
+
+    kind = "thread"
+
+    def __init__(self, app_dir, log, resolutions, fit="error", encoder="fpng", level=1,
+                 workers=2, queue_size=8) -> None:
+        super().__init__(app_dir, log, resolutions, fit, encoder, level)
+        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, queue_size))
+        self._threads = [threading.Thread(target=self._run, name=f"png-writer-{i}", daemon=True)
+                         for i in range(max(1, workers))]
         for t in self._threads:
             t.start()
+
+    def pending(self) -> int:
+        return self.queue.qsize()
 
     def submit(self, job: Job, block: bool, timeout: float | None = None) -> bool:
         """Queue ``job``; returns False if the queue stayed full (non-blocking or timed out)."""
@@ -84,61 +159,195 @@ class WriterPool:
     def _run(self) -> None:
         while True:
             job = self.queue.get()
+            if job is None:
+                return
+            if self.error is not None:
+                with self._lock:
+                    self.discarded += 1
+                continue
             try:
-                if job is None:
-                    return
-                if self.error is not None:
-                    with self._lock:
-                        self.discarded += 1
-                    continue
-                self._write(job)
-            finally:
-                self.queue.task_done()
-
-    def _write(self, job: Job) -> None:
-        done: list[Path] = []
-        path = None
-        try:
-            row = dict(job.row)
-            enc = rsz = 0.0
-            nbytes = 0
-            for res in self.resolutions:
-                t0 = time.perf_counter()
-                img = fit_frame(job.rgb, res, self.fit)
-                t1 = time.perf_counter()
-                data = encode_png(img, encoder=self.encoder, level=self.level)
-                t2 = time.perf_counter()
-                rsz, enc = rsz + (t1 - t0), enc + (t2 - t1)
-                rel = frame_relpath(res, job.index)
-                path = self.app_dir / rel
-                atomic_write_bytes(path, data)
-                done.append(path)
-                row[f"file_{res}"] = rel
-                row[f"sha256_{res}"] = sha256_bytes(data)
-                nbytes += len(data)
-            row["encode_ms"] = f"{enc * 1e3:.2f}"
-            path = self.log.path
-            self.log.append(row)
-        except BaseException as exc:  # stop the pool; leave no file without a row
-            for p in done:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            with self._lock:
-                if self.error is None:
-                    self.error, self.error_path = exc, path
-            return
-        with self._lock:
-            self.written += 1
-            self.bytes += nbytes
-            self.encode_s += enc
-            self.resize_s += rsz
-            self.encodes += len(self.resolutions)
-        if self.on_written is not None:
-            self.on_written(job.index)
+                fields, enc, rsz, nbytes = write_frame(self.app_dir, job.rgb, job.index,
+                                                       self.resolutions, self.fit, self.encoder,
+                                                       self.level)
+            except BaseException as exc:
+                self._fail(exc, getattr(exc, "filename", None) or self.app_dir)
+                continue
+            self._finish(job.index, job.row, fields, enc, rsz, nbytes)
 
     def close(self) -> None:
-        """Finish every queued job, then stop the threads."""
+        """Finish every queued job, then stop the threads (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         for _ in self._threads:
             self.queue.put(None)
         for t in self._threads:
             t.join()
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _process_worker(jobs, results, stop, shm_names, parent, app_dir, resolutions, fit, encoder,
+                    level) -> None:
+    from multiprocessing import shared_memory
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    shms = [shared_memory.SharedMemory(name=n) for n in shm_names]
+    try:
+        while True:
+            if os.getppid() != parent:
+                return
+            try:
+                msg = jobs.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if msg is None:
+                return
+            slot, shape, index, inline = msg
+            if stop.is_set():
+                results.put((slot, index, None, 0.0, 0.0, 0, "discarded"))
+                continue
+            rgb = inline if inline is not None else np.ndarray(shape, np.uint8, buffer=shms[slot].buf)
+            try:
+                fields, enc, rsz, nbytes = write_frame(Path(app_dir), rgb, index, resolutions, fit,
+                                                       encoder, level)
+            except BaseException as exc:
+                stop.set()
+                err = (getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc),
+                       getattr(exc, "filename", None), type(exc).__name__)
+                results.put((slot, index, None, 0.0, 0.0, 0, err))
+                continue
+            del rgb
+            results.put((slot, index, fields, enc, rsz, nbytes, None))
+    finally:
+        for s in shms:
+            s.close()
+
+
+class ProcessWriterPool(_PoolBase):
+    """``workers`` writer processes fed through ``queue_size`` shared-memory frame slots.
+
+    Slots are sized for ``frame_shape`` (the first grabbed frame); a larger
+    frame (a window that grew) is sent pickled instead.
+    """
+
+    kind = "process"
+
+    def __init__(self, app_dir, log, resolutions, fit="error", encoder="fpng", level=1,
+                 workers=2, queue_size=8, frame_shape=(1080, 1920, 3)) -> None:
+        from multiprocessing import shared_memory
+
+        super().__init__(app_dir, log, resolutions, fit, encoder, level)
+        # fork is fast and safe while this process has one thread; otherwise spawn.
+        method = "fork" if threading.active_count() == 1 else "spawn"
+        ctx = mp.get_context(method)
+        nslots = max(1, queue_size)
+        self.slot_bytes = int(np.prod(frame_shape))
+        self._shms = [shared_memory.SharedMemory(create=True, size=max(self.slot_bytes, 1))
+                      for _ in range(nslots)]
+        self._free: queue.Queue[int] = queue.Queue()
+        for i in range(nslots):
+            self._free.put(i)
+        self._rows: dict[int, dict] = {}
+        self._outstanding = 0
+        self._jobs = ctx.Queue()
+        self._results = ctx.Queue()
+        self._stop = ctx.Event()
+        args = (self._jobs, self._results, self._stop, [s.name for s in self._shms], os.getpid(),
+                str(self.app_dir), self.resolutions, fit, encoder, level)
+        self._procs = [ctx.Process(target=_process_worker, args=args, daemon=True,
+                                   name=f"png-writer-{i}") for i in range(max(1, workers))]
+        for p in self._procs:
+            p.start()
+        self._collector = threading.Thread(target=self._collect, name="png-results", daemon=True)
+        self._collector.start()
+
+    def pending(self) -> int:
+        return self._outstanding
+
+    def submit(self, job: Job, block: bool, timeout: float | None = None) -> bool:
+        """Copy ``job`` into a free slot and queue it; False if no slot freed up in time."""
+        try:
+            slot = self._free.get(block=block, timeout=timeout)
+        except queue.Empty:
+            return False
+        rgb = np.ascontiguousarray(job.rgb)
+        inline = None
+        if rgb.nbytes <= self.slot_bytes:
+            np.ndarray(rgb.shape, np.uint8, buffer=self._shms[slot].buf)[...] = rgb
+        else:
+            inline = rgb
+        with self._lock:
+            self._rows[job.index] = job.row
+            self._outstanding += 1
+        self._jobs.put((slot, rgb.shape, job.index, inline))
+        return True
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                msg = self._results.get(timeout=0.5)
+            except queue.Empty:
+                if not any(p.is_alive() for p in self._procs) and self._outstanding:
+                    self._fail(RuntimeError("all PNG writer processes died"), self.app_dir)
+                    return
+                continue
+            if msg is None:  # close(): every worker has exited and flushed its results
+                return
+            slot, index, fields, enc, rsz, nbytes, err = msg
+            with self._lock:
+                row = self._rows.pop(index)
+            self._free.put(slot)
+            if err == "discarded":
+                with self._lock:
+                    self.discarded += 1
+            elif err is not None:
+                code, msg, fname, tname = err
+                exc = OSError(code, msg, fname) if code is not None else RuntimeError(f"{tname}: {msg}")
+                self._fail(exc, fname)
+            else:
+                self._finish(index, row, fields, enc, rsz, nbytes)
+            with self._lock:
+                self._outstanding -= 1
+
+    def _fail(self, exc, path) -> None:
+        super()._fail(exc, path)
+        self._stop.set()
+
+    def close(self) -> None:
+        """Write every queued frame, stop the workers and free the shared memory (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._procs:
+            self._jobs.put(None)
+        for p in self._procs:
+            p.join()
+        self._results.put(None)
+        self._collector.join()
+        self._jobs.close()
+        self._results.close()
+        for s in self._shms:
+            s.close()
+            with contextlib.suppress(FileNotFoundError):
+                s.unlink()
+
+
+def make_pool(kind: str, app_dir, log, resolutions, fit="error", encoder="fpng", level=1,
+              workers=2, queue_size=8, frame_shape=(1080, 1920, 3)):
+    """Create a writer pool of ``kind`` (``process`` or ``thread``)."""
+    if kind == "thread":
+        return ThreadWriterPool(app_dir, log, resolutions, fit, encoder, level, workers, queue_size)
+    if kind == "process":
+        return ProcessWriterPool(app_dir, log, resolutions, fit, encoder, level, workers, queue_size,
+                                 frame_shape)
+    raise ValueError(f"unknown writer kind {kind!r}: use process or thread")
+
+
+# Backwards-compatible name: the thread pool.
+WriterPool = ThreadWriterPool
