@@ -133,3 +133,29 @@ def test_unwritable_output(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: output folder not usable")
     assert "Traceback" not in r.stderr
+
+
+def test_backpressure_is_reported_never_silent(tmp_path):
+    slow = dict(resolutions=("native",), encoder="zlib", level=9, writers=1, queue_size=1,
+                progress=False, writer_kind="thread")
+    with SyntheticSource(480, 270, seed=2) as src:
+        s = record(src, tmp_path / "drop", "a", count=6, policy="drop", duration=20, **slow)
+    assert s.dropped.get("writers_behind", 0) > 0
+    assert s.grabbed == s.written + sum(s.dropped.values())  # every grab accounted for
+    df = pd.read_csv(tmp_path / "drop" / "a" / "frames.csv", dtype={"reason": str})
+    assert (df["reason"] == "writers_behind").sum() == s.dropped["writers_behind"]
+    with SyntheticSource(480, 270, seed=2) as src:
+        w = record(src, tmp_path / "wait", "a", count=4, policy="wait", **slow)
+    assert w.written == 4 and w.dropped == {} and w.backpressure_waits > 0
+    assert "writers fell behind" in w.to_text()
+
+
+def test_thread_and_process_writers_write_identical_files(tmp_path):
+    digests = {}
+    for kind in ("thread", "process"):
+        with SyntheticSource(320, 180, seed=5) as src:
+            record(src, tmp_path / kind, "syn", resolutions=("native", "720p"), count=3,
+                   writer_kind=kind, progress=False)
+        df = pd.read_csv(tmp_path / kind / "syn" / "frames.csv").sort_values("index")
+        digests[kind] = list(df["sha256_native"]) + list(df["sha256_720p"])
+    assert digests["thread"] == digests["process"]
