@@ -222,20 +222,41 @@ def _truthy(v) -> bool:
         return False
 
 
+def _epoch_seconds(col: pd.Series) -> pd.Series:
+    """Capture times as float epoch seconds: numbers pass through, ISO-8601 strings are parsed
+    (naive times are taken as UTC); anything unparsable becomes NaN."""
+    num = pd.to_numeric(col, errors="coerce")
+    text = col.where(num.isna() & col.notna())
+    if text.notna().any():
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        secs = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+        num = num.where(num.notna(), secs)
+    return num.astype("float64")
+
+
 def _read_frames_csv(path: Path) -> dict[int, float] | None:
-    """Kept frame indices -> capture time (NaN if unknown), from ``frames.csv``."""
+    """Kept frame indices -> capture time in epoch seconds (NaN if unknown), from ``frames.csv``.
+
+    A row is kept when its ``kept`` column is true (1/true/yes), or, for logs
+    with a ``status`` column instead, when ``status`` is ``kept``; rows with
+    an empty ``index`` are dropped frames. ``capture_time`` may be epoch
+    seconds or ISO-8601 text. Other columns are ignored.
+    """
     if not path.is_file():
         return None
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={"capture_time": object, "status": object})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise Cloud3dError(f"cannot read {path}: {exc}; fix or remove it") from None
     if "index" not in df.columns:
         raise Cloud3dError(f"{path} has no 'index' column; fix or remove it")
     if "kept" in df.columns:
         df = df[[_truthy(v) for v in df["kept"]]]
+    elif "status" in df.columns:
+        df = df[df["status"].astype(str).str.strip().str.lower() == "kept"]
+    df = df[df["index"].notna()]
     times = (
-        pd.to_numeric(df["capture_time"], errors="coerce")
+        _epoch_seconds(df["capture_time"])
         if "capture_time" in df.columns
         else pd.Series(float("nan"), index=df.index)
     )
@@ -244,7 +265,7 @@ def _read_frames_csv(path: Path) -> dict[int, float] | None:
         try:
             out[int(idx)] = float(t)
         except (TypeError, ValueError):
-            raise Cloud3dError(f"{path}: bad frame index {idx!r}") from None
+            raise Cloud3dError(f"{path}: bad frame index {idx!r}; fix or remove that row") from None
     return out
 
 

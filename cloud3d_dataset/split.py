@@ -49,6 +49,7 @@ from cloud3d_dataset.blocks import (
     Span,
     assign,
     assign_scaled,
+    make_blocks,
     parse_span,
 )
 from cloud3d_dataset.files import (
@@ -422,10 +423,13 @@ def build_splits(
         if scaled is None:
             best = assign_scaled(times, counts, b_span, g_span, seed)
             got = sum(best[1].values()) if best else 0
+            coord = times if b_span.unit == "s" else np.arange(len(times), dtype=np.float64)
+            nblocks = len(make_blocks(coord, b_span))
             raise Cloud3dError(
                 f"not enough frames for app {app!r}: {sum(counts.values())} needed "
                 f"(train {counts['train']}, validation {counts['validation']}, test {counts['test']}), "
-                f"{len(cap.frames)} usable frames in {cap.root}, of which at most {got} fit in the "
+                f"{len(cap.frames)} usable frames in {cap.root} ({nblocks} block(s) of {b_span}), "
+                f"of which at most {got} fit in the "
                 f"{counts['train']}:{counts['validation']}:{counts['test']} ratio with --block {b_span} "
                 f"and --guard {g_span} (whole blocks per split). Capture more, lower --train/--val/--test, "
                 "use --scale-counts, or a shorter --block"
@@ -536,6 +540,7 @@ def build_splits(
     with _locked(root):
         atomic_write_text(state / f"pending-{app}.json", json.dumps({"key": key}))
         trash = state / f"trash-{app}-{key}"
+        shutil.rmtree(trash, ignore_errors=True)  # left over from an interrupted commit
         for g in _existing_app_groups(root, app):
             dest = trash / g.parent.name / g.name
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,26 @@ def test_split_counts_layout_and_hard_links(raw, tmp_path):
         assert row.capture_time == pytest.approx(times[n_to_cap[row.source_index]], abs=1e-6)
 
 
+def test_capture_tool_log_format_status_and_iso_times(tmp_path):
+    """frames.csv as the capture tool writes it: status column, ISO-8601 UTC times, dropped rows."""
+    raw = tmp_path / "RAW"
+    app = write_synthetic_capture(raw, "synth", 30, {"36p": (64, 36)}, fps=2.0, seed=9)
+    lines = ["index,status,reason,run,grab,capture_time,file_36p,extra"]
+    for i in range(30):
+        t = pd.Timestamp("2026-01-02T03:04:05Z") + pd.Timedelta(seconds=i / 2)
+        lines.append(f"{i},kept,,r1,{2 * i},{t.isoformat()},36p/{i:06d}.png,x")
+        lines.append(f",dropped,black,r1,{2 * i + 1},{t.isoformat()},,x")
+    (app / "frames.csv").write_text("\n".join(lines) + "\n")
+    ds = tmp_path / "DS"
+    r = build_splits(app, ds, train=16, val=3, test=3, block="3s", progress=False)
+    assert r.block == "3s" and r.guard == "0.3s"
+    df = load_manifest(ds)
+    t0 = pd.Timestamp("2026-01-02T03:04:05Z").timestamp()
+    cap_of = {n: cap for n, _s, cap, _t in _record(ds, "synth")["n_to_capture"]}
+    for row in df.itertuples():
+        assert row.capture_time == pytest.approx(t0 + cap_of[row.source_index] / 2, abs=1e-5)
+
+
 def test_no_block_crosses_splits_and_guard_holds(tmp_path):
     raw = tmp_path / "RAW"
     # 3 fps near-duplicate sequence: neighbours differ by a few pixels only.
