@@ -223,12 +223,18 @@ def _make_encoded(
     return dst, len(data), sha256_bytes(data), note
 
 
-def _link_or_copy(src: Path, dst: Path, copy: bool) -> str:
-    """Hard-link ``src`` to ``dst`` (or copy atomically); return ``"linked"`` or ``"copied"``."""
+def _link_or_copy(src: Path, dst: Path, copy: bool) -> str | None:
+    """Hard-link ``src`` to ``dst``, or copy it atomically when ``copy`` or linking is impossible.
+
+    Returns ``None`` when linked, ``"copied"`` when copied on request, or the
+    reason linking failed (another filesystem, permissions...) when it fell back
+    to a copy.
+    """
+    why = "copied"
     if not copy:
         try:
             os.link(src, dst)
-            return "linked"
+            return None
         except FileExistsError:
             raise
         except OSError as exc:
@@ -241,9 +247,10 @@ def _link_or_copy(src: Path, dst: Path, copy: bool) -> str:
                 errno.EOPNOTSUPP,
             ):
                 raise
+            why = exc.strerror or str(exc)
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-    return "copied"
+    return why
 
 
 # ----------------------------------------------------------------------------- state
@@ -491,17 +498,21 @@ def build_splits(
                 )
             rows.append(row)
 
+    copy_now = copy
     try:
         for src, dst, _row in tqdm(
             link_jobs, desc=f"link {app}", unit="img", disable=not progress or not link_jobs
         ):
             if dst.exists():  # staged by an interrupted identical run
                 continue
-            how = _link_or_copy(src, dst, copy)
-            if how == "linked":
+            how = _link_or_copy(src, dst, copy_now)
+            if how is None:
                 result.linked += 1
             else:
                 result.copied += 1
+                if not copy_now:  # linking failed once: copy the rest without retrying
+                    copy_now = True
+                    result.notes.append(f"hard links impossible ({how}): files copied instead")
         todo = [(j, r) for j, r in enc_jobs if not Path(j[1]).exists()]
         for j, r in enc_jobs:
             if Path(j[1]).exists():

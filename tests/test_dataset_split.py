@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -164,6 +166,31 @@ def test_copy_mode_makes_independent_files(raw, tmp_path):
     dst, src = ds / row["path"], raw / "kart" / "72p" / f"{cap:06d}.png"
     assert os.stat(dst).st_ino != os.stat(src).st_ino
     assert dst.read_bytes() == src.read_bytes()
+
+
+def test_other_filesystem_falls_back_to_copies(tmp_path):
+    shm = Path("/dev/shm")
+    if (
+        not shm.is_dir()
+        or not os.access(shm, os.W_OK)
+        or shm.stat().st_dev == tmp_path.stat().st_dev
+    ):
+        pytest.skip("no second writable filesystem (/dev/shm) to link across")
+    raw = Path(tempfile.mkdtemp(prefix="cloud3d-raw-", dir=shm))
+    try:
+        write_synthetic_capture(raw, "kart", 40, {"36p": (64, 36)}, fps=2.0, seed=1)
+        r = build_splits(
+            raw / "kart", tmp_path / "DS", train=20, val=4, test=4, block=5, progress=False
+        )
+        assert r.linked == 0 and r.copied == 28
+        assert any("hard links impossible" in n for n in r.notes)
+        rows = load_manifest(tmp_path / "DS")
+        assert all(
+            sha256_file(tmp_path / "DS" / p) == h
+            for p, h in zip(rows["path"], rows["sha256"], strict=True)
+        )
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
 
 
 def test_not_enough_frames_error_and_scale_counts(raw, tmp_path):
