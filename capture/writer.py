@@ -25,11 +25,8 @@ failing frame are removed, later jobs are discarded, and
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing as mp
 import os
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -185,124 +182,104 @@ class ThreadWriterPool(_PoolBase):
             t.join()
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _process_worker(jobs, results, stop, shm_names, parent, app_dir, resolutions, fit, encoder,
-                    level) -> None:
-    from multiprocessing import shared_memory
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    shms = [shared_memory.SharedMemory(name=n) for n in shm_names]
-    try:
-        while True:
-            if os.getppid() != parent:
-                return
-            try:
-                msg = jobs.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if msg is None:
-                return
-            slot, shape, index, inline = msg
-            if stop.is_set():
-                results.put((slot, index, None, 0.0, 0.0, 0, "discarded"))
-                continue
-            rgb = inline if inline is not None else np.ndarray(shape, np.uint8, buffer=shms[slot].buf)
-            try:
-                fields, enc, rsz, nbytes = write_frame(Path(app_dir), rgb, index, resolutions, fit,
-                                                       encoder, level)
-            except BaseException as exc:
-                stop.set()
-                err = (getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc),
-                       getattr(exc, "filename", None), type(exc).__name__)
-                results.put((slot, index, None, 0.0, 0.0, 0, err))
-                continue
-            del rgb
-            results.put((slot, index, fields, enc, rsz, nbytes, None))
-    finally:
-        for s in shms:
-            s.close()
-
-
 class ProcessWriterPool(_PoolBase):
     """``workers`` writer processes fed through ``queue_size`` shared-memory frame slots.
 
-    Slots are sized for ``frame_shape`` (the first grabbed frame); a larger
-    frame (a window that grew) is sent pickled instead.
+    Slots are sized for ``frame_shape`` (the expected frame); a larger frame
+    (a window that grew) gets a one-off shared-memory block. Each worker is a
+    fresh interpreter (``python -m capture.writer_worker``) in its own session,
+    so a Ctrl-C in the terminal reaches only the recorder, which then drains
+    the queue.
     """
 
     kind = "process"
 
     def __init__(self, app_dir, log, resolutions, fit="error", encoder="fpng", level=1,
                  workers=2, queue_size=8, frame_shape=(1080, 1920, 3)) -> None:
+        import json
+        import subprocess
+        import sys
         from multiprocessing import shared_memory
 
         super().__init__(app_dir, log, resolutions, fit, encoder, level)
-        # fork is fast and safe while this process has one thread; otherwise spawn.
-        method = "fork" if threading.active_count() == 1 else "spawn"
-        ctx = mp.get_context(method)
-        nslots = max(1, queue_size)
-        self.slot_bytes = int(np.prod(frame_shape))
-        self._shms = [shared_memory.SharedMemory(create=True, size=max(self.slot_bytes, 1))
-                      for _ in range(nslots)]
+        self.slot_bytes = max(1, int(np.prod(frame_shape)))
+        self._shms = [shared_memory.SharedMemory(create=True, size=self.slot_bytes)
+                      for _ in range(max(1, queue_size))]
         self._free: queue.Queue[int] = queue.Queue()
-        for i in range(nslots):
+        for i in range(len(self._shms)):
             self._free.put(i)
-        self._rows: dict[int, dict] = {}
-        self._outstanding = 0
-        self._jobs = ctx.Queue()
-        self._results = ctx.Queue()
-        self._stop = ctx.Event()
-        args = (self._jobs, self._results, self._stop, [s.name for s in self._shms], os.getpid(),
-                str(self.app_dir), self.resolutions, fit, encoder, level)
-        self._procs = [ctx.Process(target=_process_worker, args=args, daemon=True,
-                                   name=f"png-writer-{i}") for i in range(max(1, workers))]
-        for p in self._procs:
-            p.start()
-        self._collector = threading.Thread(target=self._collect, name="png-results", daemon=True)
-        self._collector.start()
+        self._pending: dict[int, tuple[dict, int | None, object]] = {}  # index -> (row, slot, once)
+        self._busy = [0] * max(1, workers)
+        cfg = json.dumps({"app_dir": str(self.app_dir), "resolutions": list(self.resolutions),
+                          "fit": fit, "encoder": encoder, "level": level})
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self._procs = []
+        try:
+            for _ in range(max(1, workers)):
+                p = subprocess.Popen([sys.executable, "-m", "capture.writer_worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                     text=True, bufsize=1, start_new_session=True)
+                p.stdin.write(cfg + "\n")
+                p.stdin.flush()
+                self._procs.append(p)
+        except BaseException:
+            self._abort()
+            raise
+        self._readers = [threading.Thread(target=self._read, args=(i,), daemon=True,
+                                          name=f"png-writer-{i}") for i in range(len(self._procs))]
+        for t in self._readers:
+            t.start()
 
     def pending(self) -> int:
-        return self._outstanding
+        return len(self._pending)
 
     def submit(self, job: Job, block: bool, timeout: float | None = None) -> bool:
-        """Copy ``job`` into a free slot and queue it; False if no slot freed up in time."""
+        """Copy ``job`` into a free slot and send it to the least busy worker; False if no slot
+        freed up in time."""
+        import json
+        from multiprocessing import shared_memory
+
         try:
             slot = self._free.get(block=block, timeout=timeout)
         except queue.Empty:
             return False
         rgb = np.ascontiguousarray(job.rgb)
-        inline = None
+        once = None
         if rgb.nbytes <= self.slot_bytes:
-            np.ndarray(rgb.shape, np.uint8, buffer=self._shms[slot].buf)[...] = rgb
-        else:
-            inline = rgb
+            shm = self._shms[slot]
+        else:  # frame grew: a one-off block, freed when its result arrives
+            once = shm = shared_memory.SharedMemory(create=True, size=rgb.nbytes)
+        np.ndarray(rgb.shape, np.uint8, buffer=shm.buf)[...] = rgb
         with self._lock:
-            self._rows[job.index] = job.row
-            self._outstanding += 1
-        self._jobs.put((slot, rgb.shape, job.index, inline))
+            w = min(range(len(self._procs)), key=lambda i: self._busy[i])
+            self._busy[w] += 1
+            self._pending[job.index] = (job.row, slot, once)
+        msg = {"shm": shm.name, "shape": list(rgb.shape), "index": job.index, "once": once is not None}
+        try:
+            self._procs[w].stdin.write(json.dumps(msg) + "\n")
+            self._procs[w].stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._fail(RuntimeError(f"PNG writer process {self._procs[w].pid} is gone"), self.app_dir)
         return True
 
-    def _collect(self) -> None:
-        while True:
-            try:
-                msg = self._results.get(timeout=0.5)
-            except queue.Empty:
-                if not any(p.is_alive() for p in self._procs) and self._outstanding:
-                    self._fail(RuntimeError("all PNG writer processes died"), self.app_dir)
-                    return
-                continue
-            if msg is None:  # close(): every worker has exited and flushed its results
-                return
-            slot, index, fields, enc, rsz, nbytes, err = msg
+    def _read(self, w: int) -> None:
+        import json
+
+        proc = self._procs[w]
+        for line in proc.stdout:
+            res = json.loads(line)
+            index = res["index"]
             with self._lock:
-                row = self._rows.pop(index)
+                row, slot, once = self._pending.pop(index)
+                self._busy[w] -= 1
+            if once is not None:
+                once.close()
+                with contextlib.suppress(FileNotFoundError):
+                    once.unlink()
             self._free.put(slot)
+            err = res["err"]
             if err == "discarded":
                 with self._lock:
                     self.discarded += 1
@@ -311,27 +288,36 @@ class ProcessWriterPool(_PoolBase):
                 exc = OSError(code, msg, fname) if code is not None else RuntimeError(f"{tname}: {msg}")
                 self._fail(exc, fname)
             else:
-                self._finish(index, row, fields, enc, rsz, nbytes)
-            with self._lock:
-                self._outstanding -= 1
-
-    def _fail(self, exc, path) -> None:
-        super()._fail(exc, path)
-        self._stop.set()
+                self._finish(index, row, res["fields"], res["enc"], res["rsz"], res["nbytes"])
+        if self._busy[w]:
+            self._fail(RuntimeError(f"PNG writer process {proc.pid} exited unexpectedly "
+                                    f"(status {proc.wait()})"), self.app_dir)
 
     def close(self) -> None:
         """Write every queued frame, stop the workers and free the shared memory (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for _ in self._procs:
-            self._jobs.put(None)
         for p in self._procs:
-            p.join()
-        self._results.put(None)
-        self._collector.join()
-        self._jobs.close()
-        self._results.close()
+            with contextlib.suppress(OSError):
+                p.stdin.close()
+        for t in self._readers:
+            t.join()
+        self._abort()
+
+    def _abort(self) -> None:
+        import subprocess
+
+        for p in self._procs:
+            with contextlib.suppress(OSError):
+                p.stdin.close()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.stdout:
+                p.stdout.close()
         for s in self._shms:
             s.close()
             with contextlib.suppress(FileNotFoundError):
