@@ -63,9 +63,15 @@ from cloud3d_dataset.files import (
     sha256_bytes,
     sha256_file,
 )
-from cloud3d_dataset.layout import SPLITS, group_dirname, image_relpath, parse_group_dirname
+from cloud3d_dataset.layout import SPLITS, image_relpath, parse_group_dirname
 from cloud3d_dataset.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, load_manifest, write_manifest
-from cloud3d_dataset.rawframes import Capture, list_capture, open_capture, source_folders
+from cloud3d_dataset.rawframes import (
+    Capture,
+    list_capture,
+    open_capture,
+    resolution_name,
+    source_folders,
+)
 
 STATE_DIR = ".cloud3d"
 RECORD_VERSION = 1
@@ -115,8 +121,6 @@ def _plan_sources(
     cap_sizes: dict[str, tuple[int, int]], wanted: list[str] | None
 ) -> dict[str, tuple[str, tuple[int, int]]]:
     """Output resolution -> (source folder, output size)."""
-    from cloud3d_dataset.rawframes import resolution_name
-
     natural: dict[str, str] = {}
     for src in sorted(cap_sizes, key=lambda s: (s == "native", s)):  # named folders win over native
         natural.setdefault(resolution_name(*cap_sizes[src]) if src == "native" else src, src)
@@ -418,7 +422,8 @@ def build_splits(
     cap: Capture = open_capture(listing, strict=strict, workers=workers, progress=progress)
     if not cap.frames:
         raise Cloud3dError(
-            f"no usable frames in {cap.root} ({len(cap.problems)} problem(s), e.g. {cap.problems[:1]})"
+            f"no usable frames in {cap.root}: {len(cap.problems)} problem(s)"
+            + (f", e.g. {cap.problems[0][0]}: {cap.problems[0][1]}" if cap.problems else "")
         )
     plan = _plan_sources(cap.sources, wanted)
     b_span, g_span = _spans(block, guard, cap.has_times)
@@ -589,8 +594,3 @@ def build_splits(
         shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
     return result
-
-
-def group_folders(app: str, resolutions: list[str]) -> list[str]:
-    """Relative folders an app occupies: ``["train/{app}-{res}", ...]``."""
-    return [f"{s}/{group_dirname(app, r)}" for s in SPLITS for r in resolutions]
