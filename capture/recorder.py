@@ -206,9 +206,11 @@ def record(
     dropped: Counter[str] = Counter()
     geo = source.geometry
     shape = (geo.height, geo.width, 3) if geo is not None else (1080, 1920, 3)
-    # before the progress bar: tqdm's monitor thread would rule out a fast fork of the writers
-    pool = make_pool(writer_kind, app_dir, log, resolutions, fit=fit, encoder=encoder, level=level,
-                     workers=writers, queue_size=queue_size, frame_shape=shape)
+    try:
+        pool = make_pool(writer_kind, app_dir, log, resolutions, fit=fit, encoder=encoder,
+                         level=level, workers=writers, queue_size=queue_size, frame_shape=shape)
+    except (RuntimeError, OSError) as exc:
+        raise Cloud3dError(f"cannot start the PNG writers: {exc}") from None
     bar = tqdm(total=count, unit="frame", desc=f"capture {app}", disable=not progress,
                dynamic_ncols=True, leave=True)
     pool.on_written = lambda _i: bar.update(1)

@@ -224,6 +224,10 @@ class ProcessWriterPool(_PoolBase):
                 p.stdin.write(cfg + "\n")
                 p.stdin.flush()
                 self._procs.append(p)
+            for p in self._procs:  # wait until each has loaded numpy/Pillow/fpng
+                if "ready" not in p.stdout.readline():
+                    raise RuntimeError(f"PNG writer process {p.pid} failed to start "
+                                       f"(status {p.wait()}); see the messages above")
         except BaseException:
             self._abort()
             raise

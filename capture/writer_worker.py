@@ -2,7 +2,7 @@
 
 Protocol (JSON lines): the first stdin line is the configuration
 (``app_dir``, ``resolutions``, ``fit``, ``encoder``, ``level``); every next
-line is a job ``{"shm": name, "shape": [h, w, 3], "index": n}`` whose pixels
+line is a job (the worker first answers ``{"ready": true}``) ``{"shm": name, "shape": [h, w, 3], "index": n}`` whose pixels
 sit in that shared-memory block. For each job one result line goes to stdout:
 ``{"index", "fields", "enc", "rsz", "nbytes", "err"}``. End of stdin (the
 parent closed it, or died) ends the worker; it also gets SIGKILL when its
@@ -48,6 +48,10 @@ def main() -> int:
     if not cfg:
         return 0
     app_dir, resolutions = Path(cfg["app_dir"]), tuple(cfg["resolutions"])
+    if cfg["encoder"] == "fpng":
+        import fpng  # noqa: F401  # load the encoder before saying ready
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
     shms: dict[str, shared_memory.SharedMemory] = {}
     failed = False
     try:
