@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cloud3d_dataset.files import read_image_rgb
+from cloud3d_dataset.files import Cloud3dError, read_image_rgb
 
 #: Column names of the measures, in output order.
 MEASURES: tuple[str, ...] = ("entropy_luma", "entropy_rgb_mean", "entropy_gradient", "si")
@@ -174,8 +174,47 @@ def spatial_information(y: np.ndarray) -> float:
         np.sqrt(m2, out=m2)
         s1 += float(m2.sum(dtype=np.float64))
         n += m2.size
+    return _si_from_sums(s1, s2, n)
+
+
+def _si_from_sums(s1: float, s2: float, n: int) -> float:
+    """Population std from the sum and the sum of squares of ``n`` magnitudes."""
+    if n <= 0:
+        return float("nan")
     mean = s1 / n
     return math.sqrt(max(0.0, s2 / n - mean * mean))
+
+
+def backend() -> str:
+    """Which implementation computes the measures: ``"numba"`` or ``"numpy"``.
+
+    ``numba`` (a fused compiled kernel, :mod:`analysis.fused`, ~3x faster)
+    when numba is installed, else ``numpy`` (numpy + Pillow). The environment
+    variable ``CLOUD3D_ANALYSIS_BACKEND=numpy|numba|auto`` forces a choice.
+    Both give the same histograms, hence identical entropies; SI agrees to
+    ~1e-9 relative.
+    """
+    global _BACKEND
+    want = os.environ.get("CLOUD3D_ANALYSIS_BACKEND", "auto").strip().lower() or "auto"
+    if want not in ("auto", "numba", "numpy"):
+        raise Cloud3dError(f"CLOUD3D_ANALYSIS_BACKEND={want!r}: use auto, numba or numpy")
+    if want == "numpy":
+        return "numpy"
+    if _BACKEND is None:
+        try:
+            import analysis.fused  # noqa: F401  (compiles lazily on first call)
+
+            _BACKEND = "numba"
+        except ImportError:
+            _BACKEND = "numpy"
+    if want == "numba" and _BACKEND != "numba":
+        raise Cloud3dError(
+            "CLOUD3D_ANALYSIS_BACKEND=numba but numba is not installed: pip install numba"
+        )
+    return _BACKEND
+
+
+_BACKEND: str | None = None
 
 
 def measures_of_rgb(rgb: np.ndarray, luma: str = "bt601") -> dict[str, float]:
@@ -183,6 +222,19 @@ def measures_of_rgb(rgb: np.ndarray, luma: str = "bt601") -> dict[str, float]:
     rgb = _check_rgb(rgb)
     if luma not in LUMA_WEIGHTS:
         raise ValueError(f"unknown luma weights {luma!r}; use one of {', '.join(LUMA_WEIGHTS)}")
+    if backend() == "numba":
+        from analysis.fused import fused_stats
+
+        hist, _y, gh, s1, s2 = fused_stats(rgb, LUMA_WEIGHTS[luma])
+        h, w = rgb.shape[:2]
+        return {
+            "entropy_luma": entropy_bits(hist[3]),
+            "entropy_rgb_mean": float(np.mean([entropy_bits(c) for c in hist[:3]])),
+            "entropy_gradient": entropy_bits(gh),
+            "si": _si_from_sums(s1, float(s2), (h - 2) * (w - 2))
+            if h >= 3 and w >= 3
+            else float("nan"),
+        }
     img = Image.fromarray(rgb, "RGB")
     ch = np.asarray(img.histogram(), dtype=np.int64).reshape(3, 256)
     if luma == "bt601":

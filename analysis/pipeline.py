@@ -41,7 +41,7 @@ import pandas as pd
 
 from analysis.compare import compare
 from analysis.folder import IMAGE_EXTENSIONS, MeasureCache, list_images, measure_paths
-from analysis.measures import LUMA_WEIGHTS, MEASURES, MEASURES_VERSION
+from analysis.measures import LUMA_WEIGHTS, MEASURES, MEASURES_VERSION, backend
 from analysis.reference import STANDIN_FILES, STANDIN_NAME, prepare_standin, skimage_version
 from cloud3d_dataset.files import Cloud3dError, atomic_write_text
 from cloud3d_dataset.manifest import image_paths
@@ -86,6 +86,10 @@ def _versions(standin: bool) -> dict[str, str]:
             out[dist] = "not installed"
     if standin:
         out["scikit-image"] = skimage_version()
+    if backend() == "numba":
+        from analysis.fused import NUMBA_VERSION
+
+        out["numba"] = NUMBA_VERSION
     return out
 
 
@@ -251,6 +255,7 @@ def run_entropy(
         "measures": list(MEASURES),
         "measures_version": MEASURES_VERSION,
         "luma": luma,
+        "backend": backend(),
         "luma_weights_fixed_point_q16": list(LUMA_WEIGHTS[luma]),
         "counts": {
             "dataset_images": int(len(ds)),

@@ -223,3 +223,39 @@ def test_compare_table_layout():
     )
     b = s[(s["group"] == "b-720p") & (s["measure"] == "entropy_luma")].iloc[0]
     assert b["ks_pvalue"] < 1e-4 and b["share_below_ref_median"] > 0.8
+
+
+def test_numba_kernel_matches_numpy_path(monkeypatch):
+    pytest.importorskip(
+        "numba", reason="numba not installed: the numpy/Pillow path is the one in use"
+    )
+    import analysis.measures as am
+
+    rng = np.random.default_rng(9)
+    smooth = ndimage.gaussian_filter(rng.normal(size=(90, 130, 3)), (3, 3, 0))
+    images = [
+        rng.integers(0, 256, size=(61, 83, 3), dtype=np.uint8),
+        np.clip(smooth * 400 + 128, 0, 255).astype(np.uint8),
+        gray(checkerboard(32, 3)),
+        np.zeros((2, 7, 3), np.uint8),
+        np.full((1, 1, 3), 9, np.uint8),
+    ]
+    for rgb in images:
+        for luma in ("bt601", "bt709"):
+            monkeypatch.setenv("CLOUD3D_ANALYSIS_BACKEND", "numba")
+            fast = am.measures_of_rgb(rgb, luma)
+            monkeypatch.setenv("CLOUD3D_ANALYSIS_BACKEND", "numpy")
+            slow = am.measures_of_rgb(rgb, luma)
+            for k in ("entropy_luma", "entropy_rgb_mean", "entropy_gradient"):
+                assert fast[k] == slow[k] or (math.isnan(fast[k]) and math.isnan(slow[k]))
+            assert fast["si"] == pytest.approx(slow["si"], rel=1e-9, abs=1e-9, nan_ok=True)
+
+
+def test_backend_env_is_checked(monkeypatch):
+    import analysis.measures as am
+
+    monkeypatch.setenv("CLOUD3D_ANALYSIS_BACKEND", "cuda")
+    with pytest.raises(Cloud3dError, match="CLOUD3D_ANALYSIS_BACKEND"):
+        am.backend()
+    monkeypatch.setenv("CLOUD3D_ANALYSIS_BACKEND", "numpy")
+    assert am.backend() == "numpy"

@@ -204,7 +204,7 @@ def test_standin_photos_are_in_the_installed_wheel():
 @pytest.mark.slow
 def test_standin_run_writes_labelled_figures(dataset, tmp_path):
     out = tmp_path / "out"
-    res = run_entropy(dataset, None, out, workers=2, progress=False)
+    res = run_entropy(dataset, None, out, workers=1, progress=False)
     assert res.reference_is_standin and res.reference_name == STANDIN_NAME
     per = pd.read_csv(out / "per_image.csv")
     assert (per.loc[per["role"] == "reference", "group"] == STANDIN_NAME).all()
