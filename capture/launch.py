@@ -235,13 +235,17 @@ class LaunchSource(FrameSource):
     def _send_keys(self, keys: tuple[str, ...], interval: float) -> None:
         env = dict(os.environ, DISPLAY=self.xvfb.name)
         wid = str(self._window.wid)
-        # No window manager: give the window the keyboard focus first, then type.
-        subprocess.run(["xdotool", "windowfocus", wid], env=env, capture_output=True, timeout=10)
+        # No window manager: give the window the keyboard focus, then type through XTEST
+        # (real key events; many games ignore the XSendEvent ones of `key --window`).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["xdotool", "windowfocus", "--sync", wid], env=env, capture_output=True,
+                           timeout=5)
         for key in keys:
-            r = subprocess.run(
-                ["xdotool", "key", "--window", wid, "--clearmodifiers", key],
-                env=env, capture_output=True, text=True, timeout=10,
-            )
+            try:
+                r = subprocess.run(["xdotool", "key", "--clearmodifiers", key],
+                                   env=env, capture_output=True, text=True, timeout=10)
+            except subprocess.TimeoutExpired:
+                raise Cloud3dError(f"xdotool hung while pressing {key!r}") from None
             if r.returncode != 0:
                 raise Cloud3dError(f"xdotool could not press {key!r}: {r.stderr.strip()}")
             time.sleep(interval)

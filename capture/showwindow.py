@@ -96,6 +96,7 @@ class XWindowShow:
             ev = self.dpy.next_event()
             if ev.type == X.KeyPress:
                 self.keys += 1
+                print(f"showwindow: key press, keycode {ev.detail}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.dpy.close()

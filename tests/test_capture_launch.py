@@ -125,3 +125,17 @@ def test_launch_interrupted_flushes_and_cleans_up(xvfb_binary, tmp_path, sig):
     assert "interrupted" in out + errf.read_text() and "written" in out
     _assert_all_gone(_pids_from(errf.read_text()), marker)
     assert all(v == [] for v in check_capture(tmp_path / "win").values())
+
+
+def test_launch_key_presses_reach_the_window(xvfb_binary, tmp_path):
+    import shutil
+
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (apt-get install xdotool)")
+    log = tmp_path / "app.log"
+    show = [sys.executable, "-m", "capture.showwindow", "--size", "320x180", "--pattern"]
+    r = subprocess.run(_launch_cmd(tmp_path, show, ("--count", "3", "--key", "Return", "--key", "space",
+                                                    "--key-interval", "0.3", "--app-log", str(log))),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text().count("key press") == 2
