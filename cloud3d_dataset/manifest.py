@@ -10,7 +10,7 @@ path           path relative to the dataset root, POSIX separators
 width, height  pixels (from the PNG header)
 bytes          file size on disk
 sha256         hex SHA-256 of the file bytes
-source_index   frame number in the capture (``n`` in ``{n}.png``)
+source_index   ``n`` in ``{n}.png``: the frame's position among the app's dataset frames
 capture_time   seconds since the epoch when captured; empty when unknown
 ============== ==========================================================
 
