@@ -66,16 +66,14 @@ def _say(msg: str) -> None:
 
 
 def _kept_frames(app_dir: Path) -> int:
-    """Frames already captured for an app (rows marked kept in frames.csv)."""
+    """Frames already captured for an app: rows of its frames.csv with ``status == kept``."""
     import pandas as pd
 
     log = app_dir / "frames.csv"
     if not log.is_file():
         return 0
-    df = pd.read_csv(log)
-    if "kept" not in df.columns:
-        return len(df)
-    return int(df["kept"].astype(str).str.lower().isin(["1", "true"]).sum())
+    status = pd.read_csv(log, usecols=["status"], dtype=str)["status"]
+    return int((status.str.strip().str.lower() == "kept").sum())
 
 
 def _capture_synthetic(raw: Path, app: str, frames: int, res: list[str], seed: int) -> None:

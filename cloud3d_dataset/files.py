@@ -182,8 +182,8 @@ def read_png_rgb(path: str | os.PathLike) -> np.ndarray:
 def encode_png(rgb: np.ndarray, encoder: str = "zlib", level: int = 6) -> bytes:
     """Encode an ``(H, W, 3) uint8`` array as a standard, lossless 8-bit RGB PNG.
 
-    ``encoder="fpng"`` uses the fast fpng encoder (about 10x faster, files
-    ~15-20% larger); ``"zlib"`` uses Pillow with ``compress_level=level``
+    ``encoder="fpng"`` uses the fast fpng encoder (about 10x faster; files
+    15-35% larger, depending on content); ``"zlib"`` uses Pillow with ``compress_level=level``
     (0..9). Both decode bit-exactly with any PNG decoder.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
