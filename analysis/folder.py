@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -62,7 +63,8 @@ class MeasureCache:
             self.db.commit()
         except sqlite3.DatabaseError as exc:
             raise Cloud3dError(
-                f"cannot use the measures cache {self.path}: {exc}; delete that file to start afresh"
+                f"cannot use the measures cache {self.path}: {exc} (is the folder writable? "
+                "if the file is damaged, delete it to start afresh)"
             ) from None
 
     def close(self) -> None:
@@ -128,6 +130,11 @@ class MeasureStats:
     computed: int = 0  #: images decoded and measured in this call
     cached: int = 0  #: images answered from the cache without reading them
     corrupt: list[tuple[str, str]] = field(default_factory=list)  #: (path, message)
+
+
+def _worker_init() -> None:
+    """Workers ignore Ctrl-C: the parent handles it, saves finished results and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _task(args: tuple[str, str]) -> tuple[str, dict | None, str | None]:
@@ -198,7 +205,9 @@ def measure_paths(
         if workers == 1 or len(tasks) <= 1:
             results = map(_task, tasks)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            pool = multiprocessing.get_context("spawn").Pool(
+                min(workers, len(tasks)), initializer=_worker_init
+            )
             results = pool.imap_unordered(
                 _task, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers)))
             )

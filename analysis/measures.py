@@ -39,9 +39,11 @@ Definitions (``log2``, so entropies are in bits per sample):
     of a video; here it is one frame. Unit: luma levels per pixel; range
     0..~1020; NaN for images smaller than 3x3.
 
-The implementation is tuned to cost little next to PNG decoding: Pillow's C
-histograms, saturating uint8 differences, and an int16/float32 Sobel evaluated
-in row strips that stay in the CPU cache (see ``benchmarks/entropy_bench.py``).
+Two implementations (see :func:`backend`): a numba-compiled fused kernel
+(:mod:`analysis.fused`) when numba is installed, else numpy + Pillow (C
+histograms, saturating uint8 differences, an int16/float32 Sobel in row
+strips that stay in the CPU cache). Both build the same histograms; see
+``benchmarks/entropy_bench.py`` for their cost next to PNG decoding.
 """
 
 from __future__ import annotations
