@@ -114,15 +114,20 @@ class _LatentModel(CompressionModel):
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         """``x``: ``(B, 3, H, W)`` in 0..1, H and W multiples of :attr:`stride`."""
-        lat = self.latents(x)
+        # Under autocast (AMP) only the transforms run in reduced precision: the entropy
+        # models (likelihoods, factorized-prior matmuls) always run in float32.
+        lat = [t.float() for t in self.latents(x)]
         names = ["y", "z", "w"][: len(lat)]
-        upper, top_lik = self.bottleneck(lat[-1])
+        with torch.autocast(x.device.type, enabled=False):
+            upper, top_lik = self.bottleneck(lat[-1])
         likelihoods = {names[-1]: top_lik}
         for k in reversed(range(len(lat) - 1)):
-            means, scales = self.split_params(k, self.param_nets[k](upper))
-            upper, lik = self.gaussians[k](lat[k], scales, means=means)
+            raw = self.param_nets[k](upper).float()
+            with torch.autocast(x.device.type, enabled=False):
+                means, scales = self.split_params(k, raw)
+                upper, lik = self.gaussians[k](lat[k], scales, means=means)
             likelihoods[names[k]] = lik
-        return {"x_hat": self.synthesis(upper), "likelihoods": likelihoods}
+        return {"x_hat": self.synthesis(upper).float(), "likelihoods": likelihoods}
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments recorded in checkpoints (see :func:`create_model`)."""

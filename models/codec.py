@@ -153,11 +153,10 @@ def _params(ctx: _Context, model: Any, k: int, upper: torch.Tensor):
         means = torch.round(means / MEAN_GRID) * MEAN_GRID
     table = ctx.scale_tables[k]
     scales = scales.clamp_min(ctx.scale_bounds[k])
-    # index = number of table entries strictly below the scale (compressai's build_indexes rule)
-    idx = torch.full(scales.shape, len(table) - 1, dtype=torch.int32, device=scales.device)
-    for s in table[:-1]:
-        idx -= (scales <= s).int()
-    return means, idx
+    # index = number of table entries (last excluded) strictly below the scale: compressai's
+    # build_indexes rule, as exact float64 comparisons
+    idx = torch.bucketize(scales.contiguous(), table[:-1].contiguous(), right=False)
+    return means, idx.to(torch.int32)
 
 
 def _to_list(t: torch.Tensor) -> list[int]:
