@@ -198,3 +198,20 @@ def test_gpu_encode_cpu_decode():
                          x.shape[2], x.shape[3], times, "stream")
     assert torch.equal(y_gpu.cpu(), y_cpu)
     assert np.abs(rec_gpu.astype(int) - rec_cpu.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("arch", ["mbt2018-mean", "bmshj2018-hyperprior"])
+def test_compressai_models_convert_to_registry_models(arch, odd_rgb):
+    """Zoo weights load into the registry classes (checked with an untrained compressai net)."""
+    import compressai.zoo
+
+    from models.zoo import ZOO, from_compressai
+
+    torch.manual_seed(3)
+    net = getattr(compressai.zoo, ZOO[arch])(1, pretrained=False).eval()
+    m = from_compressai(net, arch)
+    assert m.config() == {"N": 128, "M": 192}
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, m.state_dict()[k]), k
+    np.testing.assert_array_equal(decompress_image(m, compress_image(m, odd_rgb)),
+                                  quantized_reconstruction(m, odd_rgb))
