@@ -242,6 +242,12 @@ def measure_paths(
     return df, stats
 
 
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cloud3d/analysis`` (default ``~/.cache/cloud3d/analysis``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cloud3d" / "analysis"
+
+
 def list_images(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """Image files under ``folder`` (recursive, sorted) and the other files skipped.
 
@@ -277,7 +283,8 @@ def measure_folder(
     :data:`MEASURES`. ``df.attrs`` holds ``skipped`` (non-image files,
     relative paths), ``corrupt`` (``(path, message)`` pairs),
     ``computed`` and ``cached`` counts. Results are cached in
-    ``cache_dir`` (default ``<folder>/.cloud3d-cache``). Raises
+    ``cache_dir`` (default :func:`default_cache_dir`, so a read-only
+    reference folder is never written to). Raises
     :class:`Cloud3dError` if the folder holds no image.
     """
     root = Path(folder)
@@ -287,7 +294,7 @@ def measure_folder(
             f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
             f"{len(skipped)} other file(s) skipped)"
         )
-    with MeasureCache(cache_dir or root / ".cloud3d-cache") as cache:
+    with MeasureCache(cache_dir or default_cache_dir()) as cache:
         shas = []
         for p in images:
             try:
