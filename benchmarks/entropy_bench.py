@@ -8,8 +8,8 @@ processes. Prints a table; exits 0 either way (it measures, it does not gate).
     .venv/bin/python benchmarks/entropy_bench.py --frames 24 --workers 1,2,4 --repeat 3
 
 Frames: half from ``tests/conftest.make_game_like_frame`` (gradient sky,
-noisy textured ground: a heavy PNG), half from a flat-shaded scene generator
-here (large uniform areas, edges, a HUD: closer to many rendered frames).
+noisy textured ground: a heavy PNG), half from a shaded-scene generator here
+(flat boxes, smoothly textured floor, sky gradient, HUD: closer to many rendered frames).
 Timing: ``time.perf_counter`` around whole passes, after one warm-up pass;
 the per-stage breakdown also reports CPU time (``time.process_time``), which
 is less disturbed by other load on the machine.
@@ -44,7 +44,7 @@ from cloud3d_dataset.files import read_image_rgb, write_png  # noqa: E402
 
 
 def shaded_frame(h: int, w: int, seed: int) -> np.ndarray:
-    """Flat-shaded boxes over a lit floor and sky, with a HUD bar: many uniform areas."""
+    """Shaded boxes over a textured, lit floor and a sky gradient, with a HUD bar."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.empty((h, w, 3), np.float32)
@@ -61,6 +61,11 @@ def shaded_frame(h: int, w: int, seed: int) -> np.ndarray:
         col = rng.integers(30, 230, 3)
         img[y0 : y0 + bh, x0 : x0 + bw] = col
         img[y0 : y0 + bh // 3, x0 : x0 + bw] = np.minimum(col * 1.3, 255)  # lit top face
+    # surface texture: smooth noise (+-12 levels) like texture maps and lighting, not pixel noise
+    tex = rng.normal(size=(h // 2, w // 2)).astype(np.float32)
+    tex = np.repeat(np.repeat(tex, 2, axis=0), 2, axis=1)[:h, :w]
+    tex = (tex + np.roll(tex, 1, 0) + np.roll(tex, 1, 1) + np.roll(tex, (1, 1), (0, 1))) * 3.0
+    img[floor] += tex[floor][:, None]
     img[h - 90 :, :] = (25, 25, 30)
     img[h - 70 : h - 40, 40 : 40 + int(rng.integers(200, 600))] = (200, 40, 40)
     return np.clip(img, 0, 255).astype(np.uint8)
