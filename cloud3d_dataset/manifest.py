@@ -137,7 +137,7 @@ def select(
 
 def image_paths(
     dataset_dir: str | os.PathLike,
-    split: str | None = None,
+    split: str | Iterable[str] | None = None,
     app: str | Iterable[str] | None = None,
     resolution: str | Iterable[str] | None = None,
 ) -> pd.DataFrame:
