@@ -219,6 +219,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             save_checkpoint(best, model, meta)
         save_checkpoint(last, model, meta, extra)
 
+    if step == 0 and val_set is not None:  # the untrained model's validation loss as baseline
+        metrics = evaluate(model, val_set, cfg.lmbda, dev, cfg.val_images)
+        _append_log(log, {"step": 0, "phase": "validation", **metrics, "elapsed_s": 0.0})
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.arch} λ={cfg.lmbda}",
                disable=not cfg.progress, unit="step")
     run_avg: dict[str, float] = {}

@@ -52,9 +52,9 @@ def test_training_lowers_the_loss_and_writes_checkpoints_and_log(run_dir):
     train = log[log.phase == "train"]
     val = log[log.phase == "validation"]
     assert list(train.step) == list(range(1, STEPS + 1))
-    assert list(val.step) == [8, 16]
+    assert list(val.step) == [0, 8, 16]  # step 0: untrained baseline
     assert train.loss.iloc[-4:].mean() < 0.5 * train.loss.iloc[:4].mean()
-    assert val.loss.iloc[-1] < val.loss.iloc[0]
+    assert val.loss.iloc[-1] < 0.7 * val.loss.iloc[0]
     assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
 
 
