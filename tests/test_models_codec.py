@@ -30,6 +30,9 @@ from models.codec import (
     weights_hash,
 )
 
+# compressai calls torch.jit.script at import time (FutureWarning under recent torch)
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+
 
 def _model(arch: str, seed: int = 0):
     torch.manual_seed(seed)

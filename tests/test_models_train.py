@@ -21,6 +21,9 @@ from cloud3d_dataset.cli import main as cli_main
 from cloud3d_dataset.files import Cloud3dError, read_png_rgb, write_png
 from cloud3d_dataset.manifest import index_dataset
 
+# compressai calls torch.jit.script at import time (FutureWarning under recent torch)
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+
 STEPS = 16
 
 
