@@ -17,6 +17,7 @@ from test_runner import make_dataset
 
 from baselines.runner import run_bench
 from baselines.store import ResultsStore
+from cloud3d_dataset.files import write_png
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
@@ -59,7 +60,12 @@ def study(tmp_path_factory):
     from analysis.pipeline import run_entropy
 
     ent = tmp / "entropy"
-    run_entropy(ds, None, ent, progress=False)
+    ref = tmp / "reference"  # a few small textured "photos" keep the analysis quick
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        base = rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
+        write_png(ref / f"{i}.png", np.kron(base, np.ones((4, 4, 1), np.uint8)) // (i + 1))
+    run_entropy(ds, ref, ent, reference_name="textures", progress=False, workers=1)
     out = tmp / "report"
     p = subprocess.run(
         [sys.executable, "-m", "cloud3d_dataset.cli", "report", str(res), "--out", str(out), "--anchor", "jpeg",

@@ -309,12 +309,14 @@ def test_dask_local_cluster_matches_local_pool(dataset, tmp_path):
     assert set(table(sent)) <= set(table(local))
 
 
-def test_codecs_command_lists_available_and_unavailable(tmp_path):
-    env = {**os.environ, "PATH": "/usr/bin:/bin", "CLOUD3D_BPG_DIR": str(tmp_path / "none")}
-    p = subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", "codecs"], capture_output=True, text=True,
-                       timeout=120, env=env)
-    assert p.returncode == 0, p.stderr
-    assert "jpeg  [available]" in p.stdout and "q: libjpeg quality" in p.stdout and "1..100" in p.stdout
-    assert "default  20,40,60,80,90" in p.stdout and "version  Pillow" in p.stdout
-    assert "bpg  [UNAVAILABLE: bpgenc and bpgdec not found" in p.stdout
-    assert "options  subsampling=444" in p.stdout
+def test_codecs_command_lists_available_and_unavailable(tmp_path, monkeypatch, capsys):
+    from cloud3d_dataset.cli import main
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("CLOUD3D_BPG_DIR", str(tmp_path / "none"))
+    main(["codecs"])
+    out = capsys.readouterr().out
+    assert "jpeg  [available]" in out and "q: libjpeg quality" in out and "1..100" in out
+    assert "default  20,40,60,80,90" in out and "version  Pillow" in out
+    assert "bpg  [UNAVAILABLE: bpgenc and bpgdec not found" in out
+    assert "options  subsampling=444" in out
