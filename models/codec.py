@@ -410,8 +410,10 @@ def _decode_tile(model, ctx, strings, coder, ph, pw, times, source) -> torch.Ten
 
         tb = ctx.top if k == L - 1 else ctx.gauss[k]
         n = int(np.prod(shape))
-        # zero padding keeps the rANS decoder's reads inside the buffer for any stream
-        data = strings[k] + bytes(8 * n + 64)
+        # Defensive zero padding: the rANS decoder reads at most one 32-bit word per symbol
+        # plus bypass bits whose count the stream itself encodes (<= 15 bits read per bit
+        # present), so a corrupt or forged string cannot make it read past the buffer.
+        data = strings[k] + bytes(8 * n + 16 * len(strings[k]) + 64)
         vals = ans.RansDecoder().decode_with_indexes(data, _to_list(idx), tb.cdf, tb.lengths,
                                                     tb.offsets)
         return torch.tensor(vals, dtype=torch.float64, device=ctx.pdev).reshape(shape)
