@@ -131,6 +131,13 @@ def _finite(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
+def _quality_value(q: Any) -> Any:
+    try:
+        return float(q)
+    except (TypeError, ValueError):
+        return str(q)  # e.g. a learned codec's checkpoint path
+
+
 def compressai_json(pq: pd.DataFrame, label: str, description: str) -> dict[str, Any]:
     """CompressAI-style results dict for one codec curve (points sorted by bpp)."""
     g = pq[pq["codec_label"] == label].sort_values("mean_bpp")
@@ -138,7 +145,7 @@ def compressai_json(pq: pd.DataFrame, label: str, description: str) -> dict[str,
         "name": label,
         "description": description,
         "results": {
-            "quality": [float(q) for q in g["quality"]],
+            "quality": [_quality_value(q) for q in g["quality"]],
             "bpp": [_finite(v) for v in g["mean_bpp"]],
             "psnr-rgb": [_finite(v) for v in g["mean_psnr"]],
             "ms-ssim-rgb": [_finite(v) for v in g["mean_ms_ssim"]],

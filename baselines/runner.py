@@ -123,7 +123,13 @@ def plan_tasks(
         for spec, codec, version, _prov in codecs:
             qp = spec.cls.quality
             for q in spec.qualities:
-                params = canonical_json({"options": codec.options, qp.name: q})
+                pdict: dict[str, Any] = {"options": codec.options, qp.name: q}
+                if isinstance(q, str) and Path(q).is_file():
+                    # quality given by a file (a learned codec's checkpoint): absolute path for the
+                    # workers, and its hash in the key so a retrained file is benchmarked again
+                    q = str(Path(q).resolve())
+                    pdict = {"options": codec.options, qp.name: q, f"{qp.name}_sha256": _file_sha(q)}
+                params = canonical_json(pdict)
                 key = (img["sha256"], spec.cls.name, version, params)
                 if key in seen:
                     continue  # byte-identical image already planned (first path wins)
@@ -154,6 +160,21 @@ def plan_tasks(
     return tasks
 
 
+def _file_sha(path: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - per-process memo
+    from cloud3d_dataset.files import sha256_file
+
+    if path not in _cache:
+        _cache[path] = sha256_file(path)
+    return _cache[path]
+
+
+def quality_slug(q: Any) -> str:
+    """Short text for a quality value in file names: ``40``, ``0.5`` or a file's stem."""
+    if isinstance(q, int | float) and not isinstance(q, bool):
+        return f"{q:g}"
+    return Path(str(q)).stem.replace(" ", "_")
+
+
 class TaskTimeout(Exception):
     """Raised inside a worker by SIGALRM when a task exceeds its time limit."""
 
@@ -179,7 +200,7 @@ def _keep_outputs(task: dict[str, Any], codec: Codec, data: bytes, rec) -> dict[
 
     q = task["quality"]
     slug = task["codec_label"].replace(";", "_").replace("=", "-").replace("/", "-")
-    base = Path(task["keep"]) / slug / f"{task['quality_param']}{q:g}" / Path(task["relpath"]).with_suffix("")
+    base = Path(task["keep"]) / slug / f"{task['quality_param']}{quality_slug(q)}" / Path(task["relpath"]).with_suffix("")
     stream = base.with_name(base.name + codec.extension)
     recon = base.with_name(base.name + ".rec.png")
     atomic_write_bytes(stream, data)

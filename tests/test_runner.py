@@ -320,3 +320,28 @@ def test_codecs_command_lists_available_and_unavailable(tmp_path, monkeypatch, c
     assert "default  20,40,60,80,90" in out and "version  Pillow" in out
     assert "bpg  [UNAVAILABLE: bpgenc and bpgdec not found" in out
     assert "options  subsampling=444" in out
+
+
+@pytest.mark.slow
+def test_learned_codec_checkpoint_as_quality(dataset, tmp_path):
+    """A (tiny, untrained) learned codec from models/ runs through the same runner and report."""
+    pytest.importorskip("compressai")
+    from baselines.report import write_report
+    from models.architectures import create_model
+    from models.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", create_model("bmshj2018-hyperprior", N=16, M=24))
+    res = tmp_path / "r.sqlite"
+    s = run_bench(dataset, [f"learned:checkpoint={ckpt};device=cpu", "jpeg:q=50,90"], res, workers=1,
+                  apps=["alpha"], limit=1, progress=False, keep=tmp_path / "keep")
+    assert (s.ok, s.failed) == (3, 0), s.failures
+    (r,) = [r for r in rows(res) if r["codec"] == "learned"]
+    assert r["quality"] == str(ckpt.resolve()) and '"checkpoint_sha256":"' in r["params"]
+    assert r["bpp"] == pytest.approx(8 * r["bytes"] / (W * H))
+    assert (tmp_path / "keep" / "learned_device-cpu" / "checkpointtiny" / "test" / "alpha-720p" / "0.c3d").stat().st_size == r["bytes"]
+    files = write_report(res, tmp_path / "rep", anchor="jpeg")
+    import json
+
+    d = json.loads((tmp_path / "rep" / "compressai" / "learned_device-cpu.json").read_text())
+    assert d["results"]["quality"] == [str(ckpt.resolve())]
+    assert files["index"].is_file()
