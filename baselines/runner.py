@@ -241,7 +241,8 @@ def _compute(task: dict[str, Any], row: dict[str, Any]) -> None:
         raise CodecError(f"decoder returned shape {rec.shape}, expected {rgb.shape}")
     m = metrics.mse(rgb, rec)
     msssim = metrics.ms_ssim_rgb(rgb, rec)
-    details = {"encode": enc.details, "decode": dec.details}
+    details = {"encode": enc.details, "decode": dec.details,
+               "image_source": "path" if task.get("image_bytes") is None else "sent bytes"}
     if note:
         details["input_note"] = note
     if task.get("keep"):
@@ -486,13 +487,10 @@ def run_bench(
             machine_description(),
         )
         summary.run_id = run_id
-        if send_images:
-            for t in todo:
-                with open(t["abspath"], "rb") as f:
-                    t["image_bytes"] = f.read()
         try:
             if todo:
-                _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout, progress, tqdm)
+                _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout, progress, tqdm,
+                         send_images)
         except KeyboardInterrupt:
             summary.interrupted = True
             store.finish_run(run_id, utc_now(), summary.as_dict())
@@ -501,7 +499,8 @@ def run_bench(
     return summary
 
 
-def _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout, progress, tqdm) -> None:
+def _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout, progress, tqdm,
+             send_images=False) -> None:
     own = executor is None
     client = None
     kind = "given"
@@ -523,6 +522,9 @@ def _execute(todo, store, summary, run_id, workers, scheduler, executor, timeout
         while queue or pending:
             while queue and len(pending) < n_slots:
                 t = queue.pop()
+                if send_images:  # read at submission so only the tasks in flight hold image bytes
+                    with open(t["abspath"], "rb") as f:
+                        t = {**t, "image_bytes": f.read()}
                 fut = executor.submit(run_task, t)
                 pending[fut] = t
                 submitted[fut] = time.monotonic()

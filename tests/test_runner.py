@@ -8,6 +8,7 @@ interrupted mid-run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -307,6 +308,8 @@ def test_dask_local_cluster_matches_local_pool(dataset, tmp_path):
 
     assert table(local) == table(dask_res)
     assert set(table(sent)) <= set(table(local))
+    assert {json.loads(r["details"])["image_source"] for r in rows(sent)} == {"sent bytes"}
+    assert {json.loads(r["details"])["image_source"] for r in rows(dask_res)} == {"path"}
 
 
 def test_codecs_command_lists_available_and_unavailable(tmp_path, monkeypatch, capsys):
@@ -340,8 +343,6 @@ def test_learned_codec_checkpoint_as_quality(dataset, tmp_path):
     assert r["bpp"] == pytest.approx(8 * r["bytes"] / (W * H))
     assert (tmp_path / "keep" / "learned_device-cpu" / "checkpointtiny" / "test" / "alpha-720p" / "0.c3d").stat().st_size == r["bytes"]
     files = write_report(res, tmp_path / "rep", anchor="jpeg")
-    import json
-
     d = json.loads((tmp_path / "rep" / "compressai" / "learned_device-cpu.json").read_text())
     assert d["results"]["quality"] == [str(ckpt.resolve())]
     assert files["index"].is_file()
