@@ -11,7 +11,7 @@ same work (read PNG, encode, decode, MSE/PSNR, MS-SSIM) for JPEG and WebP:
 Targets (issue 5): overhead under 5 % at 720p; speed-up >= 1.8x from 1 to 2
 workers on 2 free cores. Wall times use ``time.perf_counter``.
 
-    .venv/bin/python benchmarks/bench_runner.py [--frames 8] [--repeat 2]
+    .venv/bin/python benchmarks/bench_runner.py [--frames 12] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def runner(root: Path, tmp: Path, workers: int, tag: str) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=8, help="720p frames (default 8)")
+    ap.add_argument("--frames", type=int, default=12, help="720p frames (default 12)")
     ap.add_argument("--repeat", type=int, default=2, help="repetitions; the median is reported (default 2)")
     args = ap.parse_args()
     # one thread per process everywhere, so 'direct' and one pool worker do the same work
