@@ -81,7 +81,7 @@ def resolve_specs(specs: Sequence[str | CodecSpec]) -> list[CodecSpec]:
         except ValueError as exc:
             problems.append(f"--codec {s!r}: {exc}")
     for spec in out:
-        reason = spec.cls.availability()
+        reason = spec.make().availability()  # per instance: honours bpg_dir/vtm_dir options
         if reason:
             problems.append(f"codec {spec.cls.name} is not available here: {reason}")
     if problems:
@@ -222,15 +222,8 @@ def _compute(task: dict[str, Any], row: dict[str, Any]) -> None:
             f"{task['relpath']} changed since the manifest was written (sha256 {digest[:12]} != "
             f"{task['image_sha256'][:12]}): re-run `cloud3d index`"
         )
-    if task.get("image_bytes") is None:
-        rgb, note = read_image_rgb(task["abspath"])
-    else:  # the worker has no access to the shared path: decode the bytes sent along
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / Path(task["relpath"]).name
-            p.write_bytes(blob)
-            rgb, note = read_image_rgb(p)
+    # decode the bytes already read (and hashed): one read per task, also on Dask workers
+    rgb, note = read_image_rgb(blob, name=task["relpath"])
     h, w = rgb.shape[:2]
     row["width"], row["height"] = w, h
     codec = _codec_for(task)

@@ -145,13 +145,17 @@ def _png_16bit_rgb(path: Path) -> np.ndarray | None:
     return np.clip(np.rint(a[:, :, :3].astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
 
 
-def read_image_rgb(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
-    """Decode an image file fully into ``(H, W, 3) uint8`` RGB.
+def read_image_rgb(
+    path: str | os.PathLike | bytes, name: str | None = None
+) -> tuple[np.ndarray, str | None]:
+    """Decode an image file (or its bytes) fully into ``(H, W, 3) uint8`` RGB.
 
     Returns ``(array, note)`` where ``note`` says how the file was converted
-    (``None`` for 8-bit RGB). Raises :class:`Cloud3dError` naming the file if
-    it is missing, not an image, truncated or corrupt.
+    (``None`` for 8-bit RGB). Raises :class:`Cloud3dError` naming the file
+    (or ``name`` for bytes) if it is missing, not an image, truncated or corrupt.
     """
+    if isinstance(path, bytes | bytearray | memoryview):
+        return _read_image_bytes(bytes(path), name or "<image bytes>")
     p = Path(path)
     try:
         with Image.open(p) as im:
@@ -171,6 +175,24 @@ def read_image_rgb(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
             exact = _png_16bit_rgb(p)
             if exact is not None:
                 return exact, "16-bit RGB reduced to 8-bit"
+    return arr, note
+
+
+def _read_image_bytes(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            arr, note = to_rgb8(im)
+            fmt, raw_mode = im.format, im.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise Cloud3dError(f"cannot decode image {name}: {exc} (corrupt or truncated?)") from None
+    if fmt == "PNG" and raw_mode == "RGB" and len(data) >= 25 and data[24] == 16:
+        import imageio.v3 as iio
+
+        a = np.asarray(iio.imread(data, extension=".png"))
+        if a.dtype == np.uint16 and a.ndim == 3:
+            a8 = np.clip(np.rint(a[:, :, :3].astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+            return a8, "16-bit RGB reduced to 8-bit"
     return arr, note
 
 

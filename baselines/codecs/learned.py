@@ -62,11 +62,12 @@ class LearnedCodec(Codec):
 
     @classmethod
     def availability(cls) -> str | None:
-        try:
-            import compressai  # noqa: F401
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return f"{exc.name} is not installed (pip install torch compressai)"
+        import importlib.util
+
+        # find_spec, not import: importing torch takes seconds and `cloud3d codecs` should not
+        missing = [m for m in ("torch", "compressai") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install torch compressai)"
         return None
 
     def version(self) -> str:

@@ -18,6 +18,7 @@ Without ``:PARAM=...`` the codec's default sweep is used.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,20 @@ CODEC_MODULES: tuple[str, ...] = (
 )
 
 
+def codec_modules() -> tuple[str, ...]:
+    """:data:`CODEC_MODULES` plus any in ``$CLOUD3D_CODEC_MODULES`` (comma-separated module names).
+
+    The variable lets a user (or a test) plug in codecs of their own without
+    editing this file; those modules must define ``CODECS`` like the built-in ones.
+    """
+    extra = [m.strip() for m in os.environ.get("CLOUD3D_CODEC_MODULES", "").split(",") if m.strip()]
+    return CODEC_MODULES + tuple(m for m in extra if m not in CODEC_MODULES)
+
+
 def all_codecs() -> dict[str, type[Codec]]:
     """Every codec class by name, in registration order (available or not)."""
     out: dict[str, type[Codec]] = {}
-    for modname in CODEC_MODULES:
+    for modname in codec_modules():
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
