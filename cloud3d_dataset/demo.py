@@ -39,9 +39,20 @@ DEFAULT_CODECS: tuple[str, ...] = (
     "hevc-intra:q=30,50,70;preset=fast",
 )
 
-#: block length (frames) for the demo's splits: synthetic frames come faster
-#: than real-time, so capture-time blocks would be too coarse
-DEMO_BLOCK_FRAMES = 6
+
+
+#: fewest frames per capture that still split 8:1:1 into whole, guarded blocks
+MIN_FRAMES = 20
+
+
+def demo_block_frames(n_frames: int) -> int:
+    """Split block length (frames) for a demo capture of ``n_frames``.
+
+    Synthetic frames come faster than real time, so the capture-time default
+    (10 s blocks) would leave one block; about 25 blocks keep the 8:1:1 split
+    possible on a few dozen frames while whole blocks still go to one split.
+    """
+    return max(2, n_frames // 25)
 
 
 @dataclass
@@ -121,13 +132,13 @@ def run_demo(
 
     Args:
         out: output folder (created; re-running resumes).
-        frames: synthetic frames to capture (split 8:1:1, so at least 10).
+        frames: synthetic frames to capture (split 8:1:1 in whole blocks, so at least 20).
         resolutions: dataset resolutions, ``720p`` and/or ``1080p``.
         codecs: ``--codec`` specs for the benchmark (see ``cloud3d codecs``).
         models: learned-codec checkpoints, benchmarked as ``learned:checkpoint=...``.
         window: ``auto`` (capture a real Xvfb window when Xvfb is installed),
             ``on`` (require it) or ``off``.
-        window_frames: frames for the window capture (default ``frames // 3``, at least 10).
+        window_frames: frames for the window capture (default ``frames // 3``, at least 20).
         workers: benchmark worker processes (default: CPU count).
         seed: synthetic scene seed.
     """
@@ -139,8 +150,8 @@ def run_demo(
     bad = [r for r in resolutions if r not in RESOLUTIONS]
     if bad or not resolutions:
         raise Cloud3dError(f"unknown resolution(s) {bad}: use {', '.join(RESOLUTIONS)}")
-    if frames < 10:
-        raise Cloud3dError("--frames must be at least 10 (8:1:1 splits need 10 frames)")
+    if frames < MIN_FRAMES or (window_frames is not None and window_frames < MIN_FRAMES):
+        raise Cloud3dError(f"the demo needs at least {MIN_FRAMES} frames per capture for 8:1:1 splits in whole blocks")
     if window not in ("auto", "on", "off"):
         raise Cloud3dError("window must be auto, on or off")
     have_xvfb = shutil.which("Xvfb") is not None
@@ -157,7 +168,7 @@ def run_demo(
         res.apps.append("synthetic-window")
     elif window == "auto":
         res.notes.append("Xvfb not installed: the real virtual-display window capture was skipped")
-    wframes = window_frames if window_frames is not None else max(10, frames // 3)
+    wframes = window_frames if window_frames is not None else max(MIN_FRAMES, frames // 3)
 
     def step(name: str, fn, *args, **kwargs):
         _say(f"== {name}")
@@ -171,8 +182,9 @@ def run_demo(
         step("capture window (Xvfb)", _capture_window, res.raw, "synthetic-window", wframes,
              list(resolutions), seed + 1)
     for app in res.apps:
+        n = frames if app == "synthetic" else wframes
         step(f"split {app}", build_splits, res.raw / app, res.dataset, app=app, scale_counts=True,
-             seed=seed, block=DEMO_BLOCK_FRAMES, resolutions=list(resolutions))
+             seed=seed, block=demo_block_frames(n), resolutions=list(resolutions))
     step("entropy", run_entropy, res.dataset, None, res.entropy,
          command=["cloud3d", "entropy", str(res.dataset), "--out", str(res.entropy)])
     specs = list(codecs) + [f"learned:checkpoint={m}" for m in models]
@@ -189,7 +201,7 @@ def run_demo(
 @click.command("demo")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="demo-out", show_default=True,
               help="Output folder; re-running resumes.")
-@click.option("--frames", type=click.IntRange(min=10), default=100, show_default=True,
+@click.option("--frames", type=click.IntRange(min=20), default=100, show_default=True,
               help="Synthetic frames to capture (split 8:1:1).")
 @click.option("--resolutions", default="720p", show_default=True,
               help="Comma-separated dataset resolutions: 720p, 1080p.")
@@ -200,8 +212,8 @@ def run_demo(
               help="Learned-codec checkpoint to benchmark too (repeatable).")
 @click.option("--window", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Also capture the scene from a real X window on a private Xvfb.")
-@click.option("--window-frames", type=click.IntRange(min=10), default=None,
-              help="Frames for the window capture (default: FRAMES/3, at least 10).")
+@click.option("--window-frames", type=click.IntRange(min=20), default=None,
+              help="Frames for the window capture (default: FRAMES/3, at least 20).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Benchmark processes (default: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Synthetic scene seed.")
 def demo_cmd(out, frames, resolutions, codecs, models, window, window_frames, workers, seed) -> None:

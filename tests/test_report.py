@@ -6,41 +6,17 @@ import json
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from pagecheck import CHROMIUM, page_links, render_page
 from PIL import Image
 from test_runner import make_dataset
 
 from baselines.runner import run_bench
 from baselines.store import ResultsStore
 from cloud3d_dataset.files import write_png
-
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-
-
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-        self.ids: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        for k in ("href", "src"):
-            if a.get(k):
-                self.links.append(a[k])
-        if a.get("id"):
-            self.ids.append(a["id"])
-
-
-def page_links(index: Path) -> _Links:
-    p = _Links()
-    p.feed(index.read_text(encoding="utf-8"))
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -171,23 +147,13 @@ def test_missing_entropy_and_bad_anchor(study, tmp_path):
     assert p.returncode == 1 and "error: results file not found" in p.stderr
 
 
-def _render(index: Path, tmp: Path) -> str:
-    p = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp / 'chrome'}",
-         "--virtual-time-budget=5000", "--dump-dom", index.as_uri()],
-        capture_output=True, text=True, timeout=90,
-    )
-    assert p.returncode == 0, p.stderr[-2000:]
-    return p.stdout
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_chromium_renders_with_no_missing_resources(study, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(study["out"], out)
-    dom = _render(out / "index.html", tmp_path)
+    dom = render_page(out / "index.html", tmp_path)
     assert 'data-broken-images="0"' in dom and "Rate-distortion curves" in dom
     # the check can fail: remove one figure and the page reports it
     (out / "rd_alpha-720p_psnr.png").unlink()
-    dom = _render(out / "index.html", tmp_path)
+    dom = render_page(out / "index.html", tmp_path)
     assert 'data-broken-images="1"' in dom and "rd_alpha-720p_psnr.png" in dom
