@@ -33,9 +33,9 @@ h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
 table { border-collapse: collapse; margin: .8em 0; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f0f0; }
-td.t, th.t { text-align: left; }
+td.t, th.t { text-align: left; white-space: nowrap; }
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
-figure img { max-width: 520px; width: 100%; border: 1px solid #ddd; }
+figure img { width: 480px; max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 pre { background: #f6f6f6; padding: .6em; white-space: pre-wrap; word-break: break-all; font-size: .85em; }
 .note { color: #666; font-size: .9em; }
@@ -133,6 +133,24 @@ def _dataset_section(dataset: str | os.PathLike | None) -> str:
             + table_html(counts))
 
 
+def _entropy_tables(summary: pd.DataFrame) -> str:
+    """Two compact tables from the analysis ``summary.csv``: luma entropy in full, then means of every measure."""
+    parts = []
+    lum = summary[summary["measure"] == "entropy_luma"]
+    if not lum.empty:
+        cols = [c for c in ("group", "n", "mean", "median", "std", "p5", "p95", "ks_stat", "ks_pvalue",
+                            "wasserstein", "share_below_ref_median") if c in lum.columns]
+        parts.append("<h3>Luma entropy H(Y), bits</h3>" + table_html(lum[cols]))
+        parts.append('<p class="note">ks_stat/ks_pvalue: two-sample Kolmogorov-Smirnov test against the '
+                     "reference; wasserstein in bits; share_below_ref_median: fraction of the group's images "
+                     "with lower entropy than the reference median.</p>")
+    if {"group", "measure", "mean"} <= set(summary.columns):
+        means = summary.pivot_table(index="group", columns="measure", values="mean", sort=False).reset_index()
+        parts.append("<h3>Mean of every measure per group</h3>" + table_html(means))
+    parts.append('<p><a href="entropy/summary.csv">full summary table (CSV)</a></p>')
+    return "\n".join(parts)
+
+
 def _entropy_section(out: Path, entropy: str | os.PathLike | None) -> str:
     if entropy is None:
         return '<p class="note">No entropy analysis given (use <code>--entropy ENTROPY_OUT_DIR</code>).</p>'
@@ -162,23 +180,25 @@ def _entropy_section(out: Path, entropy: str | os.PathLike | None) -> str:
     summary = src / "summary.csv"
     if summary.is_file():
         try:
-            parts.append("<h3>Entropy summary</h3>" + table_html(pd.read_csv(summary)))
+            parts.append(_entropy_tables(pd.read_csv(summary)))
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             parts.append(f'<p class="missing">cannot read {_e(summary)}: {_e(exc)}</p>')
     else:
         parts.append(f'<p class="missing">No summary.csv in {_e(src)}.</p>')
     if len(figures) > 1:
         parts.append("<h3>More entropy figures</h3>" + "\n".join(figures[1:]))
-    per_image = src / "per_image.csv"
-    if per_image.is_file():
-        (out / "entropy").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(per_image, out / "entropy" / "per_image.csv")
+    for name in ("per_image.csv", "summary.csv"):
+        if (src / name).is_file():
+            (out / "entropy").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, out / "entropy" / name)
+    if (src / "per_image.csv").is_file():
         parts.append('<p><a href="entropy/per_image.csv">per-image entropy table (CSV)</a></p>')
     run = src / "run.json"
     if run.is_file():
         try:
             info = json.loads(run.read_text())
-            parts.append("<p>Analysis run:</p><pre>" + _e(json.dumps(info, indent=2, sort_keys=True)) + "</pre>")
+            parts.append("<details><summary>Analysis run (run.json)</summary><pre>"
+                         + _e(json.dumps(info, indent=2, sort_keys=True)) + "</pre></details>")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             parts.append(f'<p class="missing">cannot read {_e(run)}: {_e(exc)}</p>')
     else:

@@ -35,8 +35,8 @@ from cloud3d_dataset.files import RESOLUTIONS, Cloud3dError
 DEFAULT_CODECS: tuple[str, ...] = (
     "jpeg:q=30,50,70,90",
     "webp:q=30,50,70,90",
-    "avif:q=30,50,70;speed=8",
-    "hevc-intra:q=30,50,70;preset=fast",
+    "avif:q=30,50,70,90;speed=8",
+    "hevc-intra:q=30,50,70,90;preset=fast",
 )
 
 
@@ -219,7 +219,7 @@ def run_demo(
 def demo_cmd(out, frames, resolutions, codecs, models, window, window_frames, workers, seed) -> None:
     """Run the whole study on built-in synthetic frames: capture, split, entropy, codecs, report.
 
-    Needs no game, GPU or download; about 3 minutes on 2 cores with the defaults.
+    Needs no game, GPU or download; about a minute on 2 idle cores with the defaults.
 
     \b
     Example:
