@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from cloud3d_dataset.files import Cloud3dError
 from models import bitstream
+from models.fast_inference import inference_copy, state_fingerprint, to_channels_last
 
 #: predicted means are rounded to multiples of this (a power of two: exact in binary)
 MEAN_GRID = 1.0 / 64
@@ -73,9 +74,13 @@ class DecompressResult:
 
 
 def weights_hash(model: torch.nn.Module) -> bytes:
-    """SHA-256 over the state dict (sorted names, dtypes, shapes, raw bytes); cached per model."""
+    """SHA-256 over the state dict (sorted names, dtypes, shapes, raw bytes).
+
+    Cached per model until its weights change (see :func:`models.fast_inference.state_fingerprint`).
+    """
     cached = getattr(model, "_c3d_hash", None)
-    if cached is not None:
+    fp = state_fingerprint(model)
+    if cached is not None and model.__dict__.get("_c3d_hash_fp") == fp:
         return cached
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -83,6 +88,7 @@ def weights_hash(model: torch.nn.Module) -> bytes:
         h.update(f"{name}|{a.dtype}|{tuple(a.shape)}\n".encode())
         h.update(a.numpy().tobytes() if a.dtype != torch.bfloat16 else a.float().numpy().tobytes())
     model._c3d_hash = h.digest()
+    model._c3d_hash_fp = fp
     return model._c3d_hash
 
 
@@ -142,9 +148,25 @@ def _context(model: Any, pdev: torch.device) -> _Context:
     return cache[key]
 
 
+def _transforms(model: Any, dev: torch.device, fast: bool) -> Any:
+    """The model that runs the float32 transforms (analysis, hyper-analysis, synthesis).
+
+    ``fast``: an inference copy (fused GDN, channels-last; :mod:`models.fast_inference`) cached
+    on the model until its weights change; otherwise the model itself (compressai's layers).
+    """
+    if not fast:
+        return model
+    fp = state_fingerprint(model)
+    cache = model.__dict__.setdefault("_c3d_fast", {})
+    key = str(dev)
+    if key not in cache or cache[key][0] != fp:
+        cache[key] = (fp, inference_copy(model))
+    return cache[key][1]
+
+
 def _params(ctx: _Context, model: Any, k: int, upper: torch.Tensor):
     """Snapped means (or zeros) and CDF indexes for level ``k`` from quantized level ``k+1``."""
-    with torch.no_grad():
+    with torch.inference_mode():
         raw = ctx.nets64[k](upper)
     means, scales = model.split_params(k, raw)
     if means is None:
@@ -203,12 +225,19 @@ def _check_tile(model: Any, tile: int | str | None) -> int:
     return t
 
 
-def _quantize_tile(model, ctx, x: torch.Tensor, device, fp16, times):
-    """Analysis + quantization of one padded tile: (symbols, indexes, y_hat), finest first."""
+def _quantize_tile(model, ctx, x: torch.Tensor, device, fp16, times, net=None):
+    """Analysis + quantization of one padded tile: (symbols, indexes, y_hat), finest first.
+
+    ``net``: the model running the analysis transforms (default ``model``; see
+    :func:`_transforms`).
+    """
+    net = model if net is None else net
     t0 = time.perf_counter()
-    with torch.no_grad(), _autocast(device, fp16):
-        lat = model.latents(x.to(device))
-    lat = [t.to(ctx.pdev, torch.float64) for t in lat]
+    with torch.inference_mode(), _autocast(device, fp16):
+        xd = x.to(device)
+        lat = net.latents(to_channels_last(xd) if net is not model else xd)
+        # NCHW-contiguous float64: the decoder builds the same layout from the stream
+        lat = [t.to(ctx.pdev, torch.float64).contiguous() for t in lat]
     _sync(device)
     times["network"] += time.perf_counter() - t0
     L = len(lat)
@@ -256,13 +285,16 @@ def compress_image_timed(
     device: str | torch.device | None = None,
     fp16: bool = False,
     param_device: str | torch.device | None = None,
+    fast: bool = True,
 ) -> CompressResult:
     """Compress ``rgb`` (``(H, W, 3) uint8``) to ``.c3d`` bytes; see module docstring.
 
     ``tile``: ``"whole"`` (default; falls back to :data:`FALLBACK_TILE` on CUDA out-of-memory)
     or a multiple of ``model.stride``. ``coder``: ``"ans"`` (learned entropy model) or
     ``"lzma"`` (ablation: the same symbols written with LZMA). ``param_device``: where the
-    float64 entropy-parameter path runs (default: ``device``).
+    float64 entropy-parameter path runs (default: ``device``). ``fast``: run the float32
+    transforms through the cached inference copy (:mod:`models.fast_inference`); ``False``
+    runs compressai's layers as they are (same results to float32 rounding).
     """
     if coder not in bitstream.CODERS:
         raise Cloud3dError(f"unknown coder {coder!r}; valid: {', '.join(bitstream.CODERS)}")
@@ -281,24 +313,25 @@ def compress_image_timed(
         raise Cloud3dError(f"{w}x{h} in one piece is above {bitstream.MAX_TILE_PIXELS} pixels: "
                            "use --tile 2048 (or smaller)")
     x = _rgb_to_tensor(rgb)
+    net = _transforms(model, dev, fast)
     try:
-        return _compress(model, ctx, x, t, coder, dev, fp16)
+        return _compress(model, ctx, x, t, coder, dev, fp16, net)
     except torch.OutOfMemoryError:
         if t != 0 or dev.type != "cuda":
             raise Cloud3dError(
                 f"out of memory compressing {w}x{h} with tile {t or 'whole'}: use a smaller --tile"
             ) from None
         torch.cuda.empty_cache()
-        return _compress(model, ctx, x, FALLBACK_TILE, coder, dev, fp16)
+        return _compress(model, ctx, x, FALLBACK_TILE, coder, dev, fp16, net)
 
 
-def _compress(model, ctx, x, t, coder, dev, fp16) -> CompressResult:
+def _compress(model, ctx, x, t, coder, dev, fp16, net) -> CompressResult:
     h, w = x.shape[-2:]
     times = {"network": 0.0, "entropy": 0.0}
     strings = []
     for x0, y0, tw, th in bitstream.tile_grid(w, h, t):
         xt = _pad(x[..., y0 : y0 + th, x0 : x0 + tw], model.stride)
-        syms, idxs, _ = _quantize_tile(model, ctx, xt, dev, fp16, times)
+        syms, idxs, _ = _quantize_tile(model, ctx, xt, dev, fp16, times, net)
         t0 = time.perf_counter()
         strings.append(_encode_strings(model, ctx, syms, idxs, coder))
         times["entropy"] += time.perf_counter() - t0
@@ -313,7 +346,8 @@ def compress_image(model: Any, rgb: np.ndarray, tile: int | str | None = "whole"
 
 
 def quantized_reconstruction(model: Any, rgb: np.ndarray, tile: int | str | None = "whole",
-                             device: str | torch.device | None = None) -> np.ndarray:
+                             device: str | torch.device | None = None,
+                             fast: bool = True) -> np.ndarray:
     """The encoder's own reconstruction: g_s of the quantized latents, no entropy coding.
 
     A correct decoder reproduces this exactly on the same device.
@@ -322,17 +356,24 @@ def quantized_reconstruction(model: Any, rgb: np.ndarray, tile: int | str | None
     model.to(dev)
     ctx = _context(model, dev)
     t = _check_tile(model, tile)
+    net = _transforms(model, dev, fast)
     x = _rgb_to_tensor(rgb)
     h, w = x.shape[-2:]
     out = np.empty((h, w, 3), np.uint8)
     times = {"network": 0.0, "entropy": 0.0}
     for x0, y0, tw, th in bitstream.tile_grid(w, h, t):
         xt = _pad(x[..., y0 : y0 + th, x0 : x0 + tw], model.stride)
-        _, _, y_hat = _quantize_tile(model, ctx, xt, dev, False, times)
-        with torch.no_grad():
-            x_hat = model.synthesis(y_hat.to(dev, torch.float32))
+        _, _, y_hat = _quantize_tile(model, ctx, xt, dev, False, times, net)
+        x_hat = _synthesis(model, net, y_hat, dev, False)
         out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
     return out
+
+
+def _synthesis(model, net, y_hat: torch.Tensor, dev, fp16: bool) -> torch.Tensor:
+    """g_s of the float64 ``y_hat`` on ``dev`` (float32, or fp16 under CUDA autocast)."""
+    with torch.inference_mode(), _autocast(dev, fp16):
+        y = y_hat.to(dev, torch.float32)
+        return net.synthesis(to_channels_last(y) if net is not model else y)
 
 
 def _latent_shape(model, k: int, ph: int, pw: int) -> tuple[int, int, int, int]:
@@ -347,11 +388,13 @@ def decompress_image_timed(
     fp16: bool = False,
     param_device: str | torch.device | None = None,
     source: str = "stream",
+    fast: bool = True,
 ) -> DecompressResult:
     """Decode ``.c3d`` bytes made by :func:`compress_image` with the same weights.
 
     Raises :class:`Cloud3dError` if the stream is corrupt, truncated, foreign, or was made by
-    another architecture or other weights.
+    another architecture or other weights. ``fast``: as in :func:`compress_image_timed`
+    (affects only the float32 synthesis, never how the stream is read).
     """
     s = bitstream.parse(data, source)
     dev = resolve_device(device)
@@ -373,6 +416,7 @@ def decompress_image_timed(
         )
     if s.tile and s.tile % model.stride:
         raise Cloud3dError(f"{source}: tile size {s.tile} is not a multiple of stride {model.stride}")
+    net = _transforms(model, dev, fast)
     times = {"network": 0.0, "entropy": 0.0}
     out = np.empty((s.height, s.width, 3), np.uint8)
     for (x0, y0, tw, th), strings in zip(bitstream.tile_grid(s.width, s.height, s.tile),
@@ -380,8 +424,7 @@ def decompress_image_timed(
         ph, pw = th + (-th) % model.stride, tw + (-tw) % model.stride
         y_hat = _decode_tile(model, ctx, strings, s.coder, ph, pw, times, source)
         t0 = time.perf_counter()
-        with torch.no_grad(), _autocast(dev, fp16):
-            x_hat = model.synthesis(y_hat.to(dev, torch.float32))
+        x_hat = _synthesis(model, net, y_hat, dev, fp16)
         out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
         _sync(dev)
         times["network"] += time.perf_counter() - t0

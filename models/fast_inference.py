@@ -1,0 +1,118 @@
+"""Inference-only copies of the learned models: cached GDN parameters, channels-last layout.
+
+The models in :mod:`models.architectures` are compressai modules written for training: every
+GDN forward re-runs the non-negative reparametrisation of beta/gamma and a generic 1x1
+convolution over a ``(B, C, H, W)`` tensor, and all layers use the NCHW layout, for which
+oneDNN (mkldnn) reorders data around each convolution. :func:`inference_copy` returns a deep
+copy of a model for coding only, with
+
+* every :class:`compressai.layers.GDN` replaced by :class:`FusedGDN`: beta and gamma
+  reparametrised once, and the normalisation ``x * rsqrt(beta + gamma @ x^2)`` (``sqrt``
+  for the inverse) computed as a matrix product over the channels-last pixels, in blocks of
+  rows small enough to stay in cache on CPU;
+* all parameters and the working tensors in ``torch.channels_last`` memory format.
+
+Same layers, same weights, same shapes: only the evaluation order of the arithmetic changes,
+so outputs agree with the original model to float32 rounding (tested in
+``tests/test_models_fast.py``). The original model is not touched; :mod:`models.codec`
+keeps the copy in a cache keyed by a fingerprint of the state tensors (see
+:func:`state_fingerprint`), so ``load_state_dict``, optimiser steps or ``update()`` on the
+original invalidate it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from compressai.layers import GDN
+from torch import Tensor, nn
+
+__all__ = ["FusedGDN", "inference_copy", "state_fingerprint", "to_channels_last"]
+
+#: pixels per block of the CPU GDN (1024 x C floats: L2-cache sized for C <= 384)
+CPU_BLOCK_PIXELS = 1024
+
+
+class FusedGDN(nn.Module):
+    """Evaluation-time GDN / inverse GDN with beta and gamma precomputed from a trained GDN.
+
+    Input and output: ``(B, C, H, W)`` float tensors (any memory format; the output is
+    channels-last). Computes ``out[c] = x[c] * (beta[c] + sum_j gamma[c, j] x[j]^2)^(-1/2)``
+    (``^(+1/2)`` when ``inverse``), exactly compressai's GDN formula.
+    """
+
+    def __init__(self, gdn: GDN) -> None:
+        super().__init__()
+        with torch.no_grad():
+            beta = gdn.beta_reparam(gdn.beta).detach().clone()
+            gamma = gdn.gamma_reparam(gdn.gamma).detach()
+        self.inverse = bool(gdn.inverse)
+        self.register_buffer("beta", beta)
+        # gamma^T, so that (pixels, C) @ gamma_t gives the normalisation pool per pixel
+        self.register_buffer("gamma_t", gamma.t().contiguous())
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        xf = x.permute(0, 2, 3, 1).reshape(-1, c)  # free when x is channels-last
+        if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type) or x.requires_grad:
+            pool = torch.addmm(self.beta.to(xf.dtype), xf * xf, self.gamma_t.to(xf.dtype))
+            out = xf * (pool.sqrt() if self.inverse else pool.rsqrt())
+        else:
+            out = torch.empty_like(xf)
+            beta, gamma_t = self.beta.to(xf.dtype), self.gamma_t.to(xf.dtype)
+            for s in range(0, xf.shape[0], CPU_BLOCK_PIXELS):
+                a, o = xf[s : s + CPU_BLOCK_PIXELS], out[s : s + CPU_BLOCK_PIXELS]
+                torch.mul(a, a, out=o)
+                pool = torch.addmm(beta, o, gamma_t)
+                pool.sqrt_() if self.inverse else pool.rsqrt_()
+                torch.mul(pool, a, out=o)
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def to_channels_last(x: Tensor) -> Tensor:
+    """``x`` in channels-last memory format (4-D tensors only; others unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _swap_gdn(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, GDN):
+            setattr(module, name, FusedGDN(child))
+        else:
+            _swap_gdn(child)
+
+
+def inference_copy(model: nn.Module) -> Any:
+    """A deep copy of ``model`` in eval mode with fused GDNs and channels-last weights.
+
+    Use it only for inference (``torch.inference_mode``); train the original.
+    """
+    fast = copy.deepcopy(model).eval()
+    _swap_gdn(fast)
+    fast.to(memory_format=torch.channels_last)
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    return fast
+
+
+def state_fingerprint(model: nn.Module) -> tuple:
+    """Cheap identity of a model's current weights: (name, storage, version, device) per tensor.
+
+    Any in-place update (``load_state_dict``, optimiser step, ``update()``) bumps a tensor's
+    version counter, and re-assigned tensors change storage, so a changed fingerprint means
+    derived caches are stale. (A ``torch.no_grad`` copy into ``.data`` bypassing the
+    version counter would not be seen; nothing in cloud3d does that.)
+    """
+    return tuple(
+        (name, id(t), t.data_ptr(), _version(t), str(t.device), t.dtype)
+        for name, t in model.state_dict(keep_vars=True).items()
+    )
+
+
+def _version(t: Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor (made under inference_mode) has no counter
+        return -1
