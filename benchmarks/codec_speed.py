@@ -10,8 +10,13 @@ codec (same container, float64 entropy-parameter path) and through compressai's 
 
 Models have random weights passed through ``update()`` (speed does not depend on training,
 except entropy coding, which depends mildly on the symbol statistics). The input is a
-synthetic game-like frame. Times: median of ``--repeats`` runs after one warm-up run,
-``time.perf_counter`` with ``torch.cuda.synchronize()`` around GPU work. Peak memory:
+synthetic game-like frame. Times: best of ``--repeats`` runs after one warm-up run, all
+configurations of one resolution interleaved round-robin (so load from other processes hits
+them alike); wall time ``time.perf_counter`` (``torch.cuda.synchronize()`` around GPU work)
+and CPU time ``time.process_time``. ``--threads`` sets torch's intra-op threads for every
+row, the compressai-native reference included (which runs under ``torch.inference_mode``
+like this codec). ``--plain`` adds this codec without its inference optimisations
+(``fast=False``) for before/after comparisons. Peak memory:
 ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the peak resident set size above the
 level before the call (sampled every 2 ms from /proc/self/statm; tracemalloc does not see
 torch's allocator).
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import threading
 import time
@@ -75,91 +79,126 @@ class PeakRSS:
         self.delta = self.peak - self.base
 
 
-def bench_one(arch: str, config: dict, rgb: np.ndarray, device: str, repeats: int,
-              tile: str, coder: str, fp16: bool) -> dict:
-    import torch
+class _Runner:
+    """One measured configuration; ``run(phase)`` does one compress ("c") or decompress ("d")."""
 
-    from models.architectures import create_model
-    from models.codec import compress_image_timed, decompress_image_timed
+    arch: str
+    config: str
 
-    torch.manual_seed(0)
-    model = create_model(arch, **config)
-    model.update(force=True)
-    model.eval().to(device)
-    rows = {"c": [], "d": []}
-    mem = {}
-    for i in range(repeats + 1):  # first run = warm-up
-        for phase in ("c", "d"):
-            if device == "cuda":
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.samples: dict[str, list[tuple[float, float, float, float]]] = {"c": [], "d": []}
+        self.mem: dict[str, int] = {}
+        self.nbytes = 0
+
+    def run(self, phase: str) -> tuple[float, float]:  # (network_s, entropy_s); nan if unknown
+        raise NotImplementedError
+
+    def measure(self, phase: str, keep: bool) -> None:
+        import torch
+
+        cuda = self.device == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        with PeakRSS() as pr:
+            c0, t0 = time.process_time(), time.perf_counter()
+            net, ent = self.run(phase)
+            if cuda:
                 torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            with PeakRSS() as pr:
-                t0 = time.perf_counter()
-                if phase == "c":
-                    r = compress_image_timed(model, rgb, tile=tile, coder=coder, device=device,
-                                             fp16=fp16)
-                    data = r.data
-                else:
-                    r = decompress_image_timed(model, data, device=device, fp16=fp16)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                total = time.perf_counter() - t0
-            if i > 0:
-                rows[phase].append((total, r.network_s, r.entropy_s))
-            mem[phase] = (torch.cuda.max_memory_allocated() if device == "cuda" else pr.delta)
-    h, w = rgb.shape[:2]
-    out = {"arch": arch, "config": ",".join(f"{k}={v}" for k, v in config.items()),
-           "device": device, "width": w, "height": h, "bytes": len(data),
-           "bpp": 8 * len(data) / (w * h)}
-    for phase, name in (("c", "compress"), ("d", "decompress")):
-        for j, part in enumerate(("total", "network", "entropy")):
-            out[f"{name}_{part}_ms"] = 1e3 * statistics.median(x[j] for x in rows[phase])
-        out[f"{name}_peak_mib"] = mem[phase] / 2**20
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return out
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if keep:
+            self.samples[phase].append((wall, cpu, net, ent))
+        self.mem[phase] = torch.cuda.max_memory_allocated() if cuda else pr.delta
 
 
-def bench_native(n: int, rgb: np.ndarray, device: str, repeats: int) -> dict:
-    """compressai's own MeanScaleHyperprior.compress()/decompress() (no time split available)."""
-    import torch
-    import torch.nn.functional as F
-    from compressai.models import MeanScaleHyperprior
+class CodecRunner(_Runner):
+    """This codec (``models.codec``): container, float64 entropy-parameter path, rANS/LZMA."""
 
-    torch.manual_seed(0)
-    m = MeanScaleHyperprior(N=n, M=n)
-    m.update(force=True)
-    m.eval().to(device)
-    h, w = rgb.shape[:2]
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-    x = F.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate").to(device)
-    times = {"c": [], "d": []}
-    mem = {}
+    def __init__(self, arch: str, config: dict, rgb: np.ndarray, device: str, tile: str,
+                 coder: str, fp16: bool, fast: bool) -> None:
+        import torch
+
+        from models.architectures import create_model
+
+        super().__init__(device)
+        torch.manual_seed(0)
+        self.model = create_model(arch, **config)
+        self.model.update(force=True)
+        self.model.eval().to(device)
+        self.arch = arch + ("" if fast else " (plain)")
+        self.config = ",".join(f"{k}={v}" for k, v in config.items())
+        self.rgb, self.tile, self.coder, self.fp16, self.fast = rgb, tile, coder, fp16, fast
+
+    def run(self, phase: str) -> tuple[float, float]:
+        from models.codec import compress_image_timed, decompress_image_timed
+
+        if phase == "c":
+            r = compress_image_timed(self.model, self.rgb, tile=self.tile, coder=self.coder,
+                                     device=self.device, fp16=self.fp16, fast=self.fast)
+            self.data = r.data
+            self.nbytes = len(r.data)
+        else:
+            r = decompress_image_timed(self.model, self.data, device=self.device, fp16=self.fp16,
+                                       fast=self.fast)
+        return r.network_s, r.entropy_s
+
+
+class NativeRunner(_Runner):
+    """compressai's own MeanScaleHyperprior.compress()/decompress() under inference_mode.
+
+    The input is padded to a multiple of 64 (replicate) once, outside the timed region;
+    the output is not converted to uint8 (compressai returns a float tensor).
+    """
+
+    def __init__(self, n: int, rgb: np.ndarray, device: str) -> None:
+        import torch
+        import torch.nn.functional as F
+        from compressai.models import MeanScaleHyperprior
+
+        super().__init__(device)
+        torch.manual_seed(0)
+        self.m = MeanScaleHyperprior(N=n, M=n)
+        self.m.update(force=True)
+        self.m.eval().to(device)
+        self.arch, self.config = "compressai-native-mbt2018-mean", f"N={n},M={n}"
+        h, w = rgb.shape[:2]
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
+        self.x = F.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate").to(device)
+
+    def run(self, phase: str) -> tuple[float, float]:
+        import torch
+
+        with torch.inference_mode():
+            if phase == "c":
+                self.enc = self.m.compress(self.x)
+                self.nbytes = sum(len(s[0]) for s in self.enc["strings"])
+            else:
+                self.m.decompress(self.enc["strings"], self.enc["shape"])
+        return float("nan"), float("nan")
+
+
+def run_interleaved(runners: list[_Runner], repeats: int) -> None:
+    """One warm-up round, then ``repeats`` rounds; each round runs every runner's compress then
+    decompress in turn, so load from other processes hits all configurations alike."""
     for i in range(repeats + 1):
-        for phase in ("c", "d"):
-            if device == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            with PeakRSS() as pr, torch.no_grad():
-                t0 = time.perf_counter()
-                if phase == "c":
-                    enc = m.compress(x)
-                else:
-                    m.decompress(enc["strings"], enc["shape"])
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                dt = time.perf_counter() - t0
-            if i > 0:
-                times[phase].append(dt)
-            mem[phase] = torch.cuda.max_memory_allocated() if device == "cuda" else pr.delta
-    nbytes = sum(len(s[0]) for s in enc["strings"])
-    out = {"arch": "compressai-native-mbt2018-mean", "config": f"N={n},M={n}", "device": device,
-           "width": w, "height": h, "bytes": nbytes, "bpp": 8 * nbytes / (w * h)}
+        for r in runners:
+            for phase in ("c", "d"):
+                r.measure(phase, keep=i > 0)
+
+
+def summarise(r: _Runner, w: int, h: int) -> dict:
+    """Best-of-repeats wall and CPU time (ms) per phase, with the network/entropy split of the
+    repeat with the best wall time."""
+    out = {"arch": r.arch, "config": r.config, "device": r.device, "width": w, "height": h,
+           "bytes": r.nbytes, "bpp": 8 * r.nbytes / (w * h)}
     for phase, name in (("c", "compress"), ("d", "decompress")):
-        out[f"{name}_total_ms"] = 1e3 * statistics.median(times[phase])
-        out[f"{name}_network_ms"] = out[f"{name}_entropy_ms"] = float("nan")
-        out[f"{name}_peak_mib"] = mem[phase] / 2**20
+        best = min(r.samples[phase])
+        out[f"{name}_total_ms"] = 1e3 * best[0]
+        out[f"{name}_cpu_ms"] = 1e3 * min(x[1] for x in r.samples[phase])
+        out[f"{name}_network_ms"] = 1e3 * best[2]
+        out[f"{name}_entropy_ms"] = 1e3 * best[3]
+        out[f"{name}_peak_mib"] = r.mem[phase] / 2**20
     return out
 
 
@@ -176,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the mbt2018-mean references (through this codec, and compressai's "
                          "own compress()/decompress())")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads (default: torch's default for this machine)")
+    ap.add_argument("--plain", action="store_true",
+                    help="also run this codec with fast=False (compressai's GDN and NCHW layers "
+                         "as they are), i.e. before/after the inference optimisations")
     ap.add_argument("--csv", help="also write the table here (CSV)")
     args = ap.parse_args(argv)
 
@@ -185,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     from models.architectures import reference_for
 
     torch.backends.cudnn.benchmark = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "auto":
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     else:
@@ -203,10 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, devices {devices}"
           + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    print(f"each figure: best of {args.repeats} repeats after 1 warm-up, all rows of one "
+          "resolution interleaved (round-robin per repeat); wall = time.perf_counter, "
+          "cpu = time.process_time (all threads of this process); network/entropy split from "
+          "the best-wall repeat.\n"
+          "  c2f-* / mbt2018-mean rows: this codec (models.codec: uint8 in/out, padding, "
+          "container, float64 entropy-parameter path, rANS), inference_mode, fused GDN + "
+          "channels-last transforms; '(plain)': the same with compressai's layers as they are.\n"
+          "  compressai-native-mbt2018-mean: compressai's MeanScaleHyperprior.compress()/"
+          "decompress() on a pre-padded float tensor, inference_mode, same threads.")
     for dev in devices:
         for w, h in resolutions:
             rgb = synthetic_frame(w, h)
             done_refs = set()
+            runners: list[_Runner] = []
             for size in sizes:
                 arch = f"c2f-{size}"
                 jobs = [(arch, {})]
@@ -218,18 +274,27 @@ def main(argv: list[str] | None = None) -> int:
                     jobs.append(("native", cfg))
                 for a, c in jobs:
                     if a == "native":
-                        row = bench_native(c["N"], rgb, dev, args.repeats)
-                    else:
-                        row = bench_one(a, c, rgb, dev, args.repeats, args.tile, args.coder,
-                                        args.fp16)
-                    results.append(row)
-                    print(f"{dev:4} {w}x{h} {row['arch'][:30]:30} {row['config']:10} "
-                          f"enc {row['compress_total_ms']:8.1f} ms (net {row['compress_network_ms']:7.1f}"
-                          f" + ent {row['compress_entropy_ms']:6.1f})  "
-                          f"dec {row['decompress_total_ms']:8.1f} ms (net {row['decompress_network_ms']:7.1f}"
-                          f" + ent {row['decompress_entropy_ms']:6.1f})  "
-                          f"peak {row['compress_peak_mib']:7.0f}/{row['decompress_peak_mib']:7.0f} MiB",
-                          flush=True)
+                        runners.append(NativeRunner(c["N"], rgb, dev))
+                        continue
+                    runners.append(CodecRunner(a, c, rgb, dev, args.tile, args.coder, args.fp16,
+                                               fast=True))
+                    if args.plain:
+                        runners.append(CodecRunner(a, c, rgb, dev, args.tile, args.coder,
+                                                   args.fp16, fast=False))
+            run_interleaved(runners, args.repeats)
+            for r in runners:
+                row = summarise(r, w, h)
+                row["threads"] = torch.get_num_threads()
+                results.append(row)
+                print(f"{dev:4} {w}x{h} {row['arch'][:30]:30} {row['config']:10} "
+                      f"enc {row['compress_total_ms']:7.0f} ms wall {row['compress_cpu_ms']:7.0f}"
+                      f" cpu (net {row['compress_network_ms']:6.0f} + ent "
+                      f"{row['compress_entropy_ms']:4.0f})  "
+                      f"dec {row['decompress_total_ms']:7.0f} ms wall {row['decompress_cpu_ms']:7.0f}"
+                      f" cpu (net {row['decompress_network_ms']:6.0f} + ent "
+                      f"{row['decompress_entropy_ms']:4.0f})  "
+                      f"peak {row['compress_peak_mib']:5.0f}/{row['decompress_peak_mib']:5.0f} MiB",
+                      flush=True)
     df = pd.DataFrame(results)
     if args.csv:
         df.to_csv(args.csv, index=False)
