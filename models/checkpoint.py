@@ -40,7 +40,8 @@ def save_checkpoint(
     """
     model.update(force=True)
     model.__dict__.pop("_c3d_hash", None)
-    model.__dict__.pop("_c3d_ctx", None)
+    for attr in ("_c3d_hash_fp", "_c3d_ctx", "_c3d_fast"):  # derived caches
+        model.__dict__.pop(attr, None)
     full_meta = {**(meta or {}), "arch": model.arch, "config": model.config()}
     obj = {
         "format": FORMAT,

@@ -2,8 +2,9 @@
 
 Public API::
 
-    compress_image(model, rgb, tile="whole", coder="ans", device=None, fp16=False) -> bytes
-    decompress_image(model, data) -> (H, W, 3) uint8
+    compress_image(model, rgb, tile="whole", coder="ans", device=None, fp16=False,
+                   fast=True) -> bytes
+    decompress_image(model, data, fast=True) -> (H, W, 3) uint8
     compress_image_timed(...) -> CompressResult(data, network_s, entropy_s, tile)
     decompress_image_timed(...) -> DecompressResult(rgb, network_s, entropy_s)
     quantized_reconstruction(model, rgb, tile="whole") -> (H, W, 3) uint8
@@ -340,9 +341,11 @@ def _compress(model, ctx, x, t, coder, dev, fp16, net) -> CompressResult:
 
 
 def compress_image(model: Any, rgb: np.ndarray, tile: int | str | None = "whole", coder: str = "ans",
-                   device: str | torch.device | None = None, fp16: bool = False) -> bytes:
+                   device: str | torch.device | None = None, fp16: bool = False,
+                   fast: bool = True) -> bytes:
     """Compress ``rgb`` to ``.c3d`` bytes (see :func:`compress_image_timed`)."""
-    return compress_image_timed(model, rgb, tile=tile, coder=coder, device=device, fp16=fp16).data
+    return compress_image_timed(model, rgb, tile=tile, coder=coder, device=device, fp16=fp16,
+                                fast=fast).data
 
 
 def quantized_reconstruction(model: Any, rgb: np.ndarray, tile: int | str | None = "whole",
@@ -432,9 +435,9 @@ def decompress_image_timed(
 
 
 def decompress_image(model: Any, data: bytes, device: str | torch.device | None = None,
-                     fp16: bool = False) -> np.ndarray:
+                     fp16: bool = False, fast: bool = True) -> np.ndarray:
     """Decode ``.c3d`` bytes to ``(H, W, 3) uint8`` RGB (see :func:`decompress_image_timed`)."""
-    return decompress_image_timed(model, data, device=device, fp16=fp16).rgb
+    return decompress_image_timed(model, data, device=device, fp16=fp16, fast=fast).rgb
 
 
 def _decode_tile(model, ctx, strings, coder, ph, pw, times, source) -> torch.Tensor:
