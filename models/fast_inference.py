@@ -9,7 +9,8 @@ copy of a model for coding only, with
 * every :class:`compressai.layers.GDN` replaced by :class:`FusedGDN`: beta and gamma
   reparametrised once, and the normalisation ``x * rsqrt(beta + gamma @ x^2)`` (``sqrt``
   for the inverse) computed as a matrix product over the channels-last pixels, in blocks of
-  rows small enough to stay in cache on CPU;
+  rows small enough to stay in cache on CPU, written over the preceding convolution's output
+  (no new full-size tensor);
 * all parameters and the working tensors in ``torch.channels_last`` memory format.
 
 Same layers, same weights, same shapes: only the evaluation order of the arithmetic changes,
@@ -40,34 +41,42 @@ class FusedGDN(nn.Module):
 
     Input and output: ``(B, C, H, W)`` float tensors (any memory format; the output is
     channels-last). Computes ``out[c] = x[c] * (beta[c] + sum_j gamma[c, j] x[j]^2)^(-1/2)``
-    (``^(+1/2)`` when ``inverse``), exactly compressai's GDN formula.
+    (``^(+1/2)`` when ``inverse``), exactly compressai's GDN formula. ``inplace``: on CPU,
+    overwrite a channels-last input with the result instead of allocating a new tensor (for
+    use right after a convolution whose output nothing else reads).
     """
 
-    def __init__(self, gdn: GDN) -> None:
+    def __init__(self, gdn: GDN, inplace: bool = False) -> None:
         super().__init__()
         with torch.no_grad():
             beta = gdn.beta_reparam(gdn.beta).detach().clone()
             gamma = gdn.gamma_reparam(gdn.gamma).detach()
         self.inverse = bool(gdn.inverse)
+        self.inplace = inplace
         self.register_buffer("beta", beta)
         # gamma^T, so that (pixels, C) @ gamma_t gives the normalisation pool per pixel
         self.register_buffer("gamma_t", gamma.t().contiguous())
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        xf = x.permute(0, 2, 3, 1).reshape(-1, c)  # free when x is channels-last
+        xf = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view when x is channels-last
+        beta, gamma_t = self.beta.to(xf.dtype), self.gamma_t.to(xf.dtype)
         if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type) or x.requires_grad:
-            pool = torch.addmm(self.beta.to(xf.dtype), xf * xf, self.gamma_t.to(xf.dtype))
+            pool = torch.addmm(beta, xf * xf, gamma_t)
             out = xf * (pool.sqrt() if self.inverse else pool.rsqrt())
-        else:
-            out = torch.empty_like(xf)
-            beta, gamma_t = self.beta.to(xf.dtype), self.gamma_t.to(xf.dtype)
-            for s in range(0, xf.shape[0], CPU_BLOCK_PIXELS):
-                a, o = xf[s : s + CPU_BLOCK_PIXELS], out[s : s + CPU_BLOCK_PIXELS]
-                torch.mul(a, a, out=o)
-                pool = torch.addmm(beta, o, gamma_t)
-                pool.sqrt_() if self.inverse else pool.rsqrt_()
-                torch.mul(pool, a, out=o)
+            return out.view(b, h, w, c).permute(0, 3, 1, 2)
+        # CPU: blocks of pixels with two reused cache-sized buffers; x is read from memory
+        # once and the result written once (into x itself when inplace)
+        out = xf if self.inplace else torch.empty_like(xf)
+        n = min(CPU_BLOCK_PIXELS, xf.shape[0])
+        sq, pool = xf.new_empty((n, c)), xf.new_empty((n, c))
+        for s in range(0, xf.shape[0], n):
+            a = xf[s : s + n]
+            k = a.shape[0]
+            torch.mul(a, a, out=sq[:k])
+            p = torch.addmm(beta, sq[:k], gamma_t, out=pool[:k])
+            p.sqrt_() if self.inverse else p.rsqrt_()
+            torch.mul(a, p, out=out[s : s + k])
         return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
@@ -77,11 +86,16 @@ def to_channels_last(x: Tensor) -> Tensor:
 
 
 def _swap_gdn(module: nn.Module) -> None:
+    prev = None
     for name, child in module.named_children():
         if isinstance(child, GDN):
-            setattr(module, name, FusedGDN(child))
+            # in a Sequential, a convolution's output feeds only the next layer: reuse it
+            inplace = isinstance(module, nn.Sequential) and isinstance(
+                prev, nn.Conv2d | nn.ConvTranspose2d)
+            setattr(module, name, FusedGDN(child, inplace=inplace))
         else:
             _swap_gdn(child)
+        prev = child
 
 
 def inference_copy(model: nn.Module) -> Any:
