@@ -71,11 +71,18 @@ class LearnedCodec(Codec):
         return None
 
     def version(self) -> str:
-        import compressai
-        import torch
+        # package metadata, not imports: `cloud3d codecs` lists versions without loading torch
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
+        def v(name: str) -> str:
+            try:
+                return dist_version(name)
+            except PackageNotFoundError:
+                return "missing"
 
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"cloud3d models c3d-v1, compressai {compressai.__version__}, torch {torch.__version__} [{opts}]"
+        return f"cloud3d models c3d-v1, compressai {v('compressai')}, torch {v('torch')} [{opts}]"
 
     def provenance(self) -> dict[str, Any]:
         return {"checkpoints": {p: self._hash_hex(m) for p, m in self._models.items()}}
