@@ -227,13 +227,13 @@ def measures_of_rgb(rgb: np.ndarray, luma: str = "bt601") -> dict[str, float]:
     if backend() == "numba":
         from analysis.fused import fused_stats
 
-        hist, _y, gh, s1, s2 = fused_stats(rgb, LUMA_WEIGHTS[luma])
+        hist, gh, s1, s2 = fused_stats(rgb, LUMA_WEIGHTS[luma])
         h, w = rgb.shape[:2]
         return {
             "entropy_luma": entropy_bits(hist[3]),
             "entropy_rgb_mean": float(np.mean([entropy_bits(c) for c in hist[:3]])),
             "entropy_gradient": entropy_bits(gh),
-            "si": _si_from_sums(s1, float(s2), (h - 2) * (w - 2))
+            "si": _si_from_sums(s1, s2, (h - 2) * (w - 2))
             if h >= 3 and w >= 3
             else float("nan"),
         }

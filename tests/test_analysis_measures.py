@@ -239,6 +239,13 @@ def test_numba_kernel_matches_numpy_path(monkeypatch):
         gray(checkerboard(32, 3)),
         np.zeros((2, 7, 3), np.uint8),
         np.full((1, 1, 3), 9, np.uint8),
+        # widths around the kernel's 4-column unrolling, one-row and one-column images
+        *(
+            rng.integers(0, 256, size=(hh, ww, 3), dtype=np.uint8)
+            for hh, ww in [(5, 4), (6, 5), (4, 6), (3, 9), (1, 6), (7, 1), (9, 2)]
+        ),
+        # a strided view: measured through a C-contiguous copy, same numbers
+        rng.integers(0, 256, size=(40, 90, 3), dtype=np.uint8)[:, ::2],
     ]
     for rgb in images:
         for luma in ("bt601", "bt709"):
@@ -249,6 +256,39 @@ def test_numba_kernel_matches_numpy_path(monkeypatch):
             for k in ("entropy_luma", "entropy_rgb_mean", "entropy_gradient"):
                 assert fast[k] == slow[k] or (math.isnan(fast[k]) and math.isnan(slow[k]))
             assert fast["si"] == pytest.approx(slow["si"], rel=1e-9, abs=1e-9, nan_ok=True)
+
+
+def test_numba_si_matches_scipy_sobel_definition(monkeypatch):
+    pytest.importorskip("numba", reason="numba not installed")
+    import analysis.measures as am
+
+    monkeypatch.setenv("CLOUD3D_ANALYSIS_BACKEND", "numba")
+    rng = np.random.default_rng(12)
+    smooth = ndimage.gaussian_filter(rng.normal(size=(240, 317, 3)), (2, 2, 0))
+    rgb = np.clip(smooth * 500 + 128, 0, 255).astype(np.uint8)
+    f = luma8(rgb).astype(np.float64)
+    mag = np.hypot(ndimage.sobel(f, axis=1), ndimage.sobel(f, axis=0))[1:-1, 1:-1]
+    assert am.measures_of_rgb(rgb)["si"] == pytest.approx(float(mag.std()), rel=1e-6)
+
+
+def test_numba_counters_flush_without_changing_counts():
+    """The kernel's int32 counters are flushed into int64 totals every few rows (so huge
+    images cannot overflow them); flushing after every row or every 3 rows gives the same."""
+    pytest.importorskip("numba", reason="numba not installed")
+    from analysis.fused import _fused_kernel, flush_rows, fused_stats
+
+    rgb = np.random.default_rng(13).integers(0, 256, size=(23, 37, 3), dtype=np.uint8)
+    weights = (19595, 38470, 7471)
+    hist, grad, s1, s2 = fused_stats(rgb, weights)
+    assert hist.sum() == 4 * 23 * 37 and grad.sum() == 23 * 36 + 22 * 37
+    for rows in (1, 3):
+        h2, g2, t1, t2 = _fused_kernel(rgb, *(np.int32(x) for x in weights), rows)
+        np.testing.assert_array_equal(h2, hist)
+        np.testing.assert_array_equal(g2, grad)
+        assert (t1, t2) == (s1, s2)
+    assert flush_rows(1920) * 2 * 1920 < 2**31
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fused_stats(np.zeros((4, 8, 3), np.uint8)[:, ::2], weights)
 
 
 def test_backend_env_is_checked(monkeypatch):
