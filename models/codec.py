@@ -161,7 +161,10 @@ def _transforms(model: Any, dev: torch.device, fast: bool) -> Any:
     cache = model.__dict__.setdefault("_c3d_fast", {})
     key = str(dev)
     if key not in cache or cache[key][0] != fp:
-        cache[key] = (fp, inference_copy(model))
+        # the parameter nets run as float64 copies (_Context): the fast copy shares, not
+        # duplicates, them
+        shared = [m for net in model.param_nets for m in net.modules()]
+        cache[key] = (fp, inference_copy(model, share=shared))
     return cache[key][1]
 
 

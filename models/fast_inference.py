@@ -85,30 +85,47 @@ def to_channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-def _swap_gdn(module: nn.Module) -> None:
+def _swap_gdn(module: nn.Module, shared: set[int]) -> None:
     prev = None
     for name, child in module.named_children():
-        if isinstance(child, GDN):
+        if id(child) in shared:
+            pass
+        elif isinstance(child, GDN):
             # in a Sequential, a convolution's output feeds only the next layer: reuse it
             inplace = isinstance(module, nn.Sequential) and isinstance(
                 prev, nn.Conv2d | nn.ConvTranspose2d)
             setattr(module, name, FusedGDN(child, inplace=inplace))
         else:
-            _swap_gdn(child)
+            _swap_gdn(child, shared)
         prev = child
 
 
-def inference_copy(model: nn.Module) -> Any:
+def inference_copy(model: nn.Module, share: list[nn.Module] | tuple = ()) -> Any:
     """A deep copy of ``model`` in eval mode with fused GDNs and channels-last weights.
 
-    Use it only for inference (``torch.inference_mode``); train the original.
+    ``share``: submodules the copy only refers to (not copied, not converted, mode untouched),
+    e.g. layers the caller evaluates elsewhere; sharing them saves their memory (hundreds of
+    MiB for the hyper-synthesis of c2f-large). Use the copy only for inference; train the
+    original.
     """
-    fast = copy.deepcopy(model).eval()
-    _swap_gdn(fast)
-    fast.to(memory_format=torch.channels_last)
-    for p in fast.parameters():
-        p.requires_grad_(False)
+    shared = {id(m) for m in share}
+    fast = copy.deepcopy(model, {id(m): m for m in share})
+    _swap_gdn(fast, shared)
+    _convert(fast, shared)
     return fast
+
+
+def _convert(module: nn.Module, shared: set[int]) -> None:
+    """Eval mode, channels-last 4-D weights, no grad; not descending into shared modules."""
+    if id(module) in shared:
+        return
+    module.training = False
+    for p in module.parameters(recurse=False):
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+        p.requires_grad_(False)
+    for child in module.children():
+        _convert(child, shared)
 
 
 def state_fingerprint(model: nn.Module) -> tuple:

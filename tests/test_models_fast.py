@@ -93,6 +93,20 @@ def test_inference_copy_matches_model_and_leaves_it_untouched(arch):
         assert torch.equal(v, before[k]), k
 
 
+def test_fast_copy_shares_the_parameter_nets_and_leaves_the_model_as_it_was():
+    from models.codec import _transforms
+
+    m = _model("c2f-xsmall")
+    m.train()
+    fast = _transforms(m, torch.device("cpu"), True)
+    assert fast is _transforms(m, torch.device("cpu"), True)  # cached
+    assert fast.h_s1 is m.h_s1 and fast.pe2 is m.pe2  # evaluated as float64 copies elsewhere
+    assert fast.g_a is not m.g_a and fast.h_a1 is not m.h_a1 and not fast.g_s.training
+    assert m.training and m.h_s1.training  # mode of the original untouched
+    for name, p in m.named_parameters():
+        assert p.is_contiguous() and p.requires_grad, name
+
+
 @pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall", "mbt2018-mean"])
 def test_fast_and_plain_paths_give_identical_streams(arch):
     m = _model(arch)
