@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.measures import MEASURES, MEASURES_VERSION, image_measures
+from analysis.measures import MEASURES, MEASURES_VERSION, image_measures, prepare_backend
 from cloud3d_dataset.files import Cloud3dError, sha256_file
 
 #: File extensions treated as images in a reference folder (case-insensitive).
@@ -205,6 +205,7 @@ def measure_paths(
         if workers == 1 or len(tasks) <= 1:
             results = map(_task, tasks)
         else:
+            prepare_backend()  # compile once here, so the workers load numba's cached kernel
             pool = multiprocessing.get_context("spawn").Pool(
                 min(workers, len(tasks)), initializer=_worker_init
             )
