@@ -210,18 +210,15 @@ class C2FModel(_LatentModel):
         return [y, z] if self.pruned else [y, z, self.h_a2(z)]
 
 
-class Bmshj2018Hyperprior(ScaleHyperprior, _LatentModel):
-    """compressai's ``bmshj2018-hyperprior`` (scale-only Gaussian) behind the common interface."""
+class _CompressaiReference(_LatentModel):
+    """Glue shared by compressai's single-hyperprior models: latents y (stride 16) and z
+    (stride 64), one Gaussian conditional whose parameters come from ``h_s``."""
 
-    arch = "bmshj2018-hyperprior"
     stride = 64
 
-    def __init__(self, N: int = 128, M: int = 192) -> None:
-        ScaleHyperprior.__init__(self, N=N, M=M)
+    def _setup(self, N: int, M: int) -> None:
         self.latent_strides, self.latent_channels = [16, 64], [M, N]
         self._cfg = {"N": N, "M": M}
-
-    forward = _LatentModel.forward
 
     def config(self) -> dict[str, Any]:
         return dict(self._cfg)
@@ -233,6 +230,18 @@ class Bmshj2018Hyperprior(ScaleHyperprior, _LatentModel):
     @property
     def param_nets(self) -> list[nn.Module]:
         return [self.h_s]
+
+
+class Bmshj2018Hyperprior(ScaleHyperprior, _CompressaiReference):
+    """compressai's ``bmshj2018-hyperprior`` (scale-only Gaussian) behind the common interface."""
+
+    arch = "bmshj2018-hyperprior"
+
+    def __init__(self, N: int = 128, M: int = 192) -> None:
+        ScaleHyperprior.__init__(self, N=N, M=M)
+        self._setup(N, M)
+
+    forward = _LatentModel.forward  # compressai's own forward comes first in the MRO
 
     def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
         return None, raw
@@ -242,29 +251,16 @@ class Bmshj2018Hyperprior(ScaleHyperprior, _LatentModel):
         return [y, self.h_a(torch.abs(y))]
 
 
-class Mbt2018Mean(MeanScaleHyperprior, _LatentModel):
+class Mbt2018Mean(MeanScaleHyperprior, _CompressaiReference):
     """compressai's ``mbt2018-mean`` (mean-and-scale hyperprior) behind the common interface."""
 
     arch = "mbt2018-mean"
-    stride = 64
 
     def __init__(self, N: int = 128, M: int = 192) -> None:
         MeanScaleHyperprior.__init__(self, N=N, M=M)
-        self.latent_strides, self.latent_channels = [16, 64], [M, N]
-        self._cfg = {"N": N, "M": M}
+        self._setup(N, M)
 
-    forward = _LatentModel.forward
-
-    def config(self) -> dict[str, Any]:
-        return dict(self._cfg)
-
-    @property
-    def gaussians(self) -> list[GaussianConditional]:
-        return [self.gaussian_conditional]
-
-    @property
-    def param_nets(self) -> list[nn.Module]:
-        return [self.h_s]
+    forward = _LatentModel.forward  # compressai's own forward comes first in the MRO
 
     def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
         scales, means = raw.chunk(2, 1)  # compressai's order
