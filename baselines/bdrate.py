@@ -46,6 +46,20 @@ def _prepare(rate: Sequence[float], quality: Sequence[float], name: str) -> tupl
     return np.log10(r), q, ""
 
 
+def _prepare_pair(
+    anchor_rate: Sequence[float],
+    anchor_quality: Sequence[float],
+    test_rate: Sequence[float],
+    test_quality: Sequence[float],
+) -> tuple[tuple[np.ndarray, ...], str]:
+    """Both curves through :func:`_prepare`: ``((log_ra, qa, log_rt, qt), reason)``."""
+    la, qa, why = _prepare(anchor_rate, anchor_quality, "anchor")
+    if why:
+        return (la, qa, la, qa), why
+    lt, qt, why = _prepare(test_rate, test_quality, "test")
+    return (la, qa, lt, qt), why
+
+
 def _mean_diff(xa: np.ndarray, ya: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> tuple[float, str]:
     """Mean of (test - anchor) interpolants y(x) over the overlap of the x ranges."""
     from scipy.interpolate import PchipInterpolator
@@ -69,10 +83,7 @@ def bd_rate(
     ``reason`` is empty on success; otherwise value is ``nan`` and reason says why.
     Rates are any positive unit (bpp, kbps); quality e.g. PSNR dB.
     """
-    la, qa, why = _prepare(anchor_rate, anchor_quality, "anchor")
-    if why:
-        return math.nan, why
-    lt, qt, why = _prepare(test_rate, test_quality, "test")
+    (la, qa, lt, qt), why = _prepare_pair(anchor_rate, anchor_quality, test_rate, test_quality)
     if why:
         return math.nan, why
     d, why = _mean_diff(qa, la, qt, lt)
@@ -88,10 +99,7 @@ def bd_quality(
     test_quality: Sequence[float],
 ) -> tuple[float, str]:
     """BD-PSNR (or BD-quality): mean quality gain of ``test`` at equal rate; ``(value, reason)``."""
-    la, qa, why = _prepare(anchor_rate, anchor_quality, "anchor")
-    if why:
-        return math.nan, why
-    lt, qt, why = _prepare(test_rate, test_quality, "test")
+    (la, qa, lt, qt), why = _prepare_pair(anchor_rate, anchor_quality, test_rate, test_quality)
     if why:
         return math.nan, why
     d, why = _mean_diff(la, qa, lt, qt)

@@ -34,9 +34,13 @@ from models.codec import (
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
 
-def _model(arch: str, seed: int = 0):
+def _model(arch: str, seed: int = 0, prepare=None):
+    """A small seeded model, entropy tables built, in eval mode; ``prepare(model, seed)``
+    runs before the tables are built (e.g. to perturb weights)."""
     torch.manual_seed(seed)
     m = create_model(arch, **({"N": 32, "M": 48} if not arch.startswith("c2f") else {}))
+    if prepare is not None:
+        prepare(m, seed)
     m.update(force=True)
     return m.eval()
 

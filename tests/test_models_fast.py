@@ -13,8 +13,8 @@ import pytest
 import torch
 from compressai.layers import GDN
 from conftest import make_game_like_frame
+from test_models_codec import _model as _tiny_model
 
-from models.architectures import create_model
 from models.codec import (
     _pad,
     _rgb_to_tensor,
@@ -29,11 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarni
 
 
 def _model(arch: str, seed: int = 0):
-    torch.manual_seed(seed)
-    m = create_model(arch, **({"N": 32, "M": 48} if not arch.startswith("c2f") else {}))
-    _perturb_gdns(m, seed)
-    m.update(force=True)
-    return m.eval()
+    return _tiny_model(arch, seed, prepare=_perturb_gdns)
 
 
 def _perturb_gdns(m: torch.nn.Module, seed: int) -> None:
