@@ -22,19 +22,19 @@ Outputs in ``out_dir``: ``last.pt`` (weights + optimizer states, for ``resume``)
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d_dataset.files import Cloud3dError, atomic_write_text
 
 LOG_FIELDS = ["step", "phase", "loss", "bpp", "mse", "psnr", "aux_loss", "lr", "elapsed_s"]
 
@@ -78,45 +78,6 @@ def rd_loss(out: dict[str, Any], x: torch.Tensor, lmbda: float,
     return {"loss": loss, "bpp": bpp, "mse": mse, "psnr": psnr}
 
 
-class _ManifestImages(torch.utils.data.Dataset):
-    """Fallback dataset (used until ``cloud3d_dataset.torch_dataset`` exists): manifest rows ->
-    float ``(3, H, W)`` tensors in 0..1, optionally a random (or top-left) ``crop``."""
-
-    def __init__(self, root: str, split: str, app: str | None, resolution: str | None,
-                 crop: int | None, random_crop: bool) -> None:
-        from cloud3d_dataset.manifest import image_paths
-
-        self.paths = list(image_paths(root, split=split, app=app, resolution=resolution)["abspath"])
-        self.crop, self.random = crop, random_crop
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from cloud3d_dataset.files import read_png_rgb
-
-        a = read_png_rgb(self.paths[i])
-        h, w = a.shape[:2]
-        if self.crop:
-            c = self.crop
-            if h < c or w < c:
-                raise Cloud3dError(f"{self.paths[i]} is {w}x{h}, smaller than --crop {c}")
-            y0 = random.randint(0, h - c) if self.random else 0
-            x0 = random.randint(0, w - c) if self.random else 0
-            a = a[y0 : y0 + c, x0 : x0 + c]
-        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
-
-
-def make_dataset(root: str, split: str, app: str | None, resolution: str | None,
-                 crop: int | None, random_crop: bool) -> torch.utils.data.Dataset:
-    """``cloud3d_dataset.torch_dataset.Cloud3dImages`` when available, else the local fallback."""
-    try:
-        from cloud3d_dataset.torch_dataset import Cloud3dImages
-    except ImportError:
-        return _ManifestImages(root, split, app, resolution, crop, random_crop)
-    return Cloud3dImages(root, split, app=app, resolution=resolution, crop=crop, random=random_crop)
-
-
 def _optimizers(model: torch.nn.Module, lr: float, aux_lr: float):
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
@@ -154,10 +115,27 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows after ``step`` (written after the checkpoint a resume starts from)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= step]
+    if len(keep) == len(rows):
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\r\n")
+    w.writeheader()
+    w.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in keep)
+    atomic_write_text(path, buf.getvalue())
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final metrics. See module docstring."""
     from tqdm import tqdm
 
+    from cloud3d_dataset.torch_dataset import Cloud3dImages
     from models.architectures import create_model
     from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
     from models.codec import resolve_device
@@ -172,7 +150,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                            "or choose another --out")
     dev = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
     app = None if cfg.app == "all" else cfg.app
     try:
         model = create_model(cfg.arch)
@@ -193,12 +170,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         opt.load_state_dict(ck["optimizer"])
         aux_opt.load_state_dict(ck["aux_optimizer"])
         step, best_loss = int(meta["step"]), float(meta.get("best_loss", math.inf))
+        _truncate_log(log, step)
     if step >= cfg.steps:
         return {"step": step, "done": True, "best_loss": best_loss}
 
-    train_set = make_dataset(cfg.dataset, "train", app, cfg.resolution, cfg.crop, True)
+    train_set = Cloud3dImages(cfg.dataset, "train", app=app, resolution=cfg.resolution,
+                              crop=cfg.crop, random=True)
     try:
-        val_set = make_dataset(cfg.dataset, "validation", app, cfg.resolution, None, False)
+        val_set = Cloud3dImages(cfg.dataset, "validation", app=app, resolution=cfg.resolution,
+                                crop=None)
     except Cloud3dError:
         val_set = None
     loader = torch.utils.data.DataLoader(
@@ -226,44 +206,54 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                disable=not cfg.progress, unit="step")
     run_avg: dict[str, float] = {}
     metrics: dict[str, float] = {}
-    while step < cfg.steps:
-        for x in loader:
-            x = x.to(dev, non_blocking=True)
-            opt.zero_grad(set_to_none=True)
-            aux_opt.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                out_ = model(x)
-            r = rd_loss(out_, x, cfg.lmbda)
-            r["loss"].backward()
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            aux = model.aux_loss()
-            aux.backward()
-            aux_opt.step()
-            step += 1
-            vals = {k: float(v.detach()) for k, v in r.items()}
-            vals["aux_loss"] = float(aux.detach())
-            for k, v in vals.items():
-                run_avg[k] = v if k not in run_avg else 0.9 * run_avg[k] + 0.1 * v
-            bar.update(1)
-            bar.set_postfix(loss=f"{run_avg['loss']:.3f}", bpp=f"{run_avg['bpp']:.3f}",
-                            psnr=f"{run_avg['psnr']:.2f}")
-            _append_log(log, {"step": step, "phase": "train", **vals, "lr": cfg.lr,
-                              "elapsed_s": round(time.perf_counter() - t_start, 3)})
-            if step % cfg.val_every == 0 or step >= cfg.steps:
-                if val_set is not None:
-                    metrics = evaluate(model, val_set, cfg.lmbda, dev, cfg.val_images)
-                    _append_log(log, {"step": step, "phase": "validation", **metrics,
-                                      "elapsed_s": round(time.perf_counter() - t_start, 3)})
-                else:
-                    metrics = {k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}
-                is_best = metrics["loss"] < best_loss
-                if is_best:
-                    best_loss = metrics["loss"]
-                save(metrics, is_best)
-                model.train()
-            if step >= cfg.steps:
-                break
+    saved_step = step
+    try:
+        while step < cfg.steps:
+            for x in loader:
+                x = x.to(dev, non_blocking=True)
+                opt.zero_grad(set_to_none=True)
+                aux_opt.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    out_ = model(x)
+                r = rd_loss(out_, x, cfg.lmbda)
+                r["loss"].backward()
+                if cfg.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                opt.step()
+                aux = model.aux_loss()
+                aux.backward()
+                aux_opt.step()
+                step += 1
+                vals = {k: float(v.detach()) for k, v in r.items()}
+                vals["aux_loss"] = float(aux.detach())
+                for k, v in vals.items():
+                    run_avg[k] = v if k not in run_avg else 0.9 * run_avg[k] + 0.1 * v
+                bar.update(1)
+                bar.set_postfix(loss=f"{run_avg['loss']:.3f}", bpp=f"{run_avg['bpp']:.3f}",
+                                psnr=f"{run_avg['psnr']:.2f}")
+                _append_log(log, {"step": step, "phase": "train", **vals, "lr": cfg.lr,
+                                  "elapsed_s": round(time.perf_counter() - t_start, 3)})
+                if step % cfg.val_every == 0 or step >= cfg.steps:
+                    if val_set is not None:
+                        metrics = evaluate(model, val_set, cfg.lmbda, dev, cfg.val_images)
+                        _append_log(log, {"step": step, "phase": "validation", **metrics,
+                                          "elapsed_s": round(time.perf_counter() - t_start, 3)})
+                    else:
+                        metrics = {k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}
+                    is_best = metrics["loss"] < best_loss
+                    if is_best:
+                        best_loss = metrics["loss"]
+                    save(metrics, is_best)
+                    saved_step = step
+                    model.train()
+                if step >= cfg.steps:
+                    break
+    except KeyboardInterrupt:
+        bar.close()
+        if step > saved_step:
+            save({k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}, False)
+        print(f"\ninterrupted at step {step}: {last} holds it; continue with --resume",
+              file=sys.stderr)
+        raise
     bar.close()
     return {"step": step, "done": True, "best_loss": best_loss, **metrics}

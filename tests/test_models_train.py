@@ -173,3 +173,43 @@ def test_learned_codec_through_the_baselines_registry(run_dir):
         parse_codec_spec("learned:checkpoint=/nonexistent/x.pt")
     with pytest.raises(ValueError, match="coder"):
         parse_codec_spec(f"learned:checkpoint={ck};coder=zip")
+
+
+def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp_path):
+    """SIGINT mid-run (no periodic save yet) keeps the steps done in last.pt; --resume goes on
+    from there with one log row per step."""
+    import os
+    import signal
+    import time
+
+    from models.checkpoint import read_checkpoint
+
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "cloud3d_dataset.cli", "train", str(dataset), "--app", "toy",
+           "--arch", "c2f-xsmall-pruned", "--out", str(out), "--batch", "2", "--crop", "64",
+           "--workers", "0", "--device", "cpu", "--val-every", "100000", "--steps", "100000"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 1 + 1 + 3:  # header, val, 3 steps
+            break
+        time.sleep(0.2)
+    assert p.poll() is None, p.stderr.read()[-2000:]
+    os.kill(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert "continue with --resume" in err and "Traceback" not in err
+    step = read_checkpoint(out / "last.pt")["meta"]["step"]
+    assert step >= 3
+    assert not (out / "best.pt").exists()  # nothing was validated, so nothing is "best"
+
+    from models.train import TrainConfig, train
+
+    res = train(TrainConfig(dataset=str(dataset), out=str(out), app="toy",
+                            arch="c2f-xsmall-pruned", steps=step + 2, batch=2, crop=64,
+                            val_every=100000, workers=0, device="cpu", resume=True,
+                            progress=False))
+    assert res["step"] == step + 2
+    steps = list(pd.read_csv(log).query("phase == 'train'").step)
+    assert steps == list(range(1, step + 3))
