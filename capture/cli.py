@@ -43,6 +43,10 @@ def _recorder_options(default_app: str | None, live: bool):
             click.option("--interval", type=float, default=None, help="seconds between grabs (instead of --fps)"),
             click.option("--count", type=int, default=None, help="stop after this many kept frames"),
             click.option("--duration", type=float, default=None, help="stop after this many seconds"),
+            click.option("--stall-timeout", type=float, default=None,
+                         help="stop when no new frame was kept for this many seconds (a frozen "
+                              "app); frames so far are kept, exit status 1" if live else
+                              "live sources only"),
             click.option("--warmup", type=float, default=0.0, show_default=True,
                          help="seconds to skip before capturing (loading screens, intro)"),
             click.option("--keep-uniform", is_flag=True, help="keep black / near-uniform frames"),
@@ -70,7 +74,8 @@ def _recorder_options(default_app: str | None, live: bool):
     return deco
 
 
-def _run(source_factory, out, app, resolutions, fit, fps, interval, count, duration, warmup,
+def _run(source_factory, out, app, resolutions, fit, fps, interval, count, duration, stall_timeout,
+         warmup,
          keep_uniform, uniform_std, keep_duplicates, dup_mad, writers, queue_size, policy,
          encoder, level, no_progress, as_json) -> None:
     from .filters import FilterConfig
@@ -95,7 +100,7 @@ def _run(source_factory, out, app, resolutions, fit, fps, interval, count, durat
         with source_factory() as source:
             summary = record(
                 source, out, app, resolutions=resolutions, fps=fps, count=count, duration=duration,
-                warmup=warmup, fit=fit, filters=filters, writers=writers, queue_size=queue_size,
+                warmup=warmup, stall_timeout=stall_timeout, fit=fit, filters=filters, writers=writers, queue_size=queue_size,
                 policy=policy, encoder=encoder, level=level, progress=not no_progress,
             )
     finally:
@@ -109,6 +114,10 @@ def _run(source_factory, out, app, resolutions, fit, fps, interval, count, durat
     if summary.interrupted:
         click.echo("interrupted: frames captured so far are kept; re-run to add more", err=True)
         sys.exit(130)
+    if summary.stalled:
+        click.echo(f"error: {summary.stopped_because}; the frames written are kept, re-run to add "
+                   "more", err=True)
+        sys.exit(1)
 
 
 def _command(group, name, default_app, live, help_text):
@@ -126,7 +135,8 @@ def _command(group, name, default_app, live, help_text):
 
 
 _COMMON = {
-    "out", "app", "resolutions", "fit", "fps", "interval", "count", "duration", "warmup",
+    "out", "app", "resolutions", "fit", "fps", "interval", "count", "duration", "stall_timeout",
+    "warmup",
     "keep_uniform", "uniform_std", "keep_duplicates", "dup_mad", "writers", "queue_size",
     "policy", "encoder", "level", "no_progress", "as_json",
 }

@@ -71,6 +71,7 @@ class CaptureSummary:
     bytes_written: int = 0
     repairs: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    stalled: bool = False
     stopped_because: str = ""
 
     def to_dict(self) -> dict:
@@ -139,6 +140,7 @@ def record(
     level: int = 1,
     progress: bool = True,
     stop=None,
+    stall_timeout: float | None = None,
 ) -> CaptureSummary:
     """Capture frames from ``source`` into ``out_dir/app`` and return a :class:`CaptureSummary`.
 
@@ -160,6 +162,9 @@ def record(
         encoder, level: PNG encoder (``fpng`` or ``zlib``) and zlib level.
         progress: show a tqdm bar on stderr.
         stop: optional ``threading.Event``; when set, the capture ends cleanly.
+        stall_timeout: live sources only: end the capture when no frame has been kept for
+            this many seconds (the app froze or shows one still image); the summary then
+            has ``stalled=True``. ``None``: wait for as long as it takes.
 
     Ctrl-C (KeyboardInterrupt) ends the capture cleanly too: queued frames are
     written, the summary has ``interrupted=True``. Write errors (disk full...)
@@ -184,6 +189,8 @@ def record(
         raise Cloud3dError("--count must be at least 1")
     if duration is not None and duration <= 0:
         raise Cloud3dError("--duration must be positive")
+    if stall_timeout is not None and stall_timeout <= 0:
+        raise Cloud3dError("--stall-timeout must be positive")
     if count is None and duration is None and source.kind != "video":
         raise Cloud3dError("say when to stop: give --count N or --duration SECONDS")
     check_fit(*(source.geometry.width, source.geometry.height) if source.geometry else (16, 9),
@@ -204,6 +211,7 @@ def record(
     )
     flt = FrameFilter(filters)
     dropped: Counter[str] = Counter()
+    last_redraw = 0.0
     geo = source.geometry
     shape = (geo.height, geo.width, 3) if geo is not None else (1080, 1920, 3)
     try:
@@ -224,6 +232,8 @@ def record(
             source.skip(warmup)
         t_start = time.perf_counter()
         next_tick = t_start
+        last_kept = t_start
+        watch_stall = stall_timeout is not None and source.realtime
         interval = 1.0 / fps if fps else 0.0
         while True:
             if stop is not None and stop.is_set():
@@ -235,6 +245,11 @@ def record(
                 break
             now = time.perf_counter()
             if duration is not None and now - t_start >= duration:
+                break
+            if watch_stall and now - last_kept >= stall_timeout:
+                summary.stalled = True
+                summary.stopped_because = (f"stalled: no new frame kept for {stall_timeout:g} s "
+                                           f"(the app froze or stopped drawing)")
                 break
             if interval and source.realtime:
                 if now < next_tick:
@@ -275,13 +290,18 @@ def record(
                     summary.last_index = index
                     index += 1
                     kept += 1
+                    last_kept = time.perf_counter()
                 elif pool.error is None:
                     reason = "writers_behind"
             if reason is not None:
                 dropped[reason] += 1
                 log.append(dict(row, status="dropped", reason=reason))
             if progress:
-                bar.set_postfix(dropped=sum(dropped.values()), queue=pool.pending(), refresh=False)
+                # kept frames redraw the bar through update(); a run of drops (a stalled or
+                # black window) redraws it here, twice a second, so the counts stay live
+                redraw = reason is not None and t0 - last_redraw >= 0.5
+                bar.set_postfix(dropped=sum(dropped.values()), queue=pool.pending(), refresh=redraw)
+                last_redraw = t0 if redraw else last_redraw
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.stopped_because = "interrupted (Ctrl-C): queued frames were written"

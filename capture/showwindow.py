@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--title", default="cloud3d synthetic (SYNTHETIC)", help="window title")
     ap.add_argument("--pattern", action="store_true", help="show numbered test patterns")
     ap.add_argument("--exit-after", type=float, default=None, help="quit after this many seconds")
+    ap.add_argument("--freeze-after", type=float, default=None,
+                    help="stop changing the picture after this many seconds (a frozen game)")
     ap.add_argument("--display", default=None, help="X display (default $DISPLAY)")
     args = ap.parse_args(argv)
     try:
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     k = 0
     try:
         while args.exit_after is None or time.monotonic() - t0 < args.exit_after:
-            frame = pattern_frame(k, w, h) if scene is None else scene.render(k)
+            if args.freeze_after is None or time.monotonic() - t0 < args.freeze_after:
+                frame = pattern_frame(k, w, h) if scene is None else scene.render(k)
             view.show(frame)
             k += 1
             delay = t0 + k / args.fps - time.monotonic()

@@ -139,3 +139,21 @@ def test_launch_key_presses_reach_the_window(xvfb_binary, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert log.read_text().count("key press") == 2
+
+
+def test_launch_stall_timeout_ends_a_frozen_app_keeping_its_frames(xvfb_binary, tmp_path):
+    marker = _marker()
+    app = _app_with_child(marker, "--pattern", "--fps", "20", "--freeze-after", "2")
+    r = subprocess.run(_launch_cmd(tmp_path, app, ("--count", "1000", "--fps", "5",
+                                                  "--stall-timeout", "1.5")),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "stalled: no new frame kept for 1.5 s" in err[0]
+    assert "stopped: stalled" in r.stdout
+    m = re.search(r"written (\d+)", r.stdout)
+    assert m and 3 <= int(m.group(1)) <= 15, r.stdout  # ~2 s of picture at 5 fps
+    assert "duplicate=" in r.stdout  # the frozen picture was grabbed and dropped, then the stop
+    _assert_all_gone(_pids_from(r.stderr), marker)
+    assert all(v == [] for v in check_capture(tmp_path / "win").values())
+    assert len(list((tmp_path / "win" / "native").glob("*.png"))) == int(m.group(1))
