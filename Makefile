@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench gpu-check clean-venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (Python 3.11 is required)"; exit 1; }
@@ -24,6 +24,18 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# On a machine with an NVIDIA GPU: the CUDA tests (required, not skipped) and the GPU speed
+# figures of the learned codecs (issue 6's targets), written to gpu-check/.
+gpu-check: $(STAMP)
+	mkdir -p gpu-check
+	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee gpu-check/gpu.txt
+	CLOUD3D_REQUIRE_CUDA=1 $(BIN)/python -m pytest -q -rs tests/test_models_codec.py \
+		tests/test_models_train.py -k "gpu or cuda" 2>&1 | tee gpu-check/tests.txt
+	$(BIN)/python benchmarks/codec_speed.py --device cuda --sizes small-pruned,xsmall-pruned,small,large \
+		--res 720p,1080p --repeats 5 --csv gpu-check/speed.csv 2>&1 | tee gpu-check/speed.txt
+	$(BIN)/python benchmarks/codec_speed.py --device cuda --sizes small-pruned --res 1080p --repeats 5 \
+		--fp16 --no-reference --csv gpu-check/speed-fp16.csv 2>&1 | tee gpu-check/speed-fp16.txt
 
 clean-venv:
 	rm -rf $(VENV)

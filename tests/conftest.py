@@ -2,7 +2,8 @@
 
 ``CLOUD3D_REQUIRE_XVFB=1`` (set by ``.ci/run``) turns "Xvfb not installed"
 from a skip into a failure, so capture tests cannot silently vanish in CI.
-Likewise ``CLOUD3D_REQUIRE_FFMPEG=1`` for ffmpeg.
+Likewise ``CLOUD3D_REQUIRE_FFMPEG=1`` for ffmpeg, and ``CLOUD3D_REQUIRE_CUDA=1`` (set by
+``make gpu-check``) for a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ def xvfb_binary() -> str:
 @pytest.fixture(scope="session")
 def ffmpeg_binary() -> str:
     return _need("ffmpeg", "CLOUD3D_REQUIRE_FFMPEG")
+
+
+@pytest.fixture(scope="session")
+def cuda_device():
+    """``torch.device("cuda")``; the test is skipped without a usable CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    msg = "no CUDA GPU here: this test needs one (make gpu-check on a GPU machine)"
+    if os.environ.get("CLOUD3D_REQUIRE_CUDA") == "1":
+        pytest.fail(msg + "; CLOUD3D_REQUIRE_CUDA=1 requires it")
+    pytest.skip(msg)
 
 
 @pytest.fixture()

@@ -213,3 +213,22 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
     assert res["step"] == step + 2
     steps = list(pd.read_csv(log).query("phase == 'train'").step)
     assert steps == list(range(1, step + 3))
+
+
+def test_cuda_training_with_amp_and_cpu_use_of_its_checkpoint(dataset, tmp_path, cuda_device):
+    """bf16-autocast training steps on the GPU lower the loss; the checkpoint then codes on CPU."""
+    from models.checkpoint import load_checkpoint
+    from models.codec import compress_image, decompress_image
+    from models.train import TrainConfig, train
+
+    out = tmp_path / "gpu"
+    train(TrainConfig(dataset=str(dataset), out=str(out), app="toy", arch="c2f-xsmall-pruned",
+                      steps=24, batch=2, crop=64, lr=1e-3, val_every=12, workers=0,
+                      device="cuda", progress=False))
+    log = pd.read_csv(out / "log.csv")
+    train_rows = log[log.phase == "train"]
+    assert np.isfinite(train_rows.loss).all()
+    assert train_rows.loss.iloc[-4:].mean() < 0.7 * train_rows.loss.iloc[:4].mean()
+    m, _ = load_checkpoint(out / "best.pt")
+    rgb = make_game_like_frame(50, 70, 3, 0)
+    assert decompress_image(m, compress_image(m, rgb, device="cpu"), device="cpu").shape == rgb.shape
