@@ -57,9 +57,13 @@ def utc_now() -> str:
 # specs
 # ----------------------------------------------------------------------------------------
 def spec_label(spec: CodecSpec) -> str:
-    """Curve label: codec name plus the options that differ from the defaults."""
+    """Curve label: the spec's ``label=``, else the codec's curve name
+    (:meth:`Codec.curve_label`) plus the options that differ from the defaults."""
+    if spec.label:
+        return spec.label
     changed = {k: v for k, v in spec.options.items() if spec.cls.options_defaults.get(k) != v}
-    return spec.cls.name + "".join(f";{k}={v}" for k, v in sorted(changed.items()))
+    base = spec.cls.curve_label(spec.qualities)
+    return base + "".join(f";{k}={v}" for k, v in sorted(changed.items()))
 
 
 def resolve_specs(specs: Sequence[str | CodecSpec]) -> list[CodecSpec]:
@@ -129,6 +133,10 @@ def plan_tasks(
                     # workers, and its hash in the key so a retrained file is benchmarked again
                     q = str(Path(q).resolve())
                     pdict = {"options": codec.options, qp.name: q, f"{qp.name}_sha256": _file_sha(q)}
+                if spec.label:
+                    # a row belongs to one curve: the same setting under a chosen label is
+                    # its own result (default labels follow from what the key already holds)
+                    pdict["label"] = spec.label
                 params = canonical_json(pdict)
                 key = (img["sha256"], spec.cls.name, version, params)
                 if key in seen:

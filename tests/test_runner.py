@@ -346,3 +346,42 @@ def test_learned_codec_checkpoint_as_quality(dataset, tmp_path):
     d = json.loads((tmp_path / "rep" / "compressai" / "learned_device-cpu.json").read_text())
     assert d["results"]["quality"] == [str(ckpt.resolve())]
     assert files["index"].is_file()
+
+
+@pytest.mark.slow
+def test_app_specific_and_general_models_make_separate_curves(dataset, tmp_path):
+    """Checkpoints name their curve by architecture and training app (or by label=), so an
+    app-specific and a general model are never merged into one curve."""
+    pytest.importorskip("compressai")
+    import pandas as pd
+    import torch
+
+    from baselines.codecs.registry import parse_codec_spec
+    from baselines.report import write_report
+    from models.architectures import create_model
+    from models.checkpoint import save_checkpoint
+
+    def ck(name, app, seed):
+        torch.manual_seed(seed)
+        return save_checkpoint(tmp_path / f"{name}.pt", create_model("bmshj2018-hyperprior", N=16, M=24),
+                               {"app": app, "lambda": 0.01})
+
+    own, general, other = ck("own", "alpha", 0), ck("general", "all", 1), ck("other", "beta", 2)
+    specs = [f"learned:checkpoint={own};device=cpu", f"learned:checkpoint={general};device=cpu",
+             f"learned:checkpoint={own},{other};device=cpu;label=per-app"]
+    res = tmp_path / "r.sqlite"
+    s = run_bench(dataset, specs, res, workers=1, apps=["alpha"], limit=1, progress=False)
+    assert (s.ok, s.failed) == (4, 0), s.failures
+    own_label, general_label = ("learned-bmshj2018-hyperprior-alpha;device=cpu",
+                                "learned-bmshj2018-hyperprior-all;device=cpu")
+    labels = sorted({r["codec_label"] for r in rows(res)})
+    assert labels == sorted([own_label, general_label, "per-app"])
+    write_report(res, tmp_path / "rep", anchor=general_label)
+    pq = pd.read_csv(tmp_path / "rep" / "per_quality.csv")
+    assert sorted(pq.codec_label.unique()) == labels
+    assert (pq.groupby("codec_label").size().to_dict()
+            == {own_label: 1, general_label: 1, "per-app": 2})
+    for bad in ("a b", "x" * 65, ""):
+        with pytest.raises(ValueError, match="label"):
+            parse_codec_spec(f"jpeg:q=50;label={bad}")
+    assert parse_codec_spec("jpeg:q=50;label=jpeg-ref").label == "jpeg-ref"

@@ -100,6 +100,11 @@ class Codec:
 
     # -- availability and provenance -------------------------------------------------
     @classmethod
+    def curve_label(cls, qualities: list[Any]) -> str:
+        """Default name of the curve these quality values make (the codec name)."""
+        return cls.name
+
+    @classmethod
     def availability(cls) -> str | None:
         """``None`` if usable here, else a one-line reason with how to install it."""
         return None

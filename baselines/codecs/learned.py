@@ -4,6 +4,8 @@ The "quality" of a learned codec is fixed by its trained weights, so the quality
 is a checkpoint path (one rate point per checkpoint, e.g. one per lambda). Paths may not
 contain ``,`` or ``;`` (the spec separators). Options: ``device`` (auto|cpu|cuda),
 ``tile`` (whole or a multiple of the model's stride), ``coder`` (ans|lzma), ``fp16``.
+The curve is named ``learned-{arch}-{app}`` from the checkpoints' metadata (``app`` is
+``all`` for a general model), or by ``label=``.
 
 The bytes reported are the complete ``.c3d`` container (header, CRC and all), and
 ``details`` splits the time into ``network_s`` and ``entropy_s``. :meth:`decode` finds the
@@ -59,6 +61,23 @@ class LearnedCodec(Codec):
 
     def __getstate__(self) -> dict[str, Any]:  # models are reloaded lazily in workers
         return {**self.__dict__, "_models": {}, "_by_hash": {}}
+
+    @classmethod
+    def curve_label(cls, qualities: list[Any]) -> str:
+        """``learned-{arch}-{app}`` when every checkpoint records the same architecture and
+        training app (``all`` for a general model), so that app-specific and general models
+        make separate curves; plain ``learned`` otherwise (name curves with ``label=``)."""
+        from models.checkpoint import read_checkpoint
+
+        kinds = set()
+        for q in qualities:
+            try:
+                meta = read_checkpoint(str(q))["meta"]
+            except Cloud3dError:
+                return cls.name
+            kinds.add((meta.get("arch"), meta.get("app")))
+        arch, app = kinds.pop() if len(kinds) == 1 else (None, None)
+        return f"{cls.name}-{arch}-{app}" if arch and app else cls.name
 
     @classmethod
     def availability(cls) -> str | None:

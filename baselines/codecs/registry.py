@@ -11,14 +11,18 @@ Spec syntax (one ``--codec`` option)::
     bpg:qp=22,27,32,37;subsampling=420
     hevc-intra:q=30,50;preset=fast
     learned:checkpoint=runs/a/best.pt     (codecs whose quality is fixed by a file)
+    learned:checkpoint=runs/all-0.01/best.pt,runs/all-0.04/best.pt;label=general
 
-Without ``:PARAM=...`` the codec's default sweep is used.
+Without ``:PARAM=...`` the codec's default sweep is used. ``label=NAME`` (any codec) names
+the curve in results and reports; by default it is the codec's own curve name (see
+:meth:`Codec.curve_label`) plus the options that differ from the defaults.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,10 @@ CODEC_MODULES: tuple[str, ...] = (
     "baselines.codecs.vtm",
     "baselines.codecs.learned",
 )
+
+
+#: what ``label=`` accepts (it names files of kept bitstreams and report rows)
+LABEL_RE = re.compile(r"[A-Za-z0-9_.+@-]{1,64}")
 
 
 def codec_modules() -> tuple[str, ...]:
@@ -74,6 +82,7 @@ class CodecSpec:
     cls: type[Codec]
     options: dict[str, Any] = field(default_factory=dict)
     qualities: list[float | int] = field(default_factory=list)
+    label: str | None = None  # curve name chosen with ``label=``; None: the default name
 
     def make(self) -> Codec:
         return self.cls(**self.options)
@@ -107,6 +116,11 @@ def parse_codec_spec(spec: str) -> CodecSpec:
         if not eq:
             raise ValueError(f"{cls.name}: option {part!r} must look like KEY=VALUE")
         options[key.strip()] = _coerce(val.strip())
+    label = options.pop("label", None)
+    if label is not None:
+        label = str(label)
+        if not LABEL_RE.fullmatch(label):
+            raise ValueError(f"{cls.name}: label {label!r} must be 1-64 letters, digits or . _ + - @")
     qp = cls.quality
     if qpart:
         key, eq, vals = qpart.partition("=")
@@ -121,4 +135,4 @@ def parse_codec_spec(spec: str) -> CodecSpec:
     if not qualities:
         raise ValueError(f"{cls.name}: no quality values given and no default sweep")
     cls(**options)  # validates option names early
-    return CodecSpec(cls=cls, options=options, qualities=qualities)
+    return CodecSpec(cls=cls, options=options, qualities=qualities, label=label)
