@@ -121,10 +121,11 @@ def plan_tasks(
         except CodecUnavailable as exc:
             raise Cloud3dError(f"codec {spec.cls.name} is not available here: {exc}") from None
         codecs.append((spec, codec, version, prov))
+    labels = [spec_label(spec) for spec, *_ in codecs]  # once: a learned label reads checkpoints
     tasks = []
     seen: set[tuple[str, str, str, str]] = set()
     for img in images:
-        for spec, codec, version, _prov in codecs:
+        for (spec, codec, version, _prov), label in zip(codecs, labels, strict=True):
             qp = spec.cls.quality
             for q in spec.qualities:
                 pdict: dict[str, Any] = {"options": codec.options, qp.name: q}
@@ -148,7 +149,7 @@ def plan_tasks(
                         "codec": spec.cls.name,
                         "codec_version": version,
                         "params": params,
-                        "codec_label": spec_label(spec),
+                        "codec_label": label,
                         "quality_param": qp.name,
                         "quality": q,
                         "options": dict(codec.options),
