@@ -11,7 +11,7 @@ import pytest
 from conftest import make_game_like_frame
 
 from baselines.codecs.base import CodecError, CodecUnavailable
-from baselines.codecs.bpg import ENV_VAR, BpgCodec
+from baselines.codecs.bpg import BPG_MAGIC, ENV_VAR, BpgCodec, bpg_header_info
 from baselines.codecs.external import find_binary, run_tool
 from baselines.metrics import psnr_rgb
 
@@ -113,5 +113,30 @@ def test_real_bpg_round_trip(real_bpg, tmp_path):
         psnrs.append(psnr_rgb(rgb, dec.rgb))
     assert psnrs[0] < psnrs[1] < psnrs[2]
     assert real_bpg.provenance()["bpgenc_sha256"]
-    with pytest.raises(CodecError):
-        real_bpg.decode(enc.data[: len(enc.data) // 3])
+    info = bpg_header_info(enc.data)
+    assert (info["width"], info["height"], info["pixel_format"], info["bit_depth"]) == (67, 45, 3, 8)
+    for cut in (4, 8, 9):  # magic, format bytes, width/height: refused before bpgdec runs
+        with pytest.raises(CodecError, match="cannot decode"):
+            real_bpg.decode(enc.data[:cut])
+    # bpgenc writes picture_data_length = 0 ("to the end of the file"), so a stream cut inside
+    # its picture data is not detectable from the format: bpgdec decodes what is there.
+    partial = real_bpg.decode(enc.data[: len(enc.data) // 3])
+    assert partial.shape == rgb.shape and psnr_rgb(rgb, partial) < psnrs[-1]
+
+
+def test_real_bpg_provenance_and_version_name_the_binaries(real_bpg):
+    prov = real_bpg.provenance()
+    assert prov["encode_cmd"].endswith("-f 444 -b 8 -e x265 -m 8 -q {qp} -o out.bpg in.png")
+    assert prov["bpgenc_sha256"] != prov["bpgdec_sha256"] and len(prov["bpgdec_sha256"]) == 64
+    assert real_bpg.version().startswith("bpgenc 0.9.8 sha256:")
+
+
+def test_bpg_header_parser_refuses_forgeries():
+    good = BPG_MAGIC + bytes([0x60, 0x00, 0x43, 0x2D, 0x00, 0x03, 0x92])
+    assert bpg_header_info(good)["width"] == 67
+    for bad, why in ((b"BPX\xfb" + good[4:], "bad magic"), (good[:7], "ends early"),
+                     (BPG_MAGIC + bytes([0x60, 0x00, 0x00, 0x2D, 0x00, 0x01]), "invalid header"),
+                     (BPG_MAGIC + bytes([0x60, 0x00, 0x43, 0x2D, 0x7F, 0x01]), "cut short"),
+                     (BPG_MAGIC + bytes([0x60, 0x00]) + b"\xff" * 6, "invalid ue7")):
+        with pytest.raises(ValueError, match=why):
+            bpg_header_info(bad)

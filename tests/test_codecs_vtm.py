@@ -65,21 +65,61 @@ def nal(nal_type: int, rbsp: bytes) -> bytes:
     return b"\x00\x00\x00\x01" + header + add_emulation_prevention(rbsp)
 
 
-def vvc_stream(width: int, height: int, chroma_idc: int = 1, conf=(0, 0, 0, 0)) -> bytes:
+def profile_tier_level(w: BitWriter, sublayers_minus1: int, gci_extra_bits: int | None) -> None:
+    """profile_tier_level(1, sublayers_minus1) with or without general_constraints_info flags."""
+    w.u(7, 1)  # general_profile_idc (Main 10)
+    w.u(1, 0)
+    w.u(8, 35)  # general_level_idc
+    w.u(1, 1)  # ptl_frame_only_constraint_flag
+    w.u(1, 0)  # ptl_multilayer_enabled_flag
+    w.u(1, int(gci_extra_bits is not None))  # gci_present_flag
+    if gci_extra_bits is not None:
+        w.u(71, (1 << 70) | 1)  # the 71 constraint flags (first and last set)
+        w.u(8, gci_extra_bits)
+        w.u(gci_extra_bits, 0b101)
+    w.u(-len(w.bits) % 8, 0)  # gci alignment
+    for _ in range(sublayers_minus1):
+        w.u(1, 1)  # ptl_sublayer_level_present_flag
+    w.u(-len(w.bits) % 8, 0)
+    for _ in range(sublayers_minus1):
+        w.u(8, 32)
+    w.u(8, 1)  # ptl_num_sub_profiles
+    w.u(32, 0xDEADBEEF)
+
+
+def vvc_stream(width: int, height: int, chroma_idc: int = 1, conf=(0, 0, 0, 0), *, sps_window: bool = False,
+               max_size: tuple[int, int] | None = None, sublayers_minus1: int = 0,
+               gci_extra_bits: int | None = None) -> bytes:
+    """SPS + PPS + one slice. The conformance window goes in the PPS, or in the SPS with
+    ``sps_window=True`` (what VTM does when the picture has the SPS's maximum size)."""
+    max_w, max_h = max_size or (width, height)
     sps = BitWriter()
     sps.u(4, 0)  # sps_seq_parameter_set_id
     sps.u(4, 0)  # sps_video_parameter_set_id
-    sps.u(3, 0)  # sps_max_sublayers_minus1
+    sps.u(3, sublayers_minus1)
     sps.u(2, chroma_idc)
-    sps.u(2, 2)  # sps_log2_ctu_size_minus5 (rest of the SPS is not needed by the parser)
+    sps.u(2, 2)  # sps_log2_ctu_size_minus5
+    sps.u(1, 1)  # sps_ptl_dpb_hrd_params_present_flag
+    profile_tier_level(sps, sublayers_minus1, gci_extra_bits)
+    sps.u(1, 0)  # sps_gdr_enabled_flag
+    sps.u(1, 1)  # sps_ref_pic_resampling_enabled_flag
+    sps.u(1, 0)  # sps_res_change_in_clvs_allowed_flag
+    sps.ue(max_w)
+    sps.ue(max_h)
+    sps.u(1, int(sps_window and any(conf)))
+    if sps_window and any(conf):
+        for v in conf:
+            sps.ue(v)
+    sps.u(1, 0)  # sps_subpic_info_present_flag (the rest of the SPS is not needed by the parser)
     pps = BitWriter()
     pps.u(6, 0)
     pps.u(4, 0)
     pps.u(1, 0)  # pps_mixed_nalu_types_in_pic_flag
     pps.ue(width)
     pps.ue(height)
-    pps.u(1, int(any(conf)))
-    if any(conf):
+    pps_window = not sps_window and any(conf)
+    pps.u(1, int(pps_window))
+    if pps_window:
         for v in conf:
             pps.ue(v)
     pps.u(1, 0)
@@ -92,10 +132,21 @@ def test_picture_info_from_sps_and_pps():
     assert info == {"width": 1920, "height": 1080, "coded_width": 1920, "coded_height": 1080,
                     "crop_left": 0, "crop_top": 0, "chroma_format_idc": 1}
     # a 1918x1078 4:2:0 picture padded to 1920x1080: offsets are in chroma units (2 luma samples)
-    info = vvc_picture_info(vvc_stream(1920, 1080, 1, (0, 1, 0, 1)))
+    info = vvc_picture_info(vvc_stream(1920, 1080, 1, (0, 1, 0, 1), max_size=(3840, 2160)))
     assert (info["width"], info["height"]) == (1918, 1078)
-    info = vvc_picture_info(vvc_stream(72, 48, 3, (0, 5, 0, 3)))  # 4:4:4: units of one sample
+    info = vvc_picture_info(vvc_stream(72, 48, 3, (0, 5, 0, 3), max_size=(128, 128)))  # 4:4:4: units of one sample
     assert (info["width"], info["height"], info["chroma_format_idc"]) == (67, 45, 3)
+
+
+@pytest.mark.parametrize("sublayers, gci", [(0, None), (0, 0), (2, 8), (6, 255)])
+def test_picture_info_reads_the_sps_window_of_a_full_size_picture(sublayers, gci):
+    """VTM's own layout: the window is in the SPS, and the PPS of a max-size picture inherits it."""
+    data = vvc_stream(72, 48, 1, (0, 3, 0, 1), sps_window=True, sublayers_minus1=sublayers, gci_extra_bits=gci)
+    info = vvc_picture_info(data)
+    assert (info["width"], info["height"], info["coded_width"], info["coded_height"]) == (66, 46, 72, 48)
+    # a smaller picture than the SPS maximum does not inherit the SPS window
+    data = vvc_stream(72, 48, 1, (0, 3, 0, 1), sps_window=True, max_size=(80, 48))
+    assert (vvc_picture_info(data)["width"], vvc_picture_info(data)["height"]) == (72, 48)
 
 
 def test_picture_info_removes_emulation_prevention_bytes():
@@ -262,7 +313,7 @@ def test_real_vtm_round_trip(real_vtm, chroma):
     rgb = make_game_like_frame(46, 66, seed=3)  # not a multiple of 8: exercises the conformance window
     enc = codec.encode_timed(rgb, 37)
     info = vvc_picture_info(enc.data)
-    assert (info["width"], info["height"]) == (66, 46)
+    assert (info["width"], info["height"], info["coded_width"], info["coded_height"]) == (66, 46, 72, 48)
     assert enc.details.get("vtm_bits", 8 * len(enc.data)) <= 8 * len(enc.data)
     dec = codec.decode_timed(enc.data)
     assert dec.rgb.shape == rgb.shape

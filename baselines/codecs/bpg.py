@@ -82,11 +82,11 @@ class BpgCodec(Codec):
         return enc, dec
 
     # -- command lines ---------------------------------------------------------------------
-    def encode_args(self, bpgenc: str | Path, qp: int, src: str | Path, out: str | Path) -> list[str]:
-        """Argument list for one encode."""
+    def encode_args(self, bpgenc: str | Path, qp: int | str, src: str | Path, out: str | Path) -> list[str]:
+        """Argument list for one encode (``qp`` may be a placeholder such as ``"{qp}"`` for provenance)."""
         o = self.options
         return [str(bpgenc), "-f", str(o["subsampling"]), "-b", str(o["bit_depth"]), "-e", str(o["encoder"]),
-                "-m", str(o["level"]), "-q", str(int(qp)), "-o", str(out), str(src)]
+                "-m", str(o["level"]), "-q", str(qp), "-o", str(out), str(src)]
 
     @staticmethod
     def decode_args(bpgdec: str | Path, src: str | Path, out: str | Path) -> list[str]:
@@ -103,7 +103,7 @@ class BpgCodec(Codec):
         return {
             "bpgenc": str(enc), "bpgenc_sha256": binary_sha256(enc),
             "bpgdec": str(dec), "bpgdec_sha256": binary_sha256(dec),
-            "encode_cmd": " ".join(self.encode_args(enc, "{qp}", "in.png", "out.bpg")),  # type: ignore[arg-type]
+            "encode_cmd": " ".join(self.encode_args(enc, "{qp}", "in.png", "out.bpg")),
             "decode_cmd": " ".join(self.decode_args(dec, "in.bpg", "out.png")),
         }
 
@@ -126,8 +126,10 @@ class BpgCodec(Codec):
         return EncodeResult(data=data, encode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2))
 
     def decode_timed(self, data: bytes) -> DecodeResult:
-        if not data:
-            raise CodecError(f"{self.name}: empty bitstream")
+        try:
+            bpg_header_info(data)
+        except ValueError as exc:
+            raise CodecError(f"{self.name}: cannot decode {len(data)}-byte bitstream: {exc}") from exc
         _, dec = self._binaries()
         with tempfile.TemporaryDirectory(prefix="cloud3d-bpg-") as tmp:
             t0 = time.perf_counter()
@@ -150,6 +152,46 @@ class BpgCodec(Codec):
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_timed(data).rgb
+
+
+BPG_MAGIC = b"BPG\xfb"
+
+
+def _ue7(data: bytes, pos: int) -> tuple[int, int]:
+    """BPG's ``ue7(32)``: big-endian base-128 digits, high bit set on all but the last byte."""
+    value = 0
+    for i in range(5):
+        if pos + i >= len(data):
+            raise ValueError("header ends early (truncated?)")
+        byte = data[pos + i]
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError("invalid ue7 number in header")
+
+
+def bpg_header_info(data: bytes) -> dict[str, int]:
+    """Picture size and format from a BPG file header (bellard.org/bpg/bpg_spec.txt).
+
+    Returns ``width``, ``height``, ``pixel_format`` (0 = gray, 1 = 4:2:0, 2 = 4:2:2,
+    3 = 4:4:4, 4/5 = 4:2:0/4:2:2 with MPEG-2 chroma siting), ``bit_depth`` and
+    ``picture_data_length`` (0 = up to the end of the file, which is what bpgenc writes;
+    then a stream cut inside its picture data cannot be told from a whole one, and bpgdec
+    decodes what is there). Raises ValueError for data that is not a BPG file or whose
+    header is cut short or claims more picture data than the file holds.
+    """
+    if len(data) < 6 or data[:4] != BPG_MAGIC:
+        raise ValueError("not a BPG file (bad magic)")
+    pixel_format, bit_depth = data[4] >> 5, (data[4] & 0x0F) + 8
+    width, pos = _ue7(data, 6)
+    height, pos = _ue7(data, pos)
+    length, pos = _ue7(data, pos)
+    if pixel_format > 5 or bit_depth > 14 or width == 0 or height == 0:
+        raise ValueError(f"invalid header (format {pixel_format}, {bit_depth}-bit, {width}x{height})")
+    if pos >= len(data) or (length and pos + length > len(data)):
+        raise ValueError("picture data missing or cut short (truncated file?)")
+    return {"width": width, "height": height, "pixel_format": pixel_format, "bit_depth": bit_depth,
+            "picture_data_length": length}
 
 
 def bpg_version_text(bpgenc: str | Path) -> str:

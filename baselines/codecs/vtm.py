@@ -288,6 +288,58 @@ class _Bits:
                 raise ValueError("invalid Exp-Golomb code")
         return (1 << zeros) - 1 + self.u(zeros)
 
+    def align(self) -> None:
+        """Skip to the next byte boundary."""
+        self.pos = (self.pos + 7) & ~7
+
+
+def _read_window(b: _Bits) -> tuple[int, int, int, int]:
+    """Conformance window offsets (left, right, top, bottom), in chroma sample units."""
+    return b.ue(), b.ue(), b.ue(), b.ue()
+
+
+#: fixed-length flags of general_constraints_info() before gci_num_additional_bits (H.266 7.3.3.2)
+_GCI_FIXED_BITS = 71
+
+
+def _skip_profile_tier_level(b: _Bits, max_sublayers_minus1: int) -> None:
+    """Skip profile_tier_level(1, max_sublayers_minus1) (H.266 7.3.3.1)."""
+    b.u(7)  # general_profile_idc
+    b.u(1)  # general_tier_flag
+    b.u(8)  # general_level_idc
+    b.u(1)  # ptl_frame_only_constraint_flag
+    b.u(1)  # ptl_multilayer_enabled_flag
+    if b.u(1):  # gci_present_flag
+        b.u(_GCI_FIXED_BITS)
+        b.u(b.u(8))  # gci_num_additional_bits, then those bits
+    b.align()
+    present = [b.u(1) for _ in range(max_sublayers_minus1)]
+    b.align()
+    for flag in present:
+        if flag:
+            b.u(8)  # sublayer_level_idc
+    for _ in range(b.u(8)):  # ptl_num_sub_profiles
+        b.u(32)
+
+
+def _parse_sps(b: _Bits) -> tuple[int, int, int, tuple[int, int, int, int]]:
+    """``(chroma_format_idc, max_width, max_height, conformance window)`` from an SPS RBSP (H.266 7.3.2.4)."""
+    b.u(4)  # sps_seq_parameter_set_id
+    b.u(4)  # sps_video_parameter_set_id
+    max_sublayers_minus1 = b.u(3)
+    if max_sublayers_minus1 > 6:
+        raise ValueError(f"invalid sps_max_sublayers_minus1 {max_sublayers_minus1}")
+    chroma_idc = b.u(2)
+    b.u(2)  # sps_log2_ctu_size_minus5
+    if b.u(1):  # sps_ptl_dpb_hrd_params_present_flag
+        _skip_profile_tier_level(b, max_sublayers_minus1)
+    b.u(1)  # sps_gdr_enabled_flag
+    if b.u(1):  # sps_ref_pic_resampling_enabled_flag
+        b.u(1)  # sps_res_change_in_clvs_allowed_flag
+    max_w, max_h = b.ue(), b.ue()
+    window = _read_window(b) if b.u(1) else (0, 0, 0, 0)
+    return chroma_idc, max_w, max_h, window
+
 
 def vvc_picture_info(data: bytes) -> dict[str, int]:
     """Picture size of a VVC Annex-B bitstream from its first SPS and PPS.
@@ -310,19 +362,18 @@ def vvc_picture_info(data: bytes) -> dict[str, int]:
             pps = nal[2:]
     if sps is None or pps is None:
         raise ValueError("no VVC SPS/PPS found (not a VTM bitstream?)")
-    b = _Bits(sps)
-    b.u(4)
-    b.u(4)
-    b.u(3)
-    chroma_idc = b.u(2)
+    chroma_idc, max_w, max_h, sps_window = _parse_sps(_Bits(sps))
     p = _Bits(pps)
-    p.u(6)
-    p.u(4)
-    p.u(1)
+    p.u(6)  # pps_pic_parameter_set_id
+    p.u(4)  # pps_seq_parameter_set_id
+    p.u(1)  # pps_mixed_nalu_types_in_pic_flag
     pw, ph = p.ue(), p.ue()
-    left = right = top = bottom = 0
-    if p.u(1):
-        left, right, top, bottom = p.ue(), p.ue(), p.ue(), p.ue()
+    window = _read_window(p) if p.u(1) else (0, 0, 0, 0)
+    if (pw, ph) == (max_w, max_h):
+        # H.266 7.4.3.5: a picture of the SPS's maximum size signals no PPS window and
+        # inherits the SPS conformance window (VTM writes it there).
+        window = sps_window
+    left, right, top, bottom = window
     sx = 2 if chroma_idc in (1, 2) else 1
     sy = 2 if chroma_idc == 1 else 1
     w, h = pw - sx * (left + right), ph - sy * (top + bottom)
