@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.measures import MEASURES, MEASURES_VERSION, image_measures, prepare_backend
-from cloud3d_dataset.files import Cloud3dError, sha256_file
+from cloud3d.errors import Cloud3dError
+from cloud3d.provenance import sha256_file
 
 #: File extensions treated as images in a reference folder (case-insensitive).
 IMAGE_EXTENSIONS = frozenset(

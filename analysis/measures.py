@@ -2,7 +2,7 @@
 
 Every measure is computed from an 8-bit RGB image, ``(H, W, 3) uint8``
 (16-bit files are first reduced to 8 bits by
-:func:`cloud3d_dataset.files.read_image_rgb`, i.e. ``round(v / 257)``).
+:func:`cloud3d.imageio.read_image_rgb`, i.e. ``round(v / 257)``).
 
 Definitions (``log2``, so entropies are in bits per sample):
 
@@ -55,7 +55,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cloud3d_dataset.files import Cloud3dError, read_image_rgb
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_image_rgb
 
 #: Column names of the measures, in output order.
 MEASURES: tuple[str, ...] = ("entropy_luma", "entropy_rgb_mean", "entropy_gradient", "si")
@@ -272,7 +273,7 @@ def image_measures(image: str | os.PathLike | np.ndarray, luma: str = "bt601") -
     Returns a dict with every name in :data:`MEASURES` (floats) plus
     ``width``, ``height`` (pixels) and ``note`` (how the file was converted
     to 8-bit RGB, ``None`` if it already was). Raises
-    :class:`cloud3d_dataset.files.Cloud3dError` for unreadable/corrupt files
+    :class:`cloud3d.errors.Cloud3dError` for unreadable/corrupt files
     and ``ValueError`` for arrays of the wrong shape or dtype.
     """
     note = None

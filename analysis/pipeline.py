@@ -28,13 +28,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -42,8 +39,10 @@ import pandas as pd
 from analysis.compare import compare
 from analysis.folder import IMAGE_EXTENSIONS, MeasureCache, list_images, measure_paths
 from analysis.measures import LUMA_WEIGHTS, MEASURES, MEASURES_VERSION, backend
-from analysis.reference import STANDIN_FILES, STANDIN_NAME, prepare_standin, skimage_version
-from cloud3d_dataset.files import Cloud3dError, atomic_write_text
+from analysis.reference import STANDIN_FILES, STANDIN_NAME, prepare_standin
+from cloud3d.atomic import atomic_write_text
+from cloud3d.errors import Cloud3dError
+from cloud3d.provenance import package_versions, utc_stamp
 from cloud3d_dataset.manifest import image_paths
 
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
@@ -78,14 +77,9 @@ class EntropyRun:
 
 
 def _versions(standin: bool) -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("cloud3d", "numpy", "pillow", "scipy", "pandas", "matplotlib"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
+    out = package_versions("cloud3d", "numpy", "pillow", "scipy", "pandas", "matplotlib")
     if standin:
-        out["scikit-image"] = skimage_version()
+        out.update(package_versions("scikit-image"))
     if backend() == "numba":
         from analysis.fused import NUMBA_VERSION
 
@@ -240,7 +234,7 @@ def run_entropy(
     skipped = [Path(p).relative_to(ref_root).as_posix() for p in ref_skipped]
     info = {
         "command": command if command is not None else sys.argv,
-        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_stamp(),
         "dataset_dir": str(Path(dataset_dir).resolve()),
         "selection": {"split": split, "app": app, "resolution": resolution},
         "reference_name": name,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.measures import LABELS
-from cloud3d_dataset.files import atomic_path
+from cloud3d.atomic import atomic_path
 
 _REF_COLOR = "black"
 

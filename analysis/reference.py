@@ -15,7 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cloud3d_dataset.files import Cloud3dError, atomic_path
+from cloud3d.atomic import atomic_path
+from cloud3d.errors import Cloud3dError
 
 #: Label used for the stand-in reference in CSV group names, legends and run.json.
 STANDIN_NAME = "skimage photos (stand-in for DIV2K)"
@@ -48,12 +49,6 @@ def skimage_data_dir() -> Path:
             "pass --reference DIR (e.g. DIV2K_train_HR) or `pip install scikit-image`"
         ) from exc
     return Path(skimage.data.__file__).parent
-
-
-def skimage_version() -> str:
-    import skimage
-
-    return str(skimage.__version__)
 
 
 def prepare_standin(dest: str | Path) -> Path:

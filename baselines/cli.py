@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 
 def codec_rows() -> list[dict[str, str]]:

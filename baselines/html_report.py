@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from cloud3d_dataset.files import atomic_write_text
+from cloud3d.atomic import atomic_write_text
+from cloud3d.provenance import utc_now
 
 #: entropy output files written by the analysis stage (``cloud3d entropy``)
 ENTROPY_FIGURE_GLOBS = ("density_*.png", "density_panels_*.png", "box_*.png")
@@ -115,7 +116,7 @@ def _figure(out: Path, path: Path, caption: str, extra: Path | None = None) -> s
 def _dataset_section(dataset: str | os.PathLike | None) -> str:
     if dataset is None:
         return '<p class="note">No dataset folder given (use <code>--dataset DIR</code>).</p>'
-    from cloud3d_dataset.files import Cloud3dError
+    from cloud3d.errors import Cloud3dError
     from cloud3d_dataset.manifest import load_manifest
 
     try:
@@ -240,7 +241,6 @@ def write_index_html(
     entropy: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``out/index.html`` from the report's tables and figure paths; returns its path."""
-    import datetime as _dt
 
     n_ok = int((allrows["status"] == "ok").sum())
     n_failed = len(allrows) - n_ok
@@ -280,7 +280,7 @@ def write_index_html(
 <style>{_CSS}</style>
 </head><body data-broken-images="unknown">
 <h1>{_e(title)}</h1>
-<p class="note">Generated {_e(_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))} from
+<p class="note">Generated {_e(utc_now().strftime('%Y-%m-%d %H:%M UTC'))} from
 <code>{_e(results.resolve())}</code>: {n_ok} successful and {n_failed} failed tasks.</p>
 <p id="broken"></p>
 <nav><a href="#dataset">Dataset</a><a href="#entropy">Entropy</a><a href="#rd">RD curves</a>

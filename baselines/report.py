@@ -28,7 +28,8 @@ import pandas as pd
 from baselines import metrics
 from baselines.bdrate import bd_quality, bd_rate
 from baselines.store import ResultsStore
-from cloud3d_dataset.files import Cloud3dError, atomic_path, atomic_write_text
+from cloud3d.atomic import atomic_path, atomic_write_text
+from cloud3d.errors import Cloud3dError
 
 #: preferred anchors, in order, when ``--anchor`` is not given
 ANCHOR_PREFERENCE = ("bpg", "vtm", "hevc-intra", "jpeg")

@@ -25,10 +25,8 @@ cannot be stopped from outside.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import datetime as _dt
 import json
 import os
-import platform
 import shlex
 import signal
 import socket
@@ -42,15 +40,12 @@ from typing import Any
 from baselines.codecs.base import Codec, CodecError, CodecUnavailable
 from baselines.codecs.registry import CodecSpec, parse_codec_spec
 from baselines.store import ResultsStore, canonical_json
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
+from cloud3d.provenance import machine_description, package_versions, utc_stamp
 
 #: extra seconds the main process waits beyond ``timeout`` before giving up on a task
 WATCHDOG_GRACE_S = 30.0
 
-
-def utc_now() -> str:
-    """UTC timestamp with microseconds, ISO 8601."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 # ----------------------------------------------------------------------------------------
@@ -170,7 +165,7 @@ def plan_tasks(
 
 
 def _file_sha(path: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - per-process memo
-    from cloud3d_dataset.files import sha256_file
+    from cloud3d.provenance import sha256_file
 
     if path not in _cache:
         _cache[path] = sha256_file(path)
@@ -205,7 +200,8 @@ def _codec_for(task: dict[str, Any]) -> Codec:
 
 
 def _keep_outputs(task: dict[str, Any], codec: Codec, data: bytes, rec) -> dict[str, str]:
-    from cloud3d_dataset.files import atomic_write_bytes, write_png
+    from cloud3d.atomic import atomic_write_bytes
+    from cloud3d.imageio import write_png
 
     q = task["quality"]
     slug = task["codec_label"].replace(";", "_").replace("=", "-").replace("/", "-")
@@ -219,7 +215,8 @@ def _keep_outputs(task: dict[str, Any], codec: Codec, data: bytes, rec) -> dict[
 
 def _compute(task: dict[str, Any], row: dict[str, Any]) -> None:
     from baselines import metrics
-    from cloud3d_dataset.files import read_image_rgb, sha256_bytes
+    from cloud3d.imageio import read_image_rgb
+    from cloud3d.provenance import sha256_bytes
 
     blob = task.get("image_bytes")
     if blob is None:
@@ -276,7 +273,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         )
     }
     row["host"] = socket.gethostname()
-    row["started"] = utc_now()
+    row["started"] = utc_stamp(timespec="microseconds")
     timeout = task.get("timeout")
     use_alarm = bool(timeout) and hasattr(signal, "setitimer") and _in_main_thread()
     old = None
@@ -293,7 +290,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
-    row["finished"] = utc_now()
+    row["finished"] = utc_stamp(timespec="microseconds")
     return row
 
 
@@ -315,56 +312,10 @@ def _worker_init() -> None:  # pragma: no cover - runs in worker processes
 # ----------------------------------------------------------------------------------------
 # machine and versions
 # ----------------------------------------------------------------------------------------
-def machine_description() -> dict[str, Any]:
-    """CPU model (``/proc/cpuinfo``), logical cores, RAM, OS, Python; torch/CUDA if installed."""
-    desc: dict[str, Any] = {
-        "host": socket.gethostname(),
-        "cpu_model": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    desc["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    desc["ram_gib"] = round(int(line.split()[1]) / 1024**2, 1)
-                    break
-    except OSError:
-        pass
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is not None:
-        try:
-            import torch
-
-            desc["torch"] = torch.__version__
-            desc["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
-            if torch.cuda.is_available():
-                desc["gpu"] = torch.cuda.get_device_name(0)
-        except Exception as exc:  # noqa: BLE001 - a broken torch must not stop a bench run
-            desc["torch"] = f"unusable: {exc}"
-    return desc
-
-
 def software_versions(codec_versions: dict[str, str]) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, Any] = {"python": sys.version.split()[0], "codecs": codec_versions}
-    for pkg in ("cloud3d", "numpy", "pillow", "pillow-heif", "pytorch-msssim", "dask", "distributed"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+    """Python, the packages a bench result depends on, and each codec's version string."""
+    pkgs = package_versions("cloud3d", "numpy", "pillow", "pillow-heif", "pytorch-msssim", "dask", "distributed")
+    return {**pkgs, "codecs": codec_versions}
 
 
 # ----------------------------------------------------------------------------------------
@@ -483,7 +434,7 @@ def run_bench(
         for t in tasks:
             codec_versions.setdefault(t["codec_label"], t["codec_version"])
         run_id = store.start_run(
-            utc_now(),
+            utc_stamp(timespec="microseconds"),
             command or " ".join(shlex.quote(a) for a in sys.argv),
             software_versions(codec_versions),
             machine_description(),
@@ -495,9 +446,9 @@ def run_bench(
                          send_images)
         except KeyboardInterrupt:
             summary.interrupted = True
-            store.finish_run(run_id, utc_now(), summary.as_dict())
+            store.finish_run(run_id, utc_stamp(timespec="microseconds"), summary.as_dict())
             raise
-        store.finish_run(run_id, utc_now(), summary.as_dict())
+        store.finish_run(run_id, utc_stamp(timespec="microseconds"), summary.as_dict())
     return summary
 
 
@@ -587,7 +538,7 @@ def _failed_row(task: dict[str, Any], error: str) -> dict[str, Any]:
             "quality", "options", "dataset", "relpath", "app", "resolution", "split", "width", "height",
         )
     }
-    row.update(status="failed", error=error, host=None, started=None, finished=utc_now())
+    row.update(status="failed", error=error, host=None, started=None, finished=utc_stamp(timespec="microseconds"))
     return row
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 #: result columns (besides the integer ``id``), in table order, with SQLite types
 RESULT_COLUMNS: dict[str, str] = {

@@ -39,7 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from baselines.metrics import PSNR_CAP_DB, aggregate_psnr, mse, psnr_from_mse
-from cloud3d_dataset.files import Cloud3dError, read_image_rgb
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_image_rgb
+from cloud3d.provenance import tool_version
 
 VIDEO_CODECS: dict[str, str] = {"libx264": ".h264", "libx265": ".hevc"}
 RAW_FORMAT = {"libx264": "h264", "libx265": "hevc"}
@@ -84,12 +86,6 @@ def find_ffmpeg(path: str | None = None) -> str:
     if not found:
         raise Cloud3dError("ffmpeg not found: install it (apt-get install ffmpeg) or pass --ffmpeg PATH")
     return found
-
-
-def ffmpeg_version(ffmpeg: str) -> str:
-    """First line of ``ffmpeg -version``."""
-    proc = subprocess.run([ffmpeg, "-hide_banner", "-version"], capture_output=True, timeout=30, check=False)
-    return proc.stdout.decode("utf-8", "replace").splitlines()[0].strip() if proc.stdout else "ffmpeg (unknown)"
 
 
 def check_encoder(ffmpeg: str, codec: str) -> None:
@@ -272,13 +268,13 @@ def bench_video(
     import pandas as pd
     from tqdm import tqdm
 
-    from cloud3d_dataset.files import atomic_write_text
+    from cloud3d.atomic import atomic_write_text
     from cloud3d_dataset.manifest import image_paths
 
     exe = find_ffmpeg(ffmpeg)
     for codec in sorted({s.codec for s in settings}):
         check_encoder(exe, codec)
-    version = ffmpeg_version(exe)
+    version = tool_version([exe, "-hide_banner", "-version"])
     df = image_paths(dataset_dir, split=split, app=list(apps) if apps else None,
                      resolution=list(resolutions) if resolutions else None)
     out_csv = Path(out_csv)

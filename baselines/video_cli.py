@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 
 def _int_list(text: str, what: str) -> list[int]:

@@ -32,7 +32,7 @@ SPECS = ["jpeg:q=40,80", "webp:q=40,80"]
 
 def make_dataset(root: Path, frames: int) -> None:
     from capture.synthetic import SyntheticScene
-    from cloud3d_dataset.files import write_png
+    from cloud3d.imageio import write_png
     from cloud3d_dataset.manifest import index_dataset
 
     scene = SyntheticScene(1280, 720, seed=3)
@@ -45,7 +45,7 @@ def direct(root: Path) -> tuple[float, int]:
     """The runner's per-task work, called in a plain loop; returns (seconds, tasks)."""
     from baselines import metrics
     from baselines.codecs.registry import parse_codec_spec
-    from cloud3d_dataset.files import read_image_rgb
+    from cloud3d.imageio import read_image_rgb
     from cloud3d_dataset.manifest import image_paths
 
     df = image_paths(root, split="test")
@@ -87,7 +87,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from baselines.runner import machine_description
+    from cloud3d.provenance import machine_description
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -31,7 +31,8 @@ import numpy as np
 from capture.filters import FilterConfig
 from capture.launch import LaunchSource
 from capture.recorder import record
-from cloud3d_dataset.files import RESOLUTIONS, encode_png
+from cloud3d.imageio import encode_png
+from cloud3d.resolutions import RESOLUTIONS
 
 TARGET_FPS = {"720p": 30.0, "1080p": 20.0}
 

@@ -43,7 +43,7 @@ from analysis.measures import (  # noqa: E402
     measures_of_rgb,
     spatial_information,
 )
-from cloud3d_dataset.files import read_image_rgb, write_png  # noqa: E402
+from cloud3d.imageio import read_image_rgb, write_png  # noqa: E402
 
 
 def shaded_frame(h: int, w: int, seed: int) -> np.ndarray:

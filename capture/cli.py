@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -35,7 +35,8 @@ import re
 import threading
 from pathlib import Path
 
-from cloud3d_dataset.files import Cloud3dError, atomic_write_text
+from cloud3d.atomic import atomic_write_text
+from cloud3d.errors import Cloud3dError
 
 from .resize import NAMES
 

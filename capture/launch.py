@@ -21,19 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
+from cloud3d.provenance import tool_version
 
 from . import xdisplay
 from .source import FrameSource
-
-
-def _tool_version(argv: list[str]) -> str:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (r.stdout + r.stderr).strip().splitlines()
-    return text[0] if text else "unknown"
 
 
 class VirtualDisplay:
@@ -91,7 +83,7 @@ class VirtualDisplay:
         return self.proc.pid
 
     def version(self) -> str:
-        return _tool_version(["Xvfb", "-version"])
+        return tool_version(["Xvfb", "-version"])
 
     def stop(self) -> None:
         """Terminate Xvfb (SIGTERM, then SIGKILL after 5 s); safe to call twice."""

@@ -20,14 +20,13 @@ import contextlib
 import errno
 import json
 import os
-import platform
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from cloud3d_dataset.files import Cloud3dError, describe_os_error
+from cloud3d.errors import Cloud3dError, describe_os_error
+from cloud3d.provenance import package_versions, utc_now
 
 from .filters import FilterConfig, FrameFilter
 from .framelog import FrameLog
@@ -117,10 +116,6 @@ def _check_writable(folder: Path) -> None:
         raise Cloud3dError(f"output folder not usable: {describe_os_error(exc, folder)}") from None
 
 
-def _now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 def record(
     source: FrameSource,
     out_dir: str | os.PathLike,
@@ -203,7 +198,7 @@ def record(
         next_index, repairs = log.reconcile()
     except OSError as exc:
         raise Cloud3dError(describe_os_error(exc, log.path)) from None
-    run = _now_utc().strftime("%Y%m%dT%H%M%SZ")
+    run = utc_now().strftime("%Y%m%dT%H%M%SZ")
     summary = CaptureSummary(
         app=app, app_dir=str(app_dir), source=source.kind, synthetic=source.synthetic,
         resolutions=list(resolutions), run=run, repairs=repairs,
@@ -258,7 +253,7 @@ def record(
                     summary.late_grabs += 1
                     next_tick = now
                 next_tick += interval
-            when = _now_utc()
+            when = utc_now()
             t0 = time.perf_counter()
             try:
                 rgb = source.grab()
@@ -341,14 +336,7 @@ def record(
 
 def _append_run(app_dir: Path, summary: CaptureSummary, source: FrameSource, settings: dict) -> None:
     """Append one JSON line describing this run (settings, source, tool versions, summary)."""
-    import numpy
-    import PIL
-
-    tools = {"python": platform.python_version(), "numpy": numpy.__version__, "pillow": PIL.__version__}
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        tools["fpng"] = version("fpng")
+    tools = package_versions("numpy", "pillow", "fpng", "mss")
     line = json.dumps({"settings": settings, "source": source.describe(), "tools": tools,
                        "summary": summary.to_dict()}, default=str)
     try:

@@ -1,6 +1,6 @@
 """Output resolutions and the policy for sources that are not 16:9.
 
-``RESOLUTIONS`` (from :mod:`cloud3d_dataset.files`) names the 16:9 targets
+``RESOLUTIONS`` (from :mod:`cloud3d.resolutions`) names the 16:9 targets
 (``1080p`` = 1920x1080, ``720p`` = 1280x720); ``native`` keeps the grabbed
 size. Resizing uses Pillow's Lanczos filter on the grabbed 8-bit RGB frame.
 
@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cloud3d_dataset.files import RESOLUTIONS, Cloud3dError
+from cloud3d.errors import Cloud3dError
+from cloud3d.resolutions import RESOLUTIONS
 
 FITS = ("error", "scale", "crop", "pad")
 NAMES = (*RESOLUTIONS, "native")

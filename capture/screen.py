@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 from . import xdisplay
 from .source import FrameSource, Geometry

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 from .source import FrameSource, Geometry
 

@@ -12,7 +12,9 @@ import io
 import re
 from pathlib import Path
 
-from cloud3d_dataset.files import Cloud3dError, read_image_rgb, sha256_file
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_image_rgb
+from cloud3d.provenance import sha256_file
 
 from .framelog import COLUMNS
 from .resize import NAMES

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 from .source import FrameSource, Geometry, SourceExhausted
 

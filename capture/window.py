@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 from . import xdisplay
 from .source import FrameSource, Geometry

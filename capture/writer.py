@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud3d_dataset.files import atomic_write_bytes, encode_png, sha256_bytes
+from cloud3d.atomic import atomic_write_bytes
+from cloud3d.imageio import encode_png
+from cloud3d.provenance import sha256_bytes
 
 from .framelog import FrameLog, frame_relpath
 from .resize import fit_frame

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 from cloud3d_dataset.layout import SPLITS
 
 #: Default block length when capture times are known: 10 s of capture time.

@@ -171,7 +171,7 @@ def index_cmd(dataset_dir, workers, quiet, force) -> None:
     """
     from pathlib import Path
 
-    from cloud3d_dataset.files import Cloud3dError
+    from cloud3d.errors import Cloud3dError
     from cloud3d_dataset.manifest import MANIFEST_NAME, index_dataset
 
     if (Path(dataset_dir) / MANIFEST_NAME).is_file() and not force:

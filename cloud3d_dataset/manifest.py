@@ -22,14 +22,16 @@ dataset always gives a byte-identical file. A Parquet copy
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from cloud3d_dataset.files import Cloud3dError, atomic_path, atomic_write_text, sha256_file
+from cloud3d.atomic import atomic_path, atomic_write_text
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_header
+from cloud3d.provenance import sha256_file
 from cloud3d_dataset.layout import SPLITS, scan_layout
 
 MANIFEST_NAME = "manifest.csv"
@@ -45,19 +47,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "source_index",
     "capture_time",
 )
-
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-
-
-def png_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` from a PNG's IHDR chunk, without decoding pixels."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if len(head) < 24 or head[:8] != _PNG_SIG or head[12:16] != b"IHDR":
-        raise Cloud3dError(f"not a PNG file: {path}")
-    w, h = struct.unpack(">II", head[16:24])
-    return int(w), int(h)
-
 
 def _sort(df: pd.DataFrame) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(SPLITS)}
@@ -154,7 +143,8 @@ def image_paths(
 
 
 def _row_for(root: Path, group, n: int, path: Path) -> dict:
-    w, h = png_size(path)
+    header = read_png_header(path)
+    w, h = header.width, header.height
     return {
         "split": group.split,
         "app": group.app,

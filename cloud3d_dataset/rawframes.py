@@ -25,103 +25,19 @@ import hashlib
 import math
 import os
 import re
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from cloud3d_dataset.files import RESOLUTIONS, Cloud3dError
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import PngInfo, inspect_png
+from cloud3d.resolutions import RESOLUTIONS, resolution_name
 from cloud3d_dataset.layout import check_app_name
 
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _RES_DIR_RE = re.compile(r"^(\d+p|native)$")
 _INDEX_RE = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
-
-#: PNG colour types (IHDR byte 9) by name, for notes.
-_COLOR_TYPES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
-
-
-@dataclass(frozen=True)
-class PngInfo:
-    """What one pass over a PNG file's bytes tells (no pixel decoding).
-
-    ``width``/``height`` in pixels; ``bit_depth`` per sample (1..16);
-    ``color_type`` as in the PNG spec (2 = RGB); ``sha256`` of the file bytes;
-    ``size`` in bytes.
-    """
-
-    width: int
-    height: int
-    bit_depth: int
-    color_type: int
-    sha256: str
-    size: int
-
-    @property
-    def is_rgb8(self) -> bool:
-        """True for plain 8-bit RGB, the dataset's pixel format."""
-        return self.bit_depth == 8 and self.color_type == 2
-
-    def describe_format(self) -> str:
-        return (
-            f"{self.bit_depth}-bit {_COLOR_TYPES.get(self.color_type, f'type {self.color_type}')}"
-        )
-
-
-def check_png_bytes(data: bytes) -> tuple[int, int, int, int]:
-    """Validate a PNG's chunk structure; return ``(width, height, bit_depth, color_type)``.
-
-    Raises ``ValueError`` with a short reason if the signature, a chunk CRC,
-    the ``IHDR`` header or the ``IEND`` end marker is wrong or missing.
-    """
-    if data[:8] != _PNG_SIG:
-        raise ValueError("not a PNG (bad signature)")
-    mv = memoryview(data)
-    pos = 8
-    header = None
-    n = len(data)
-    while True:
-        if pos + 12 > n:
-            raise ValueError("truncated (no IEND chunk)")
-        (length,) = struct.unpack_from(">I", data, pos)
-        ctype = bytes(mv[pos + 4 : pos + 8])
-        end = pos + 12 + length
-        if end > n:
-            raise ValueError(f"truncated inside chunk {ctype.decode('latin-1')!r}")
-        crc = zlib.crc32(mv[pos + 4 : pos + 8 + length])
-        (stored,) = struct.unpack_from(">I", data, pos + 8 + length)
-        if crc != stored:
-            raise ValueError(f"CRC mismatch in chunk {ctype.decode('latin-1')!r} (corrupt bytes)")
-        if header is None:
-            if ctype != b"IHDR" or length != 13:
-                raise ValueError("first chunk is not IHDR")
-            w, h, depth, color = struct.unpack_from(">IIBB", data, pos + 8)
-            if w == 0 or h == 0:
-                raise ValueError("zero width or height")
-            header = (int(w), int(h), int(depth), int(color))
-        if ctype == b"IEND":
-            return header
-        pos = end
-
-
-def inspect_png(path: str | os.PathLike) -> PngInfo:
-    """Read a file once: SHA-256 plus :func:`check_png_bytes`. Raises ``ValueError``/``OSError``."""
-    with open(path, "rb") as f:
-        data = f.read()
-    w, h, depth, color = check_png_bytes(data)
-    return PngInfo(w, h, depth, color, hashlib.sha256(data).hexdigest(), len(data))
-
-
-def resolution_name(width: int, height: int) -> str:
-    """Name a frame size: the :data:`RESOLUTIONS` name if it is one, else ``"{height}p"``."""
-    for name, size in RESOLUTIONS.items():
-        if size == (width, height):
-            return name
-    return f"{height}p"
-
 
 @dataclass
 class Frame:

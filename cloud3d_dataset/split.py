@@ -42,6 +42,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cloud3d.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from cloud3d.errors import Cloud3dError, describe_os_error
+from cloud3d.imageio import read_image_rgb
+from cloud3d.provenance import sha256_bytes, sha256_file
+from cloud3d.resolutions import RESOLUTIONS
 from cloud3d_dataset.blocks import (
     DEFAULT_BLOCK_FRAMES,
     DEFAULT_BLOCK_SECONDS,
@@ -51,17 +56,6 @@ from cloud3d_dataset.blocks import (
     assign_scaled,
     make_blocks,
     parse_span,
-)
-from cloud3d_dataset.files import (
-    RESOLUTIONS,
-    Cloud3dError,
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_text,
-    describe_os_error,
-    read_image_rgb,
-    sha256_bytes,
-    sha256_file,
 )
 from cloud3d_dataset.layout import SPLITS, image_relpath, parse_group_dirname
 from cloud3d_dataset.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, load_manifest, write_manifest
@@ -204,7 +198,7 @@ def _make_encoded(
     """
     from PIL import Image
 
-    from cloud3d_dataset.files import encode_png
+    from cloud3d.imageio import encode_png
 
     src, dst, size, recompress, as_is = job
     rgb, note = read_image_rgb(src)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud3d_dataset.files import write_png
+from cloud3d.imageio import write_png
 
 
 def synthetic_frame(h: int, w: int, seed: int, t: float) -> np.ndarray:

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cloud3d_dataset.files import Cloud3dError, read_png_rgb
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_rgb
 from cloud3d_dataset.manifest import image_paths
 
 

@@ -91,7 +91,7 @@ def verify(
 ) -> VerifyReport:
     """Check every file of a dataset against ``manifest.csv``; see the module docstring.
 
-    Raises :class:`~cloud3d_dataset.files.Cloud3dError` only when the dataset or its
+    Raises :class:`~cloud3d.errors.Cloud3dError` only when the dataset or its
     manifest cannot be read; problems with files are returned in the report.
     """
     from tqdm import tqdm

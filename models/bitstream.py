@@ -22,7 +22,7 @@ Tiles cover the image row-major from the top-left corner; each tile is padded on
 right/bottom (edge replication) to a multiple of the model's stride, so padding follows from
 width, height, tile size and stride and is checked, not stored. With the LZMA coder each tile
 has a single string (level count still recorded). :func:`parse` checks every length against
-the data actually present before anything is allocated, and raises :class:`Cloud3dError`.
+the data actually present before anything is allocated, and raises :class:`~cloud3d.errors.CodecError`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import CodecError
 
 MAGIC = b"C3DL"
 VERSION = 1
@@ -102,10 +102,10 @@ def pack(s: Stream) -> bytes:
 
 
 def parse(data: bytes, source: str = "stream") -> Stream:
-    """Parse and validate container bytes; :class:`Cloud3dError` naming ``source`` on any defect."""
+    """Parse and validate container bytes; :class:`~cloud3d.errors.CodecError` (a :class:`Cloud3dError`) naming ``source`` on any defect."""
 
-    def bad(why: str) -> Cloud3dError:
-        return Cloud3dError(f"{source} is not a valid cloud3d learned-codec stream: {why}")
+    def bad(why: str) -> CodecError:
+        return CodecError(f"{source} is not a valid cloud3d learned-codec stream: {why}")
 
     mv = memoryview(data)
     n = len(mv)

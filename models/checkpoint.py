@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from cloud3d_dataset.files import Cloud3dError, atomic_path
+from cloud3d.atomic import atomic_path
+from cloud3d.errors import Cloud3dError
 from models.architectures import ARCHITECTURES, create_model
 
 FORMAT = "cloud3d-model"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 #: lambdas used by the reference paper (Sec. 4), MSE distortion
 PAPER_LAMBDAS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
@@ -38,7 +38,8 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
     Grayscale, palette and 16-bit images are converted to 8-bit RGB; alpha is dropped.
     Any size works (padded to the model's stride, cropped back on decode).
     """
-    from cloud3d_dataset.files import atomic_write_bytes, read_image_rgb
+    from cloud3d.atomic import atomic_write_bytes
+    from cloud3d.imageio import read_image_rgb
     from models.checkpoint import load_checkpoint
     from models.codec import compress_image_timed
 
@@ -69,7 +70,8 @@ def decompress(stream, output, checkpoint, device, fp16) -> None:
     """Decode a .c3d STREAM to a PNG."""
     from pathlib import Path
 
-    from cloud3d_dataset.files import describe_os_error, write_png
+    from cloud3d.errors import describe_os_error
+    from cloud3d.imageio import write_png
     from models.checkpoint import load_checkpoint
     from models.codec import decompress_image_timed
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 from models import bitstream
 from models.fast_inference import inference_copy, state_fingerprint, to_channels_last
 

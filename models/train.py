@@ -34,7 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cloud3d_dataset.files import Cloud3dError, atomic_write_text
+from cloud3d.atomic import atomic_write_text
+from cloud3d.errors import Cloud3dError
 
 LOG_FIELDS = ["step", "phase", "loss", "bpp", "mse", "psnr", "aux_loss", "lr", "elapsed_s"]
 

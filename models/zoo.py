@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 from models.architectures import create_model
 
 #: registry name -> compressai zoo function name

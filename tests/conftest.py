@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import cli_argv, make_game_like_frame
 
-from cloud3d_dataset.files import write_png
+from cloud3d.imageio import write_png
 
 
 def _need(tool: str, env_flag: str) -> str:
@@ -54,48 +53,29 @@ def cuda_device():
 
 
 @pytest.fixture()
-def xvfb_display(xvfb_binary, tmp_path_factory):
-    """Start a real Xvfb (1280x720x24) on a free display; yield ``":N"``; stop it."""
-    proc = subprocess.Popen(
-        [xvfb_binary, "-displayfd", "1", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        line = proc.stdout.readline().decode().strip()
-        if not line.isdigit():
-            pytest.fail("Xvfb did not report a display number")
-        display = f":{line}"
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{line}").exists():
-            if time.monotonic() > deadline:
-                pytest.fail("Xvfb socket did not appear")
-            time.sleep(0.05)
-        yield display
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def xvfb_display(xvfb_binary):
+    """A real Xvfb (1280x720x24) on a free display, the toolkit's own :class:`VirtualDisplay`;
+    yields ``":N"`` and stops the server afterwards."""
+    from capture.launch import VirtualDisplay
+
+    with VirtualDisplay(1280, 720) as display:
+        yield display.name
 
 
-def make_game_like_frame(h: int, w: int, seed: int, t: float = 0.0) -> np.ndarray:
-    """A small deterministic 'rendered' frame: gradient sky, textured ground, a moving box."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.uint8)
-    horizon = h // 2
-    ys = np.linspace(0, 1, horizon)[:, None]
-    img[:horizon, :, 0] = (90 + 60 * ys).astype(np.uint8)
-    img[:horizon, :, 1] = (140 + 60 * ys).astype(np.uint8)
-    img[:horizon, :, 2] = 230
-    tex = rng.integers(0, 40, size=(h - horizon, w), dtype=np.int16)
-    img[horizon:, :, 1] = np.clip(110 + tex, 0, 255).astype(np.uint8)
-    img[horizon:, :, 0] = np.clip(60 + tex // 2, 0, 255).astype(np.uint8)
-    x0 = int((0.1 + 0.6 * (t % 1.0)) * w)
-    img[h // 3 : h // 3 + h // 6, x0 : x0 + w // 8] = (200, 40, 40)
-    return img
+@pytest.fixture()
+def run_cli():
+    """Run ``cloud3d ARGS...`` in a subprocess: ``run_cli(*args, timeout=300, env=None, **kw)``.
+
+    Returns the :class:`subprocess.CompletedProcess` with text ``stdout``/``stderr``.
+    ``env`` entries are added to this process's environment (``MPLBACKEND=Agg`` always).
+    """
+
+    def run(*args: object, timeout: float = 300, env: dict[str, str] | None = None, **kw):
+        full_env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+        return subprocess.run(cli_argv(*args), capture_output=True, text=True, timeout=timeout,
+                              env=full_env, **kw)
+
+    return run
 
 
 @pytest.fixture()

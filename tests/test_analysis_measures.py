@@ -18,7 +18,8 @@ from analysis.measures import (
     luma8,
     spatial_information,
 )
-from cloud3d_dataset.files import Cloud3dError, write_png
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import write_png
 
 
 def gray(a: np.ndarray) -> np.ndarray:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 from PIL import Image
 from scipy import ndimage
 
@@ -19,7 +17,8 @@ from analysis.folder import measure_folder
 from analysis.measures import MEASURES, image_measures
 from analysis.pipeline import PER_IMAGE_COLUMNS, run_entropy
 from analysis.reference import STANDIN_FILES, STANDIN_NAME, skimage_data_dir
-from cloud3d_dataset.files import Cloud3dError, write_png
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import write_png
 from cloud3d_dataset.layout import image_relpath
 from cloud3d_dataset.manifest import index_dataset, load_manifest
 
@@ -227,20 +226,11 @@ def test_standin_run_writes_labelled_figures(dataset, tmp_path):
                 assert "stand-in" in text  # the legend names the stand-in
 
 
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "MPLBACKEND": "Agg"},
-    )
 
-
-def test_cli_runs_with_a_process_pool(dataset, tmp_path):
+def test_cli_runs_with_a_process_pool(run_cli, dataset, tmp_path):
     ref = build_reference(tmp_path / "ref", n=3)
     out = tmp_path / "out"
-    r = _cli(
+    r = run_cli(
         "entropy",
         str(dataset),
         "--reference",
@@ -264,16 +254,16 @@ def test_cli_runs_with_a_process_pool(dataset, tmp_path):
     assert json.loads((out / "run.json").read_text())["command"][:2] == ["cloud3d", "entropy"]
 
 
-def test_cli_bad_input(dataset, tmp_path):
-    r = _cli("entropy", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+def test_cli_bad_input(run_cli, dataset, tmp_path):
+    r = run_cli("entropy", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and r.stderr.startswith("error: dataset folder not found")
     assert "Traceback" not in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = _cli("entropy", str(dataset), "--reference", str(empty), "--out", str(tmp_path / "o"))
+    r = run_cli("entropy", str(dataset), "--reference", str(empty), "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and "no images in reference folder" in r.stderr
     assert "Traceback" not in r.stderr
-    r = _cli("entropy", str(dataset), "--out", str(tmp_path / "o"), "--workers", "0")
+    r = run_cli("entropy", str(dataset), "--out", str(tmp_path / "o"), "--workers", "0")
     assert r.returncode == 2 and "--workers" in r.stderr
-    r = _cli("--help")
+    r = run_cli("--help")
     assert r.returncode == 0 and "entropy" in r.stdout

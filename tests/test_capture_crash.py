@@ -7,17 +7,17 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
+from helpers import CLI
 
 from capture.verify import check_capture
 
 
 def _capture_cmd(out, count, size="320x180", extra=()):
-    return [sys.executable, "-m", "cloud3d_dataset.cli", "capture", "synthetic", "--count", str(count),
+    return [*CLI, "capture", "synthetic", "--count", str(count),
             "--size", size, "--out", str(out), "--no-progress", *extra]
 
 

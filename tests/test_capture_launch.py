@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+from helpers import CLI
 
 from capture.verify import check_capture
 
@@ -43,7 +44,7 @@ def _marked(marker: str) -> list[int]:
 
 
 def _launch_cmd(out, app_argv, extra=()):
-    return [sys.executable, "-m", "cloud3d_dataset.cli", "capture", "launch", "--size", "320x180",
+    return [*CLI, "capture", "launch", "--size", "320x180",
             "--app", "win", "--out", str(out), "--no-progress", *extra, "--", *app_argv]
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,12 +11,9 @@ from capture.recorder import record
 from capture.resize import check_fit, fit_frame
 from capture.synthetic import SyntheticScene, SyntheticSource
 from capture.verify import check_capture
-from cloud3d_dataset.files import Cloud3dError, encode_png, read_png_rgb, sha256_bytes
-
-
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", *args],
-                          capture_output=True, text=True, timeout=120, **kw)
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import encode_png, read_png_rgb
+from cloud3d.provenance import sha256_bytes
 
 
 def test_synthetic_is_deterministic_and_moves():
@@ -110,24 +104,24 @@ def test_fit_policies_and_errors():
     assert fit_frame(SyntheticScene(1280, 720, 0).render(0), "720p").shape == (720, 1280, 3)
 
 
-def test_cli_synthetic_and_fit_error(tmp_path):
-    r = _cli("capture", "synthetic", "--count", "3", "--size", "320x180", "--res", "native",
+def test_cli_synthetic_and_fit_error(run_cli, tmp_path):
+    r = run_cli("capture", "synthetic", "--count", "3", "--size", "320x180", "--res", "native",
              "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "written 3" in r.stdout and "SYNTHETIC" in r.stdout
-    r = _cli("capture", "synthetic", "--count", "3", "--size", "320x256", "--res", "720p",
+    r = run_cli("capture", "synthetic", "--count", "3", "--size", "320x256", "--res", "720p",
              "--out", str(tmp_path / "b"), "--no-progress")
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: source is 320x256, not 16:9")
-    r = _cli("capture", "synthetic", "--count", "3", "--res", "4k", "--out", str(tmp_path))
+    r = run_cli("capture", "synthetic", "--count", "3", "--res", "4k", "--out", str(tmp_path))
     assert r.returncode == 1 and "unknown resolution '4k'" in r.stderr
 
 
-def test_unwritable_output(tmp_path):
+def test_unwritable_output(run_cli, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
-    r = _cli("capture", "synthetic", "--count", "2", "--size", "320x180",
+    r = run_cli("capture", "synthetic", "--count", "2", "--size", "320x180",
              "--out", str(blocker / "sub"), "--no-progress")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
+from helpers import CLI
 
 from capture.recorder import record
 from capture.video import VideoSource
-from cloud3d_dataset.files import read_png_rgb
+from cloud3d.imageio import read_png_rgb
 
 
 def _make_video(ffmpeg, path, seconds=2, rate=10):
@@ -44,7 +44,7 @@ def test_video_every_frame_and_sampled(ffmpeg_binary, tmp_path):
 def test_video_bad_file(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all" * 10)
-    r = subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", "capture", "video", str(bad),
+    r = subprocess.run([*CLI, "capture", "video", str(bad),
                         "--app", "v", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()

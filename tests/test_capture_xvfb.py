@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import CLI
 
 from capture.recorder import record
 from capture.showwindow import pattern_frame, pattern_number
 from capture.window import WindowSource
-from cloud3d_dataset.files import Cloud3dError, read_png_rgb
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_rgb
 
 pytestmark = pytest.mark.xvfb
 
@@ -80,7 +82,7 @@ def test_window_capture_follows_move_and_resize(pattern_window):
 def test_screen_region_capture(pattern_window, tmp_path):
     display, _ = pattern_window
     r = subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", "capture", "screen", "--display", display,
+        [*CLI, "capture", "screen", "--display", display,
          "--region", "320x180+0+0", "--app", "scr", "--count", "3", "--fps", "10",
          "--out", str(tmp_path), "--no-progress"],
         capture_output=True, text=True, timeout=60)
@@ -93,7 +95,7 @@ def test_screen_region_capture(pattern_window, tmp_path):
 def test_unknown_window_title_message(pattern_window, tmp_path):
     display, _ = pattern_window
     r = subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", "capture", "window", "--display", display,
+        [*CLI, "capture", "window", "--display", display,
          "--title", "no-such-game", "--app", "x", "--count", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
@@ -106,7 +108,7 @@ def test_unknown_window_title_message(pattern_window, tmp_path):
 def test_unreachable_display_message(tmp_path, xvfb_binary):
     free = next(n for n in range(4321, 4400) if not Path(f"/tmp/.X11-unix/X{n}").exists())
     r = subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", "capture", "window", "--display", f":{free}",
+        [*CLI, "capture", "window", "--display", f":{free}",
          "--title", "x", "--app", "x", "--count", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=60)
     assert r.returncode == 1

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 
 from baselines.codecs.base import CodecError, CodecUnavailable
 from baselines.codecs.bpg import BPG_MAGIC, ENV_VAR, BpgCodec, bpg_header_info

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 
 from baselines.codecs import yuvio
 from baselines.codecs.colour import downsample_420, planes_to_rgb, rgb_to_planes, upsample_420

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import PIL
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 from PIL import Image, JpegImagePlugin
 from skimage.metrics import peak_signal_noise_ratio
 

@@ -12,7 +12,7 @@ import stat
 
 import numpy as np
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 
 from baselines.codecs import yuvio
 from baselines.codecs.base import CodecError, CodecUnavailable

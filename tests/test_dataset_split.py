@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -17,8 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_rgb
+from cloud3d.provenance import sha256_file
 from cloud3d_dataset.blocks import Span, assign, make_blocks
-from cloud3d_dataset.files import Cloud3dError, read_png_rgb, sha256_file
 from cloud3d_dataset.layout import SPLITS
 from cloud3d_dataset.manifest import load_manifest
 from cloud3d_dataset.split import build_splits
@@ -405,21 +405,13 @@ def test_interrupted_build_resumes_from_staging(raw, tmp_path):
     assert (tmp_path / "probe" / "manifest.csv").read_bytes() == (ds / "manifest.csv").read_bytes()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
-
-def test_cli_split_and_errors(raw, tmp_path):
+def test_cli_split_and_errors(run_cli, raw, tmp_path):
     write_synthetic_capture(raw, "quake", 30, {"36p": (64, 36)}, fps=1.0, seed=2)
-    p = _cli("split", str(raw), "--out", str(tmp_path / "DS"), "--quiet")
+    p = run_cli("split", str(raw), "--out", str(tmp_path / "DS"), "--quiet")
     assert p.returncode == 1 and "several apps" in p.stderr and "--app" in p.stderr
     assert "Traceback" not in p.stderr
-    p = _cli(
+    p = run_cli(
         "split",
         str(raw),
         "--app",
@@ -438,7 +430,7 @@ def test_cli_split_and_errors(raw, tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert "train 40, validation 8, test 8" in p.stdout
-    p = _cli(
+    p = run_cli(
         "split",
         str(raw),
         "--app",
@@ -456,7 +448,7 @@ def test_cli_split_and_errors(raw, tmp_path):
         "--quiet",
     )
     assert p.returncode == 0 and "nothing to do" in p.stdout
-    p = _cli("split", str(raw / "kart" / "36p"), "--out", str(tmp_path / "E"), "--quiet")
+    p = run_cli("split", str(raw / "kart" / "36p"), "--out", str(tmp_path / "E"), "--quiet")
     assert p.returncode == 1 and "error:" in p.stderr and "--app" in p.stderr
-    p = _cli("split", str(raw), "--app", "kart", "--out", str(tmp_path / "F"), "--block", "10x")
+    p = run_cli("split", str(raw), "--app", "kart", "--out", str(tmp_path / "F"), "--block", "10x")
     assert p.returncode == 1 and "bad length" in p.stderr

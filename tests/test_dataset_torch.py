@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cloud3d_dataset.files import Cloud3dError, read_png_rgb
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_rgb
 from cloud3d_dataset.split import build_splits
 from cloud3d_dataset.synthcapture import write_synthetic_capture
 from cloud3d_dataset.torch_dataset import Cloud3dImages

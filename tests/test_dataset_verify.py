@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 from cloud3d_dataset.manifest import load_manifest
 from cloud3d_dataset.split import build_splits
 from cloud3d_dataset.stats import stats
@@ -30,23 +28,15 @@ def dataset(tmp_path) -> Path:
     return ds
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
-
-def test_verify_clean_dataset(dataset):
+def test_verify_clean_dataset(run_cli, dataset):
     rep = verify(dataset, workers=2, progress=False)
     assert rep.ok and rep.checked == 42 * 3
-    p = _cli("verify", str(dataset), "--quiet")
+    p = run_cli("verify", str(dataset), "--quiet")
     assert p.returncode == 0 and "ok: 126 files" in p.stdout
 
 
-def test_verify_catches_flip_truncation_missing_extra(dataset):
+def test_verify_catches_flip_truncation_missing_extra(run_cli, dataset):
     df = load_manifest(dataset)
     flipped, truncated, missing = (dataset / p for p in df["path"].iloc[[0, 50, 100]])
     data = bytearray(flipped.read_bytes())
@@ -71,21 +61,21 @@ def test_verify_catches_flip_truncation_missing_extra(dataset):
     assert kinds[rel(extra)] == {"extra"} and kinds[rel(stray)] == {"extra"}
     assert len(kinds) == 5  # nothing else flagged
 
-    p = _cli("verify", str(dataset), "--quiet", "--workers", "2")
+    p = run_cli("verify", str(dataset), "--quiet", "--workers", "2")
     assert p.returncode == 1
     for f in (flipped, truncated, missing, extra, stray):
         assert rel(f) in p.stdout
     assert "FAILED" in p.stderr and "missing 1" in p.stderr
 
 
-def test_index_rebuilds_manifest_for_existing_layout(dataset):
+def test_index_rebuilds_manifest_for_existing_layout(run_cli, dataset):
     original = load_manifest(dataset)
     (dataset / "manifest.csv").unlink()
     with pytest.raises(Cloud3dError, match="cloud3d index"):
         verify(dataset, progress=False)
-    p = _cli("index", str(dataset), "--quiet")
+    p = run_cli("index", str(dataset), "--quiet")
     assert p.returncode == 0, p.stderr
-    p = _cli("index", str(dataset), "--quiet")
+    p = run_cli("index", str(dataset), "--quiet")
     assert p.returncode == 1 and "--force" in p.stderr
     rebuilt = load_manifest(dataset)
     cols = [
@@ -103,7 +93,7 @@ def test_index_rebuilds_manifest_for_existing_layout(dataset):
     assert verify(dataset, progress=False).ok
 
 
-def test_stats_table_and_json(dataset):
+def test_stats_table_and_json(run_cli, dataset):
     t = stats(dataset)
     body = t[t["split"] != "total"]
     assert len(body) == 3 * 3  # splits x (kart-36p, quake-36p, quake-72p)
@@ -112,13 +102,13 @@ def test_stats_table_and_json(dataset):
     df = load_manifest(dataset)
     total = t[t["split"] == "total"].iloc[0]
     assert total["images"] == len(df) and total["bytes"] == df["bytes"].sum()
-    p = _cli("stats", str(dataset), "--json")
+    p = run_cli("stats", str(dataset), "--json")
     assert p.returncode == 0
     recs = json.loads(p.stdout)
     assert recs[-1]["split"] == "total" and recs[-1]["images"] == 126
-    p = _cli("stats", str(dataset))
+    p = run_cli("stats", str(dataset))
     assert "validation" in p.stdout and "quake" in p.stdout
-    p = _cli("stats", str(dataset.parent / "nope"))
+    p = run_cli("stats", str(dataset.parent / "nope"))
     assert p.returncode == 1 and "not found" in p.stderr
 
 

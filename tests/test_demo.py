@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from helpers import CLI
 from pagecheck import CHROMIUM, local_targets_missing, render_page
 from PIL import Image
 
@@ -19,7 +19,7 @@ QUALITIES = 2 + 2 + 1 + 1
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, xvfb_binary):
     out = tmp_path_factory.mktemp("demo") / "out"
-    cmd = [sys.executable, "-m", "cloud3d_dataset.cli", "demo", "--out", str(out), "--frames", "20",
+    cmd = [*CLI, "demo", "--out", str(out), "--frames", "20",
            "--window", "on", "--window-frames", "20", "--workers", "2"]
     for c in CODECS:
         cmd += ["--codec", c]
@@ -109,7 +109,7 @@ def test_demo_rerun_resumes_without_recomputing(demo):
 
 
 def test_demo_bad_arguments_give_one_clear_error(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", "demo", "--out", str(tmp_path / "d"),
+    p = subprocess.run([*CLI, "demo", "--out", str(tmp_path / "d"),
                         "--resolutions", "480p"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert p.stderr.strip().splitlines()[-1].startswith("error: unknown resolution")

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 from pytorch_msssim import ms_ssim as lib_ms_ssim
 from skimage.metrics import peak_signal_noise_ratio
 

@@ -11,11 +11,10 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame, tiny_model
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 from models import bitstream
-from models.architectures import create_model
 from models.codec import (
     _context,
     _decode_tile,
@@ -34,20 +33,9 @@ from models.codec import (
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
 
-def _model(arch: str, seed: int = 0, prepare=None):
-    """A small seeded model, entropy tables built, in eval mode; ``prepare(model, seed)``
-    runs before the tables are built (e.g. to perturb weights)."""
-    torch.manual_seed(seed)
-    m = create_model(arch, **({"N": 32, "M": 48} if not arch.startswith("c2f") else {}))
-    if prepare is not None:
-        prepare(m, seed)
-    m.update(force=True)
-    return m.eval()
-
-
 @pytest.fixture(scope="module")
 def pruned():
-    return _model("c2f-xsmall-pruned")
+    return tiny_model("c2f-xsmall-pruned")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +51,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall", "mbt2018-mean",
                                   "bmshj2018-hyperprior"])
 def test_decode_reproduces_quantized_reconstruction_exactly(arch, odd_rgb):
-    m = _model(arch)
+    m = tiny_model(arch)
     data = compress_image(m, odd_rgb)
     rec = decompress_image(m, data)
     assert rec.shape == odd_rgb.shape and rec.dtype == np.uint8
@@ -76,7 +64,7 @@ def test_decode_reproduces_quantized_reconstruction_exactly(arch, odd_rgb):
 
 
 def test_two_level_stream_has_three_latents(odd_rgb):
-    m = _model("c2f-xsmall")
+    m = tiny_model("c2f-xsmall")
     s = bitstream.parse(compress_image(m, odd_rgb))
     assert (s.arch, s.n_levels, s.width, s.height, s.tile) == ("c2f-xsmall", 3, 70, 50, 0)
     assert len(s.strings) == 1 and len(s.strings[0]) == 3 and all(s.strings[0])
@@ -130,15 +118,15 @@ def test_forged_header_with_valid_crc_cannot_force_huge_allocation(pruned, odd_r
 def test_stream_from_other_weights_or_architecture_is_refused(pruned, odd_rgb):
     data = compress_image(pruned, odd_rgb)
     with pytest.raises(Cloud3dError, match="other weights"):
-        decompress_image(_model("c2f-xsmall-pruned", seed=1), data)
+        decompress_image(tiny_model("c2f-xsmall-pruned", seed=1), data)
     with pytest.raises(Cloud3dError, match="architecture c2f-xsmall-pruned"):
-        decompress_image(_model("c2f-xsmall"), data)
+        decompress_image(tiny_model("c2f-xsmall"), data)
 
 
 def test_cpu_coding_is_deterministic_run_to_run(pruned, odd_rgb):
     a = compress_image(pruned, odd_rgb)
     b = compress_image(pruned, odd_rgb)
-    fresh = _model("c2f-xsmall-pruned")  # same seed: same weights, rebuilt from scratch
+    fresh = tiny_model("c2f-xsmall-pruned")  # same seed: same weights, rebuilt from scratch
     assert a == b == compress_image(fresh, odd_rgb)
     np.testing.assert_array_equal(decompress_image(pruned, a), decompress_image(fresh, a))
 
@@ -170,7 +158,7 @@ def test_bad_tile_sizes_are_clear_errors(pruned, odd_rgb):
 
 @pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall"])
 def test_lzma_coder_round_trip(arch, odd_rgb):
-    m = _model(arch)
+    m = tiny_model(arch)
     data = compress_image(m, odd_rgb, coder="lzma")
     s = bitstream.parse(data)
     assert s.coder == "lzma" and len(s.strings[0]) == 1
@@ -186,7 +174,7 @@ def test_timings_are_split_and_positive(pruned, odd_rgb):
 
 
 def test_gpu_encode_cpu_decode(cuda_device):
-    m = _model("c2f-xsmall")
+    m = tiny_model("c2f-xsmall")
     rgb = make_game_like_frame(200, 330, 7, 0)
     data = compress_image(m, rgb, device="cuda")
     rec_gpu = decompress_image(m, data, device="cuda")
@@ -208,7 +196,7 @@ def test_gpu_encode_cpu_decode(cuda_device):
 def test_gpu_fp16_and_tiles_decode_on_cpu(cuda_device):
     """fp16 transforms on the GPU (tiled and whole) give streams a CPU decodes to the GPU's
     own reconstruction up to synthesis rounding; the latents themselves are exact."""
-    m = _model("c2f-xsmall-pruned")
+    m = tiny_model("c2f-xsmall-pruned")
     rgb = make_game_like_frame(180, 300, 5, 1)
     for tile in ("whole", 128):
         data = compress_image(m, rgb, tile=tile, device="cuda", fp16=True)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from compressai.layers import GDN
-from conftest import make_game_like_frame
-from test_models_codec import _model as _tiny_model
+from helpers import make_game_like_frame
+from helpers import tiny_model as _tiny_model
 
 from models.codec import (
     _pad,

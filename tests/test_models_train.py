@@ -7,18 +7,18 @@ c2f-xsmall-pruned (CPU, 64x64 crops) are shared by the tests of this module.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_game_like_frame
+from helpers import CLI, make_game_like_frame
 from PIL import Image
 
-from cloud3d_dataset.cli import main as cli_main
-from cloud3d_dataset.files import Cloud3dError, read_png_rgb, write_png
+from cloud3d.cli import main as cli_main
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_rgb, write_png
 from cloud3d_dataset.manifest import index_dataset
 
 # compressai calls torch.jit.script at import time (FutureWarning under recent torch)
@@ -41,7 +41,7 @@ def dataset(tmp_path_factory) -> Path:
 def run_dir(dataset, tmp_path_factory) -> Path:
     """A real `cloud3d train` run through the console script (subprocess)."""
     out = tmp_path_factory.mktemp("run") / "r"
-    cmd = [sys.executable, "-m", "cloud3d_dataset.cli", "train", str(dataset), "--app", "toy",
+    cmd = [*CLI, "train", str(dataset), "--app", "toy",
            "--arch", "c2f-xsmall-pruned", "--lambda", "0.01", "--out", str(out),
            "--steps", str(STEPS), "--batch", "2", "--crop", "64", "--lr", "1e-3",
            "--val-every", "8", "--workers", "0", "--device", "cpu"]
@@ -185,7 +185,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
     from models.checkpoint import read_checkpoint
 
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "cloud3d_dataset.cli", "train", str(dataset), "--app", "toy",
+    cmd = [*CLI, "train", str(dataset), "--app", "toy",
            "--arch", "c2f-xsmall-pruned", "--out", str(out), "--batch", "2", "--crop", "64",
            "--workers", "0", "--device", "cpu", "--val-every", "100000", "--steps", "100000"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import CLI, make_dataset
 from pagecheck import CHROMIUM, page_links, render_page
 from PIL import Image
-from test_runner import make_dataset
 
 from baselines.runner import run_bench
 from baselines.store import ResultsStore
-from cloud3d_dataset.files import write_png
+from cloud3d.imageio import write_png
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def study(tmp_path_factory):
     run_entropy(ds, ref, ent, reference_name="textures", progress=False, workers=1)
     out = tmp / "report"
     p = subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", "report", str(res), "--out", str(out), "--anchor", "jpeg",
+        [*CLI, "report", str(res), "--out", str(out), "--anchor", "jpeg",
          "--dataset", str(ds), "--entropy", str(ent), "--title", "Test study"],
         capture_output=True, text=True, timeout=120,
     )
@@ -133,7 +132,7 @@ def test_index_html_links_and_sections(study):
 
 def test_missing_entropy_and_bad_anchor(study, tmp_path):
     from baselines.report import write_report
-    from cloud3d_dataset.files import Cloud3dError
+    from cloud3d.errors import Cloud3dError
 
     files = write_report(study["res"], tmp_path / "r2", entropy=tmp_path / "nope")
     text = files["index"].read_text()
@@ -142,7 +141,7 @@ def test_missing_entropy_and_bad_anchor(study, tmp_path):
     assert "manifest.csv" in text  # dataset found from the results' dataset path
     with pytest.raises(Cloud3dError, match="anchor codec 'bpg' has no results; codecs in this store: jpeg, webp"):
         write_report(study["res"], tmp_path / "r3", anchor="bpg")
-    p = subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", "report", str(tmp_path / "x.sqlite"),
+    p = subprocess.run([*CLI, "report", str(tmp_path / "x.sqlite"),
                         "--out", str(tmp_path / "r4")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "error: results file not found" in p.stderr
 

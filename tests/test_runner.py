@@ -15,80 +15,22 @@ import sqlite3
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_game_like_frame
+from helpers import CLI, ROOT, H, W, make_dataset, rows
+from plugin_codecs import QuantZlibCodec
 
-from baselines.codecs.base import Codec, CodecError, QualityParam
 from baselines.codecs.registry import CodecSpec
 from baselines.runner import run_bench
 from baselines.store import ResultsStore
-from cloud3d_dataset.files import Cloud3dError, read_png_rgb, write_png
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import read_png_rgb, write_png
 from cloud3d_dataset.manifest import index_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-H, W = 168, 176  # >= 161 px so MS-SSIM uses all five scales
-
-
-# -- real test codecs --------------------------------------------------------------------------
-class QuantZlibCodec(Codec):
-    """Lossy: drop the ``bits`` low bits of every sample, then zlib the raw array."""
-
-    name = "test-quant"
-    description = "quantise + zlib (test codec)"
-    quality = QualityParam("bits", "low bits dropped per sample", 0, 7, default_sweep=(1, 3))
-    options_defaults = {"sleep": 0.0, "fail_marker": -1, "hang": 0.0}
-
-    def version(self) -> str:
-        return f"zlib {zlib.ZLIB_VERSION}"
-
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
-        if self.options["fail_marker"] >= 0 and int(rgb[0, 0, 0]) == self.options["fail_marker"]:
-            raise CodecError(f"refusing image whose first red sample is {self.options['fail_marker']}")
-        if self.options["sleep"]:
-            time.sleep(self.options["sleep"])
-        if self.options["hang"]:  # like C code that never returns to Python: SIGALRM stays pending
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            try:
-                time.sleep(self.options["hang"])
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        b = int(quality)
-        q = (rgb >> b) << b
-        if b:
-            q = q + (1 << (b - 1))
-        head = np.array([rgb.shape[0], rgb.shape[1]], dtype=">u4").tobytes()
-        return head + zlib.compress(q.astype(np.uint8).tobytes(), 6)
-
-    def decode(self, data: bytes) -> np.ndarray:
-        h, w = np.frombuffer(data[:8], dtype=">u4")
-        return np.frombuffer(zlib.decompress(data[8:]), dtype=np.uint8).reshape(int(h), int(w), 3).copy()
-
-
-CODECS = [QuantZlibCodec]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def make_dataset(root: Path, apps=("alpha", "beta"), n: int = 3, h: int = H, w: int = W) -> Path:
-    for a, app in enumerate(apps):
-        for i in range(n):
-            write_png(root / "test" / f"{app}-720p" / f"{i}.png", make_game_like_frame(h, w, 10 * a + i, i / n))
-    write_png(root / "train" / f"{apps[0]}-720p" / "99.png", make_game_like_frame(h, w, 99))
-    index_dataset(root, progress=False)
-    return root
-
-
-def rows(path: Path) -> list[dict]:
-    con = sqlite3.connect(path)
-    con.row_factory = sqlite3.Row
-    out = [dict(r) for r in con.execute("SELECT * FROM results ORDER BY id")]
-    con.close()
-    return out
-
-
 def spec(**opts) -> CodecSpec:
     return CodecSpec(cls=QuantZlibCodec, options=opts, qualities=[1, 3])
 
@@ -195,7 +137,7 @@ def test_spec_validation_before_any_work(dataset, tmp_path):
     assert not res.exists()
     env = {**os.environ, "PATH": "/usr/bin:/bin", "CLOUD3D_BPG_DIR": str(tmp_path / "none")}
     p = subprocess.run(
-        [sys.executable, "-m", "cloud3d_dataset.cli", "bench", str(dataset), "--codec", "jpeg:q=50",
+        [*CLI, "bench", str(dataset), "--codec", "jpeg:q=50",
          "--codec", "bpg:qp=30", "--results", str(res)],
         capture_output=True, text=True, timeout=120, env=env,
     )
@@ -209,7 +151,7 @@ def test_cli_real_codecs_corrupt_png_exit_code(dataset, tmp_path):
     (dataset / "test/beta-720p/0.png").write_bytes(full[: len(full) - 200])
     index_dataset(dataset, progress=False)
     res = tmp_path / "r.sqlite"
-    cmd = [sys.executable, "-m", "cloud3d_dataset.cli", "bench", str(dataset), "--codec", "jpeg:q=30,70",
+    cmd = [*CLI, "bench", str(dataset), "--codec", "jpeg:q=30,70",
            "--codec", "webp:q=50", "--results", str(res), "--workers", "2", "--quiet"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert p.returncode == 1, p.stderr
@@ -229,8 +171,8 @@ def test_cli_real_codecs_corrupt_png_exit_code(dataset, tmp_path):
 def _plugin_cmd(args: list[str]) -> list[str]:
     code = (
         "import sys; sys.path.insert(0, {tests!r});"
-        "import baselines.codecs.registry as r; r.CODEC_MODULES += ('test_runner',);"
-        "from cloud3d_dataset.cli import main; main({args!r})"
+        "import baselines.codecs.registry as r; r.CODEC_MODULES += ('plugin_codecs',);"
+        "from cloud3d.cli import main; main({args!r})"
     ).format(tests=str(ROOT / "tests"), args=args)
     return [sys.executable, "-c", code]
 
@@ -313,7 +255,7 @@ def test_dask_local_cluster_matches_local_pool(dataset, tmp_path):
 
 
 def test_codecs_command_lists_available_and_unavailable(tmp_path, monkeypatch, capsys):
-    from cloud3d_dataset.cli import main
+    from cloud3d.cli import main
 
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.setenv("CLOUD3D_BPG_DIR", str(tmp_path / "none"))

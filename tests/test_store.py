@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from baselines.store import KEY_COLUMNS, ResultsStore, canonical_json
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 
 def _row(**kw):

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_game_like_frame
+from helpers import make_game_like_frame
 from skimage.metrics import peak_signal_noise_ratio
 
 from baselines.video import VideoSettings, decode_args, encode_args
-from cloud3d_dataset.files import read_image_rgb, write_png
+from cloud3d.imageio import read_image_rgb, write_png
 from cloud3d_dataset.layout import image_relpath
 from cloud3d_dataset.manifest import index_dataset
 
@@ -30,10 +29,6 @@ def dataset(tmp_path_factory):
     index_dataset(root, progress=False)
     return root
 
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "cloud3d_dataset.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_command_lines_are_low_latency():
@@ -51,9 +46,9 @@ def test_command_lines_are_low_latency():
             VideoSettings(**bad)
 
 
-def test_bench_video_x264_figures_and_resume(dataset, ffmpeg_binary, tmp_path):
+def test_bench_video_x264_figures_and_resume(run_cli, dataset, ffmpeg_binary, tmp_path):
     out, keep = tmp_path / "video.csv", tmp_path / "keep"
-    r = _cli("bench-video", dataset, "--split", "test", "--codec", "libx264", "--crf", "18,40", "--fps", 60,
+    r = run_cli("bench-video", dataset, "--split", "test", "--codec", "libx264", "--crf", "18,40", "--fps", 60,
              "--gop", 4, "--out", out, "--keep", keep, "--no-progress", "--ffmpeg", ffmpeg_binary)
     assert r.returncode == 0, r.stderr
     assert "mean_psnr" in r.stdout and "toy" in r.stdout
@@ -90,15 +85,15 @@ def test_bench_video_x264_figures_and_resume(dataset, ffmpeg_binary, tmp_path):
 
     # resume: the same command computes nothing new and leaves both files byte-identical
     before = out.read_bytes(), out.with_name("video.frames.csv").read_bytes()
-    r2 = _cli("bench-video", dataset, "--codec", "libx264", "--crf", "18,40", "--fps", 60, "--gop", 4,
+    r2 = run_cli("bench-video", dataset, "--codec", "libx264", "--crf", "18,40", "--fps", 60, "--gop", 4,
               "--out", out, "--no-progress", "--ffmpeg", ffmpeg_binary)
     assert r2.returncode == 0, r2.stderr
     assert (out.read_bytes(), out.with_name("video.frames.csv").read_bytes()) == before
 
 
-def test_bench_video_x265_qp(dataset, ffmpeg_binary, tmp_path):
+def test_bench_video_x265_qp(run_cli, dataset, ffmpeg_binary, tmp_path):
     out = tmp_path / "v265.csv"
-    r = _cli("bench-video", dataset, "--codec", "libx265", "--qp", "22,42", "--preset", "ultrafast",
+    r = run_cli("bench-video", dataset, "--codec", "libx265", "--qp", "22,42", "--preset", "ultrafast",
              "--max-frames", 4, "--out", out, "--no-progress", "--ffmpeg", ffmpeg_binary)
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out).set_index("value")
@@ -107,23 +102,23 @@ def test_bench_video_x265_qp(dataset, ffmpeg_binary, tmp_path):
     assert df.loc[22, "mean_psnr"] > 30
 
 
-def test_bench_video_bad_input(dataset, ffmpeg_binary, tmp_path):
-    r = _cli("bench-video", dataset, "--crf", "99", "--out", tmp_path / "x.csv")
+def test_bench_video_bad_input(run_cli, dataset, ffmpeg_binary, tmp_path):
+    r = run_cli("bench-video", dataset, "--crf", "99", "--out", tmp_path / "x.csv")
     assert r.returncode == 1 and "error: --crf values must be integers 0..51" in r.stderr
-    r = _cli("bench-video", dataset, "--crf", "20", "--qp", "20", "--out", tmp_path / "x.csv")
+    r = run_cli("bench-video", dataset, "--crf", "20", "--qp", "20", "--out", tmp_path / "x.csv")
     assert r.returncode == 1 and "either --crf or --qp" in r.stderr
-    r = _cli("bench-video", dataset, "--app", "nope", "--out", tmp_path / "x.csv", "--ffmpeg", ffmpeg_binary)
+    r = run_cli("bench-video", dataset, "--app", "nope", "--out", tmp_path / "x.csv", "--ffmpeg", ffmpeg_binary)
     assert r.returncode == 1 and "no images" in r.stderr
-    r = _cli("bench-video", dataset, "--out", tmp_path / "x.csv", "--ffmpeg", tmp_path / "no-ffmpeg")
+    r = run_cli("bench-video", dataset, "--out", tmp_path / "x.csv", "--ffmpeg", tmp_path / "no-ffmpeg")
     assert r.returncode == 1 and "ffmpeg not found" in r.stderr
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_odd_frame_size_is_refused(tmp_path, ffmpeg_binary):
+def test_odd_frame_size_is_refused(run_cli, tmp_path, ffmpeg_binary):
     root = tmp_path / "odd"
     for n in range(2):
         write_png(root / image_relpath("test", "odd", "720p", n), make_game_like_frame(45, 67, 0, t=n / 2))
     index_dataset(root, progress=False)
-    r = _cli("bench-video", root, "--out", tmp_path / "o.csv", "--ffmpeg", ffmpeg_binary, "--no-progress")
+    r = run_cli("bench-video", root, "--out", tmp_path / "o.csv", "--ffmpeg", ffmpeg_binary, "--no-progress")
     assert r.returncode == 1 and "needs even frame sizes" in r.stderr and "67x45" in r.stderr
     assert Path(root).is_dir()

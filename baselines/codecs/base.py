@@ -13,13 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cloud3d.errors import CodecError, CodecUnavailable
 
-class CodecUnavailable(Exception):
-    """The codec cannot run here; the message says why and how to install it."""
-
-
-class CodecError(Exception):
-    """Encoding or decoding failed for one input (corrupt stream, binary crashed...)."""
+__all__ = [
+    "Codec", "CodecError", "CodecUnavailable", "DecodeResult", "EncodeResult", "QualityParam",
+]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from baselines.codecs.base import (
 )
 from baselines.codecs.external import binary_sha256, dir_aware_availability, find_binary, run_tool
 from baselines.codecs.pillow_codecs import _check_choice, _check_int, _check_rgb
-from cloud3d_dataset.files import encode_png, read_image_rgb
+from cloud3d.imageio import encode_png, read_image_rgb
 
 ENV_VAR = "CLOUD3D_BPG_DIR"
 INSTALL_HINT = (

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from baselines.codecs.base import CodecError
-from cloud3d_dataset.files import sha256_file
+from cloud3d.provenance import sha256_file
 
 #: how many characters of a tool's output go into an error message
 TAIL_CHARS = 800

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from baselines.codecs.base import Codec, CodecError, DecodeResult, EncodeResult, QualityParam
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,7 @@ class LearnedCodec(Codec):
             from models.checkpoint import load_checkpoint
             from models.codec import weights_hash
 
-            try:
-                model, _ = load_checkpoint(checkpoint)
-            except Cloud3dError as exc:
-                raise CodecError(str(exc)) from None
+            model, _ = load_checkpoint(checkpoint)
             self._models[checkpoint] = model
             self._by_hash[weights_hash(model)] = model
         return self._models[checkpoint]
@@ -130,11 +127,8 @@ class LearnedCodec(Codec):
 
         model = self._model(str(quality))
         t0 = time.perf_counter()
-        try:
-            r = compress_image_timed(model, rgb, tile=self.options["tile"], coder=self.options["coder"],
-                                     device=self.options["device"], fp16=bool(self.options["fp16"]))
-        except Cloud3dError as exc:
-            raise CodecError(str(exc)) from None
+        r = compress_image_timed(model, rgb, tile=self.options["tile"], coder=self.options["coder"],
+                                 device=self.options["device"], fp16=bool(self.options["fp16"]))
         total = time.perf_counter() - t0
         return EncodeResult(data=r.data, encode_s=total, details={
             "network_s": r.network_s, "entropy_s": r.entropy_s, "tile": r.tile or "whole",
@@ -144,10 +138,7 @@ class LearnedCodec(Codec):
         from models.bitstream import parse
         from models.codec import decompress_image_timed
 
-        try:
-            s = parse(data)
-        except Cloud3dError as exc:
-            raise CodecError(str(exc)) from None
+        s = parse(data)
         model = self._by_hash.get(s.weights_hash)
         if model is None:
             raise CodecError(
@@ -155,11 +146,7 @@ class LearnedCodec(Codec):
                 "instance has not loaded: encode with the checkpoint first"
             )
         t0 = time.perf_counter()
-        try:
-            r = decompress_image_timed(model, data, device=self.options["device"],
-                                       fp16=bool(self.options["fp16"]))
-        except Cloud3dError as exc:
-            raise CodecError(str(exc)) from None
+        r = decompress_image_timed(model, data, device=self.options["device"], fp16=bool(self.options["fp16"]))
         total = time.perf_counter() - t0
         return DecodeResult(rgb=r.rgb, decode_s=total,
                             details={"network_s": r.network_s, "entropy_s": r.entropy_s})

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, features
 
 from baselines.codecs.base import Codec, CodecError, QualityParam
-from cloud3d_dataset.files import to_rgb8
+from cloud3d.imageio import to_rgb8
 
 _SUBSAMPLING_PIL = {"444": "4:4:4", "422": "4:2:2", "420": "4:2:0"}
 

@@ -61,7 +61,7 @@ from baselines.codecs.external import (
 )
 from baselines.codecs.pillow_codecs import _check_choice, _check_int, _check_rgb
 from baselines.codecs.yuvio import bytes_to_planes, frame_bytes, write_yuv
-from cloud3d_dataset.files import sha256_file
+from cloud3d.provenance import sha256_file
 
 ENV_VAR = "CLOUD3D_VTM_DIR"
 ENCODER_NAMES = ("EncoderAppStatic", "EncoderApp")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import click
 
-from cloud3d_dataset.files import RESOLUTIONS, Cloud3dError
+from cloud3d.errors import Cloud3dError
+from cloud3d.resolutions import RESOLUTIONS
 
 #: codecs the demo runs by default: installed with pip alone, and set to their
 #: faster encoder presets (AVIF speed 8, x265 preset "fast") so the whole demo

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from cloud3d_dataset.files import Cloud3dError
+from cloud3d.errors import Cloud3dError
 
 #: Modules that contribute commands, in the order of the data path.
 COMMAND_MODULES = (
@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "baselines.cli",
     "baselines.video_cli",
     "models.cli",
-    "cloud3d_dataset.demo",
+    "cloud3d.demo",
 )
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except OSError as exc:
-        from cloud3d_dataset.files import describe_os_error
+        from cloud3d.errors import describe_os_error
 
         click.echo(f"error: {describe_os_error(exc)}", err=True)
         sys.exit(1)

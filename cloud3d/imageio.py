@@ -1,101 +1,128 @@
-"""File conventions shared by every stage: errors, atomic writes, hashing, PNG I/O.
+"""Image files in and out: decode to RGB arrays, encode PNGs, check PNG headers and chunks.
 
-This module is the one piece of ``cloud3d_dataset`` that earlier stages
-(``capture``) may import: it depends only on numpy and Pillow and holds no
-dataset logic. Every other helper lives in the stage that owns it.
+Images in memory are ``numpy.ndarray`` of shape ``(H, W, 3)``, dtype ``uint8``, RGB
+order, values 0..255: the one pixel format every stage works in. Files of other
+modes (16-bit, gray, palette, alpha) are converted on reading and the conversion is
+reported as a note (see :func:`to_rgb8`).
 
-Images in memory are ``numpy.ndarray`` of shape ``(H, W, 3)``, dtype
-``uint8``, RGB order, values 0..255.
+PNG structure is checked without inflating pixels (:func:`check_png_bytes`,
+:func:`read_png_header`), so packaging and verifying stay at filesystem speed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import io
 import os
-import tempfile
-from collections.abc import Iterator
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-#: Named output resolutions (width, height) used across the toolkit.
-RESOLUTIONS: dict[str, tuple[int, int]] = {"1080p": (1920, 1080), "720p": (1280, 720)}
+from cloud3d.atomic import atomic_write_bytes
+from cloud3d.errors import Cloud3dError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+#: PNG colour types (IHDR byte 9) by name, for notes.
+PNG_COLOR_TYPES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
 
 
-class Cloud3dError(Exception):
-    """An error the user can fix (bad path, corrupt file, missing binary...).
+@dataclass(frozen=True)
+class PngHeader:
+    """A PNG's ``IHDR``: size in pixels, bits per sample (1..16), colour type (2 = RGB)."""
 
-    The CLI prints its message on one line and exits with status 1; it never
-    shows a traceback for these.
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+
+    @property
+    def is_rgb8(self) -> bool:
+        """True for plain 8-bit RGB, the dataset's pixel format."""
+        return self.bit_depth == 8 and self.color_type == 2
+
+    def describe_format(self) -> str:
+        """E.g. ``"16-bit RGB"`` or ``"8-bit palette"``."""
+        return f"{self.bit_depth}-bit {PNG_COLOR_TYPES.get(self.color_type, f'type {self.color_type}')}"
+
+
+def parse_png_header(head: bytes) -> PngHeader:
+    """:class:`PngHeader` from the first 24+ bytes of a PNG. Raises ``ValueError`` if not a PNG."""
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise ValueError("not a PNG (bad signature or no IHDR chunk first)")
+    w, h, depth, color = struct.unpack_from(">IIBB", head, 16)
+    if w == 0 or h == 0:
+        raise ValueError("zero width or height")
+    return PngHeader(int(w), int(h), int(depth), int(color))
+
+
+def read_png_header(path: str | os.PathLike) -> PngHeader:
+    """:class:`PngHeader` of a PNG file, reading only its first 33 bytes.
+
+    Raises :class:`Cloud3dError` naming the file if it is missing or not a PNG.
     """
-
-
-def describe_os_error(exc: OSError, path: str | os.PathLike | None = None) -> str:
-    """One-line human explanation of an OSError, with a hint for common causes."""
-    where = f" {path}" if path is not None else (f" {exc.filename}" if exc.filename else "")
-    if exc.errno == errno.ENOSPC:
-        return f"disk full while writing{where}: free some space or choose another output folder"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot write{where}: permission denied or read-only filesystem"
-    if exc.errno == errno.ENOENT:
-        return f"no such file or folder:{where}"
-    return f"{exc.strerror or exc}{where}"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path``.
-
-    A process killed at any point leaves either the old file or the new one,
-    never a half-written file under the final name. On an exception the
-    temporary file is removed and the exception propagates.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=suffix if suffix is not None else ".tmp", dir=final.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except FileNotFoundError:
+        raise Cloud3dError(f"no such image: {path}") from None
+    try:
+        return parse_png_header(head)
+    except ValueError as exc:
+        raise Cloud3dError(f"{path}: {exc}") from None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+def check_png_bytes(data: bytes) -> PngHeader:
+    """Validate a whole PNG's chunk structure without inflating pixels; return its header.
+
+    Raises ``ValueError`` with a short reason if the signature, a chunk CRC,
+    the ``IHDR`` header or the ``IEND`` end marker is wrong or missing.
+    """
+    if data[:8] != PNG_SIGNATURE:
+        raise ValueError("not a PNG (bad signature)")
+    mv = memoryview(data)
+    pos = 8
+    header = None
+    n = len(data)
+    while True:
+        if pos + 12 > n:
+            raise ValueError("truncated (no IEND chunk)")
+        (length,) = struct.unpack_from(">I", data, pos)
+        ctype = bytes(mv[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise ValueError(f"truncated inside chunk {ctype.decode('latin-1')!r}")
+        crc = zlib.crc32(mv[pos + 4 : pos + 8 + length])
+        (stored,) = struct.unpack_from(">I", data, pos + 8 + length)
+        if crc != stored:
+            raise ValueError(f"CRC mismatch in chunk {ctype.decode('latin-1')!r} (corrupt bytes)")
+        if header is None:
+            if ctype != b"IHDR" or length != 13:
+                raise ValueError("first chunk is not IHDR")
+            header = parse_png_header(data[: pos + 8 + length])
+        if ctype == b"IEND":
+            return header
+        pos = end
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+@dataclass(frozen=True)
+class PngInfo(PngHeader):
+    """:class:`PngHeader` plus the file's ``sha256`` (hex) and ``size`` in bytes."""
+
+    sha256: str = ""
+    size: int = 0
 
 
-def sha256_bytes(data: bytes | memoryview) -> str:
-    """Hex SHA-256 of a byte string."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
+def inspect_png(path: str | os.PathLike) -> PngInfo:
+    """Read a file once: SHA-256 plus :func:`check_png_bytes`. Raises ``ValueError``/``OSError``."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        data = f.read()
+    h = check_png_bytes(data)
+    return PngInfo(h.width, h.height, h.bit_depth, h.color_type, hashlib.sha256(data).hexdigest(), len(data))
 
 
 def to_rgb8(img: Image.Image) -> tuple[np.ndarray, str | None]:
@@ -169,9 +196,7 @@ def read_image_rgb(
         raise Cloud3dError(f"cannot decode image {p}: {exc} (corrupt or truncated?)") from None
     if fmt == "PNG" and raw_mode == "RGB":
         # Pillow opens 16-bit RGB PNGs as 8-bit "RGB" silently; detect via the IHDR bit depth.
-        with open(p, "rb") as f:
-            head = f.read(33)
-        if len(head) >= 25 and head[24] == 16:
+        if read_png_header(p).bit_depth == 16:
             exact = _png_16bit_rgb(p)
             if exact is not None:
                 return exact, "16-bit RGB reduced to 8-bit"
@@ -186,7 +211,7 @@ def _read_image_bytes(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
             fmt, raw_mode = im.format, im.mode
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise Cloud3dError(f"cannot decode image {name}: {exc} (corrupt or truncated?)") from None
-    if fmt == "PNG" and raw_mode == "RGB" and len(data) >= 25 and data[24] == 16:
+    if fmt == "PNG" and raw_mode == "RGB" and parse_png_header(data[:33]).bit_depth == 16:
         import imageio.v3 as iio
 
         a = np.asarray(iio.imread(data, extension=".png"))

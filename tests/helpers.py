@@ -1,0 +1,80 @@
+"""Plain helpers shared by the tests (fixtures live in ``conftest.py``).
+
+Test modules import from here, never from each other or from ``conftest``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cloud3d.imageio import write_png
+from cloud3d_dataset.manifest import index_dataset
+
+#: the ``cloud3d`` command as a subprocess argument list (same interpreter, this checkout)
+CLI: tuple[str, ...] = (sys.executable, "-m", "cloud3d.cli")
+
+#: the repository root
+ROOT = Path(__file__).resolve().parents[1]
+
+#: bench test image size: >= 161 px so that MS-SSIM uses all five scales
+H, W = 168, 176
+
+
+def cli_argv(*args: object) -> list[str]:
+    """``cloud3d ARGS...`` as an argument list for :mod:`subprocess`."""
+    return [*CLI, *map(str, args)]
+
+
+def make_game_like_frame(h: int, w: int, seed: int, t: float = 0.0) -> np.ndarray:
+    """A small deterministic 'rendered' frame: gradient sky, textured ground, a moving box."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    horizon = h // 2
+    ys = np.linspace(0, 1, horizon)[:, None]
+    img[:horizon, :, 0] = (90 + 60 * ys).astype(np.uint8)
+    img[:horizon, :, 1] = (140 + 60 * ys).astype(np.uint8)
+    img[:horizon, :, 2] = 230
+    tex = rng.integers(0, 40, size=(h - horizon, w), dtype=np.int16)
+    img[horizon:, :, 1] = np.clip(110 + tex, 0, 255).astype(np.uint8)
+    img[horizon:, :, 0] = np.clip(60 + tex // 2, 0, 255).astype(np.uint8)
+    x0 = int((0.1 + 0.6 * (t % 1.0)) * w)
+    img[h // 3 : h // 3 + h // 6, x0 : x0 + w // 8] = (200, 40, 40)
+    return img
+
+
+def make_dataset(root: Path, apps=("alpha", "beta"), n: int = 3, h: int = H, w: int = W) -> Path:
+    for a, app in enumerate(apps):
+        for i in range(n):
+            write_png(root / "test" / f"{app}-720p" / f"{i}.png", make_game_like_frame(h, w, 10 * a + i, i / n))
+    write_png(root / "train" / f"{apps[0]}-720p" / "99.png", make_game_like_frame(h, w, 99))
+    index_dataset(root, progress=False)
+    return root
+
+
+def rows(path: Path) -> list[dict]:
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    out = [dict(r) for r in con.execute("SELECT * FROM results ORDER BY id")]
+    con.close()
+    return out
+
+
+
+
+def tiny_model(arch: str, seed: int = 0, prepare=None):
+    """A small seeded learned model, entropy tables built, in eval mode; ``prepare(model, seed)``
+    runs before the tables are built (e.g. to perturb weights)."""
+    import torch
+
+    from models.architectures import create_model
+
+    torch.manual_seed(seed)
+    m = create_model(arch, **({"N": 32, "M": 48} if not arch.startswith("c2f") else {}))
+    if prepare is not None:
+        prepare(m, seed)
+    m.update(force=True)
+    return m.eval()
