@@ -7,9 +7,14 @@ entropy_rgb_mean, entropy_gradient, si)``
     one row per distinct image content; primary key
     ``(sha256, version, luma)`` where ``version`` is
     :data:`analysis.measures.MEASURES_VERSION`.
-``files(path, size, mtime_ns, sha256)``
-    remembers the hash of reference files that have no manifest, so an
-    unchanged file (same size and modification time) is not read again.
+``file_hashes(path, fingerprint, sha256)``
+    remembers the content hash of every file measured, so an unchanged file is not
+    hashed again. The fingerprint is size, modification time, inode change time (ctime,
+    which no user call can set back), inode and device: restoring a file's mtime after
+    changing it does not fool it.
+
+Results are stored under the SHA-256 of the bytes the worker actually decoded, never
+under a hash merely claimed by a manifest, so a cache entry always describes its key.
 
 Results are committed in small batches while the work runs, so an
 interrupted run keeps what it finished and the next run resumes.
@@ -30,7 +35,8 @@ import pandas as pd
 
 from analysis.measures import MEASURES, MEASURES_VERSION, image_measures, prepare_backend
 from cloud3d.errors import Cloud3dError
-from cloud3d.provenance import sha256_file
+from cloud3d.imageio import read_image_rgb
+from cloud3d.provenance import sha256_bytes, sha256_file
 
 #: File extensions treated as images in a reference folder (case-insensitive).
 IMAGE_EXTENSIONS = frozenset(
@@ -58,8 +64,8 @@ class MeasureCache:
                 "PRIMARY KEY (sha256, version, luma))"
             )
             self.db.execute(
-                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                "mtime_ns INTEGER, sha256 TEXT)"
+                "CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, fingerprint TEXT, "
+                "sha256 TEXT)"
             )
             self.db.commit()
         except sqlite3.DatabaseError as exc:
@@ -105,18 +111,21 @@ class MeasureCache:
         self.db.commit()
 
     def file_sha(self, path: Path) -> str:
-        """SHA-256 of ``path``, read from the ``files`` table when size and mtime are unchanged."""
+        """SHA-256 of ``path``'s bytes; from the ``file_hashes`` table when its fingerprint
+        (size, mtime, ctime, inode, device) is unchanged, else read and hashed."""
+        path = Path(path)
         st = path.stat()
         key = str(path.resolve())
+        fingerprint = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
         row = self.db.execute(
-            "SELECT size, mtime_ns, sha256 FROM files WHERE path=?", (key,)
+            "SELECT fingerprint, sha256 FROM file_hashes WHERE path=?", (key,)
         ).fetchone()
-        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-            return row[2]
+        if row and row[0] == fingerprint:
+            return row[1]
         sha = sha256_file(path)
         self.db.execute(
-            "INSERT OR REPLACE INTO files (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-            (key, st.st_size, st.st_mtime_ns, sha),
+            "INSERT OR REPLACE INTO file_hashes (path, fingerprint, sha256) VALUES (?, ?, ?)",
+            (key, fingerprint, sha),
         )
         return sha
 
@@ -138,11 +147,19 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _task(args: tuple[str, str]) -> tuple[str, dict | None, str | None]:
-    """Worker: measure one file. Returns (path, result or None, error message or None)."""
-    path, luma = args
+def _task(args: tuple[str, str, str]) -> tuple[str, dict | None, str | None]:
+    """Worker: measure one file whose bytes must hash to ``sha256``.
+
+    Returns (path, result or None, error message or None).
+    """
+    path, luma, expect = args
     try:
-        return path, image_measures(path, luma=luma), None
+        with open(path, "rb") as f:
+            data = f.read()
+        if sha256_bytes(data) != expect:
+            return path, None, f"{path} changed while being measured (its sha256 is no longer {expect[:12]}...)"
+        rgb, note = read_image_rgb(data, name=path)
+        return path, {**image_measures(rgb, luma=luma), "note": note}, None
     except Cloud3dError as exc:
         return path, None, str(exc)
     except (OSError, ValueError, MemoryError) as exc:
@@ -168,8 +185,10 @@ def measure_paths(
 ) -> tuple[pd.DataFrame, MeasureStats]:
     """Measures of every file, from the cache where possible, else decoded in worker processes.
 
-    ``sha256s[i]`` is the content hash of ``paths[i]`` (from the manifest or
-    :meth:`MeasureCache.file_sha`); files sharing a hash are measured once.
+    ``sha256s[i]`` is the content hash of ``paths[i]`` as :meth:`MeasureCache.file_sha`
+    found it; a worker re-hashes the bytes it decodes and refuses a file whose content no
+    longer matches, so results are always stored under the hash of what was measured.
+    Files sharing a hash are measured once.
     Returns a DataFrame with one row per input path that could be measured
     (columns ``path``, ``sha256``, ``width``, ``height``, ``note`` and the
     :data:`MEASURES`), and the stats, whose ``corrupt`` lists files that
@@ -188,7 +207,7 @@ def measure_paths(
             todo[s] = p
     path_sha = {p: s for s, p in todo.items()}
     failed: dict[str, str] = {}  # sha -> message
-    tasks = [(p, luma) for p in todo.values()]
+    tasks = [(p, luma, s) for s, p in todo.items()]
     workers = max(1, workers or default_workers())
     pending: list[tuple[str, dict]] = []
     last_commit = time.monotonic()

@@ -155,11 +155,27 @@ def run_entropy(
                 raise Cloud3dError(
                     f"cannot read reference image {p}: {exc.strerror or exc}"
                 ) from None
+        # Dataset files are hashed too (cheaply, through the fingerprint table): a frame
+        # changed since the manifest was written is reported, never measured as if it were
+        # the manifest's content, and never cached under the manifest's hash.
+        ds_paths, ds_shas, changed = [], [], []
+        for p, want in zip(rows["abspath"], rows["sha256"], strict=True):
+            try:
+                got = cache.file_sha(Path(p))
+            except OSError as exc:
+                changed.append((p, f"cannot read {p}: {exc.strerror or exc}"))
+                continue
+            if got != want:
+                changed.append((p, f"{p} does not match manifest.csv (sha256 {got[:12]}..., manifest "
+                                   f"says {want[:12]}...): changed since the dataset was built; "
+                                   "run `cloud3d verify`"))
+                continue
+            ds_paths.append(p)
+            ds_shas.append(got)
         cache.commit()
-        ds_paths = rows["abspath"].tolist()
         all_df, stats = measure_paths(
             ds_paths + [str(p) for p in ref_images],
-            rows["sha256"].tolist() + ref_shas,
+            ds_shas + ref_shas,
             cache,
             luma=luma,
             workers=workers,
@@ -169,8 +185,8 @@ def run_entropy(
     is_ds = all_df["path"].isin(set(ds_paths))
     ds_df = all_df[is_ds].reset_index(drop=True)
     ref_df = all_df[~is_ds].reset_index(drop=True)
-    corrupt = stats.corrupt
-    n_ds_bad = sum(1 for p, _ in corrupt if p in set(ds_paths))
+    corrupt = changed + stats.corrupt
+    n_ds_bad = len(changed) + sum(1 for p, _ in stats.corrupt if p in set(ds_paths))
     if ds_df.empty:
         raise Cloud3dError(
             f"none of the {len(rows)} selected dataset images could be decoded (first: {corrupt[0][1]})"

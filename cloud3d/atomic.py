@@ -3,6 +3,11 @@
 Every output file of the toolkit (PNGs, manifests, tables, checkpoints, bitstreams) is
 written through these helpers: the bytes go to a temporary file in the destination
 folder, are flushed to disk, and the temporary file is renamed over the final name.
+
+File modes follow the process umask, as ``open(path, "w")`` would: with the usual umask
+022 a written file is ``rw-r--r--``, so others sharing a dataset can read it. (The
+temporary file itself is created private, ``rw-------``, and opened up just before the
+rename.)
 """
 
 from __future__ import annotations
@@ -12,6 +17,25 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``); else by setting and restoring."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """Mode a new regular file gets from ``open()`` under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -31,6 +55,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, default_file_mode())
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(OSError):

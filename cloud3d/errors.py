@@ -26,18 +26,24 @@ class CodecError(Cloud3dError):
     """Encoding or decoding failed for one input (corrupt stream, binary crashed...)."""
 
 
-def describe_os_error(exc: OSError, path: str | os.PathLike | None = None) -> str:
+def describe_os_error(exc: OSError, path: str | os.PathLike | None = None, action: str | None = None) -> str:
     """One-line explanation of an OSError, naming the file and the likely cause.
 
     Args:
         exc: the error.
         path: the file concerned, when ``exc`` does not name it (or names a temp file).
+        action: ``"read"`` or ``"write"`` when known, so a permission error says which;
+            ``None`` gives a message that fits both.
     """
     where = f" {path}" if path is not None else (f" {exc.filename}" if exc.filename else "")
     if exc.errno == errno.ENOSPC:
         return f"disk full while writing{where}: free some space or choose another output folder"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot write{where}: permission denied or read-only filesystem"
+    if exc.errno == errno.EROFS:
+        return f"cannot write{where}: read-only filesystem"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        if action:
+            return f"cannot {action}{where}: permission denied (check the owner and mode of the file and its folder)"
+        return f"permission denied:{where} (check the owner and mode of the file and its folder)"
     if exc.errno == errno.ENOENT:
         return f"no such file or folder:{where}"
     return f"{exc.strerror or exc}{where}"

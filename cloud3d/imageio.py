@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from cloud3d.atomic import atomic_write_bytes
-from cloud3d.errors import Cloud3dError
+from cloud3d.errors import Cloud3dError, describe_os_error
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -160,16 +160,66 @@ def to_rgb8(img: Image.Image) -> tuple[np.ndarray, str | None]:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy(), note
 
 
-def _png_16bit_rgb(path: Path) -> np.ndarray | None:
-    """Read a 16-bit RGB(A) PNG exactly (Pillow alone truncates it to 8 bits)."""
+#: Largest image (width x height) any reader here decodes; see :func:`max_image_pixels`.
+MAX_IMAGE_PIXELS = 40_000_000
+#: Environment variable that overrides :data:`MAX_IMAGE_PIXELS` (a positive integer).
+MAX_PIXELS_ENV = "CLOUD3D_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel budget: ``$CLOUD3D_MAX_IMAGE_PIXELS`` if set, else :data:`MAX_IMAGE_PIXELS`.
+
+    40 Mpx admits 8K UHD (7680x4320 = 33.2 Mpx) and refuses a forged header before any
+    pixel memory is allocated (an RGB image costs 3 bytes per pixel as uint8, and
+    several times that in float working copies).
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return MAX_IMAGE_PIXELS
     try:
-        import imageio.v3 as iio  # shipped with scikit-image
-    except ImportError:  # pragma: no cover - imageio comes with scikit-image
-        return None
-    a = np.asarray(iio.imread(path))
-    if a.dtype != np.uint16 or a.ndim != 3:
-        return None
-    return np.clip(np.rint(a[:, :, :3].astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise Cloud3dError(f"{MAX_PIXELS_ENV}={raw!r} must be a positive integer (pixels)")
+    return value
+
+
+def check_image_size(width: int, height: int, name: object) -> None:
+    """Raise :class:`Cloud3dError` if a ``width`` x ``height`` image exceeds the pixel budget."""
+    budget = max_image_pixels()
+    if width * height > budget:
+        raise Cloud3dError(
+            f"{name}: {width}x{height} image ({width * height / 1e6:.1f} Mpx) exceeds the "
+            f"{budget / 1e6:.1f} Mpx limit; set {MAX_PIXELS_ENV} to a larger pixel count if "
+            "the file is trusted"
+        )
+
+
+def _reduce_16bit(a: np.ndarray) -> np.ndarray:
+    """uint16 samples -> uint8 by ``round(v / 257)`` (exact at 0 and 65535)."""
+    return np.clip(np.rint(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def _png_16bit_rgb(data: bytes, header: PngHeader, name: object) -> tuple[np.ndarray, str]:
+    """Decode a 16-bit RGB, RGBA or gray+alpha PNG exactly (FFmpeg's PNG decoder through PyAV),
+    then round to 8 bits. Pillow alone opens such files as 8-bit RGB(A) by dropping the low
+    byte (truncation). Gray+alpha is read as gray (alpha dropped) and replicated to RGB."""
+    import av
+
+    fmt = {2: "rgb48le", 6: "rgba64le", 4: "gray16le"}[header.color_type]
+    try:
+        with av.open(io.BytesIO(data), format="png_pipe") as container:
+            frame = next(container.decode(video=0))
+            a = frame.to_ndarray(format=fmt)
+    except (av.error.FFmpegError, StopIteration, ValueError) as exc:
+        raise Cloud3dError(f"cannot decode image {name}: {exc} (corrupt or truncated?)") from None
+    if a.shape[:2] != (header.height, header.width):
+        raise Cloud3dError(f"cannot decode image {name}: decoded size differs from its header")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    what = {2: "16-bit RGB", 6: "16-bit RGBA: alpha dropped,", 4: "16-bit gray+alpha: alpha dropped, gray"}
+    return _reduce_16bit(a[:, :, :3]), f"{what[header.color_type]} reduced to 8-bit (rounded, v/257)"
 
 
 def read_image_rgb(
@@ -178,47 +228,47 @@ def read_image_rgb(
     """Decode an image file (or its bytes) fully into ``(H, W, 3) uint8`` RGB.
 
     Returns ``(array, note)`` where ``note`` says how the file was converted
-    (``None`` for 8-bit RGB). Raises :class:`Cloud3dError` naming the file
-    (or ``name`` for bytes) if it is missing, not an image, truncated or corrupt.
+    (``None`` for 8-bit RGB). The image size is checked against the pixel budget
+    (:func:`max_image_pixels`) from the header, before any pixel is decoded.
+    Raises :class:`Cloud3dError` naming the file (or ``name`` for bytes) if it is
+    missing, unreadable, too large, not an image, truncated or corrupt.
     """
     if isinstance(path, bytes | bytearray | memoryview):
-        return _read_image_bytes(bytes(path), name or "<image bytes>")
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            arr, note = to_rgb8(im)
-            raw_mode = im.mode
-            fmt = im.format
-    except FileNotFoundError:
-        raise Cloud3dError(f"no such image: {p}") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise Cloud3dError(f"cannot decode image {p}: {exc} (corrupt or truncated?)") from None
-    if fmt == "PNG" and raw_mode == "RGB":
-        # Pillow opens 16-bit RGB PNGs as 8-bit "RGB" silently; detect via the IHDR bit depth.
-        if read_png_header(p).bit_depth == 16:
-            exact = _png_16bit_rgb(p)
-            if exact is not None:
-                return exact, "16-bit RGB reduced to 8-bit"
-    return arr, note
+        data, label = bytes(path), name or "<image bytes>"
+    else:
+        label = Path(path)
+        try:
+            with open(label, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise Cloud3dError(f"no such image: {label}") from None
+        except IsADirectoryError:
+            raise Cloud3dError(f"{label} is a folder, not an image") from None
+        except OSError as exc:
+            raise Cloud3dError(describe_os_error(exc, label, "read")) from None
+    return decode_image_bytes(data, label)
 
 
-def _read_image_bytes(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
+def decode_image_bytes(data: bytes, name: object) -> tuple[np.ndarray, str | None]:
+    """:func:`read_image_rgb` for bytes already in memory; ``name`` labels error messages."""
+    png = None
+    if data[:8] == PNG_SIGNATURE:
+        try:
+            png = parse_png_header(data[:33])
+        except ValueError as exc:
+            raise Cloud3dError(f"cannot decode image {name}: {exc}") from None
+        check_image_size(png.width, png.height, name)
+        if png.bit_depth == 16 and png.color_type in (2, 4, 6):
+            return _png_16bit_rgb(data, png, name)
     try:
         with Image.open(io.BytesIO(data)) as im:
+            check_image_size(im.width, im.height, name)
             im.load()
-            arr, note = to_rgb8(im)
-            fmt, raw_mode = im.format, im.mode
+            return to_rgb8(im)
+    except UnidentifiedImageError:
+        raise Cloud3dError(f"cannot decode image {name}: not an image file (unknown format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise Cloud3dError(f"cannot decode image {name}: {exc} (corrupt or truncated?)") from None
-    if fmt == "PNG" and raw_mode == "RGB" and parse_png_header(data[:33]).bit_depth == 16:
-        import imageio.v3 as iio
-
-        a = np.asarray(iio.imread(data, extension=".png"))
-        if a.dtype == np.uint16 and a.ndim == 3:
-            a8 = np.clip(np.rint(a[:, :, :3].astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
-            return a8, "16-bit RGB reduced to 8-bit"
-    return arr, note
 
 
 def read_png_rgb(path: str | os.PathLike) -> np.ndarray:

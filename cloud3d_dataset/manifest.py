@@ -25,14 +25,17 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from cloud3d.atomic import atomic_path, atomic_write_text
 from cloud3d.errors import Cloud3dError
-from cloud3d.imageio import read_png_header
+from cloud3d.imageio import check_image_size, read_png_header
 from cloud3d.provenance import sha256_file
-from cloud3d_dataset.layout import SPLITS, scan_layout
+from cloud3d.resolutions import size_problem
+from cloud3d.safepaths import resolve_inside
+from cloud3d_dataset.layout import SPLITS, image_relpath, scan_layout
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -62,11 +65,55 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
         raise Cloud3dError(f"manifest is missing columns: {', '.join(missing)}")
     df = df.loc[:, list(MANIFEST_COLUMNS)].copy()
     for c in ("width", "height", "bytes", "source_index"):
-        df[c] = df[c].astype("int64")
+        df[c] = _int_column(df, c)
     df["capture_time"] = pd.to_numeric(df["capture_time"], errors="coerce").astype("float64")
     for c in ("split", "app", "resolution", "path", "sha256"):
         df[c] = df[c].astype(str)
     return _sort(df)
+
+
+def _int_column(df: pd.DataFrame, column: str) -> pd.Series:
+    """``df[column]`` as int64; :class:`Cloud3dError` naming the first row that is not a
+    non-negative integer (row numbers count the header as line 1, as an editor shows them)."""
+    values = pd.to_numeric(df[column], errors="coerce")
+    bad = values.isna() | (values < 0) | (values != values.round()) | (values > 2**53)
+    if bad.any():
+        pos = int(bad.to_numpy().nonzero()[0][0])
+        raise Cloud3dError(f"manifest line {pos + 2}: {column} {df[column].iloc[pos]!r} is not a "
+                           "non-negative integer (corrupt or hand-edited manifest.csv?)")
+    return values.astype("int64")
+
+
+def row_problems(root: Path, row: Any) -> list[tuple[str, str]]:
+    """What is wrong with one manifest row before any file is opened, as ``(kind, message)``
+    pairs with kind ``layout``, ``dimensions`` (size not that of the resolution group) or
+    ``too-large`` (over the pixel budget) (empty list: nothing).
+
+    Checked: the path is the layout's ``{split}/{app}-{res}/{n}.png`` for the row's own
+    fields and stays inside ``root`` (symlinks resolved); the recorded size belongs to the
+    row's resolution group and fits the pixel budget.
+    """
+    out = []
+    try:
+        expect = image_relpath(row.split, row.app, row.resolution, row.source_index)
+    except ValueError as exc:
+        out.append(("layout", str(exc)))
+    else:
+        if row.path != expect:
+            out.append(("layout", f"path {row.path!r} is not the layout's {expect!r}"))
+        else:
+            try:
+                resolve_inside(root, row.path, "manifest")
+            except Cloud3dError as exc:
+                out.append(("layout", str(exc)))
+    why = size_problem(row.resolution, int(row.width), int(row.height))
+    if why:
+        out.append(("dimensions", why))
+    try:
+        check_image_size(int(row.width), int(row.height), row.path)
+    except Cloud3dError as exc:
+        out.append(("too-large", str(exc)))
+    return out
 
 
 def write_manifest(dataset_dir: str | os.PathLike, df: pd.DataFrame) -> Path:
@@ -86,11 +133,17 @@ def write_manifest(dataset_dir: str | os.PathLike, df: pd.DataFrame) -> Path:
     return out
 
 
-def load_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
+def load_manifest(dataset_dir: str | os.PathLike, strict: bool = True) -> pd.DataFrame:
     """Read a dataset's manifest as a DataFrame with :data:`MANIFEST_COLUMNS`.
 
-    Raises :class:`Cloud3dError` if the folder or manifest is missing
-    (with the hint to run ``cloud3d index``).
+    A manifest may come from someone else, so with ``strict`` (the default, for every
+    reader that then opens the files) a row whose path is not the layout's (e.g. one that
+    leaves the dataset folder) or whose recorded size is over the pixel budget stops the
+    command with one message (see :func:`row_problems`). ``cloud3d verify`` reads with
+    ``strict=False`` and reports such rows, and sizes that do not fit their group, instead.
+
+    Raises :class:`Cloud3dError` if the folder or manifest is missing (with the hint to
+    run ``cloud3d index``), unreadable, or (strict) holds a bad row.
     """
     root = Path(dataset_dir)
     if not root.is_dir():
@@ -105,7 +158,14 @@ def load_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
         df = pd.read_csv(path, dtype={"sha256": str, "path": str, "app": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise Cloud3dError(f"cannot read {path}: {exc}") from None
-    return normalize(df)
+    df = normalize(df)
+    if strict:
+        for row in df.itertuples(index=False):
+            problems = [p for p in row_problems(root, row) if p[0] != "dimensions"]
+            if problems:
+                raise Cloud3dError(f"{path}: row for {row.path!r}: {problems[0][1]} "
+                                   f"(run `cloud3d verify {root}` for every problem)")
+    return df
 
 
 def select(
@@ -138,7 +198,7 @@ def image_paths(
             f"no images in {root} for split={split or 'any'} app={app or 'any'} "
             f"resolution={resolution or 'any'} (see `cloud3d stats {root}`)"
         )
-    df["abspath"] = [str(root / p) for p in df["path"]]
+    df["abspath"] = [str(root / p) for p in df["path"]]  # each path checked by load_manifest
     return df
 
 

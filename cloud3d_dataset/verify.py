@@ -3,9 +3,12 @@
 For every manifest row: the file exists, its path follows the layout
 (``{split}/{app}-{res}/{source_index}.png``), its size in bytes and SHA-256
 match, and it decodes fully as an 8-bit RGB PNG of the recorded width and
-height. Files under the split folders that the manifest does not list are
-reported as extra. Work runs in a process pool (SHA-256 + PNG decode per
-file) with a progress bar.
+height, which must also be the size of its resolution group (1280x720 in a ``720p``
+group). Rows whose path leaves the layout are reported and never opened. Files under the
+split folders that the manifest does not list are reported as extra, and the leftovers of
+an interrupted build (temporary files, staging folders, pending markers) as ``leftover``.
+Work runs in a process pool (SHA-256 + PNG decode per file) with a progress bar; an image
+is decoded only after its header's size passed the pixel budget.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloud3d_dataset.layout import image_relpath, scan_layout
-from cloud3d_dataset.manifest import load_manifest
+from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import check_image_size, parse_png_header
+from cloud3d_dataset.layout import SPLITS, scan_layout
+from cloud3d_dataset.manifest import load_manifest, row_problems
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with one file: ``kind`` is ``missing``, ``size``, ``sha256``,
-    ``decode``, ``dimensions``, ``format``, ``layout`` or ``extra``."""
+    ``decode``, ``dimensions``, ``too-large``, ``format``, ``layout``, ``extra`` or ``leftover``."""
 
     path: str
     kind: str
@@ -69,6 +74,12 @@ def _check_one(job: tuple[str, str, int, str, int, int]) -> list[Problem]:
     if digest != sha:
         out.append(Problem(rel, "sha256", f"sha256 {digest[:12]}..., manifest says {sha[:12]}..."))
     try:
+        header = parse_png_header(data[:33])
+        check_image_size(header.width, header.height, rel)
+    except (ValueError, Cloud3dError) as exc:
+        out.append(Problem(rel, "decode", f"not decoded: {exc}"))
+        return out
+    try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, mode, size = im.format, im.mode, im.size
             im.load()
@@ -77,10 +88,8 @@ def _check_one(job: tuple[str, str, int, str, int, int]) -> list[Problem]:
         return out
     if fmt != "PNG":
         out.append(Problem(rel, "format", f"{fmt} file, expected PNG"))
-    elif mode != "RGB" or (len(data) > 24 and data[24] != 8):
-        out.append(
-            Problem(rel, "format", f"PNG mode {mode} (bit depth {data[24]}), expected 8-bit RGB")
-        )
+    elif mode != "RGB" or not header.is_rgb8:
+        out.append(Problem(rel, "format", f"PNG {header.describe_format()}, expected 8-bit RGB"))
     if size != (w, h):
         out.append(Problem(rel, "dimensions", f"{size[0]}x{size[1]}, manifest says {w}x{h}"))
     return out
@@ -97,19 +106,13 @@ def verify(
     from tqdm import tqdm
 
     root = Path(dataset_dir)
-    df = load_manifest(root)
+    df = load_manifest(root, strict=False)
     report = VerifyReport(dataset=root, checked=len(df))
     jobs = []
     for r in df.itertuples(index=False):
-        try:
-            expect = image_relpath(r.split, r.app, r.resolution, r.source_index)
-        except ValueError as exc:
-            report.problems.append(Problem(r.path, "layout", str(exc)))
-            continue
-        if r.path != expect:  # never follow a path that leaves the layout (e.g. "../x")
-            report.problems.append(
-                Problem(r.path, "layout", f"expected path {expect} for this row")
-            )
+        problems = row_problems(root, r)
+        if problems:  # never open a row's file before its path and size are sane (e.g. "../x")
+            report.problems.extend(Problem(r.path, kind, why) for kind, why in problems)
             continue
         jobs.append(
             (str(root / r.path), r.path, int(r.bytes), r.sha256, int(r.width), int(r.height))
@@ -140,5 +143,30 @@ def verify(
         report.problems.append(
             Problem(p.relative_to(root).as_posix(), "extra", "file does not fit the layout")
         )
+    report.problems.extend(Problem(rel, "leftover", why) for rel, why in leftovers(root))
     report.problems.sort(key=lambda p: (p.path, p.kind))
     return report
+
+
+#: files a dataset root may hold besides the split folders
+ROOT_FILES = {"manifest.csv", "manifest.parquet", "README.md", "LICENSE"}
+
+
+def leftovers(root: Path) -> list[tuple[str, str]]:
+    """What an interrupted build left behind: ``(relative path, why)`` pairs.
+
+    Temporary files (``.NAME.*.tmp`` from atomic writes) anywhere in the layout or at the
+    root, and ``pending-*``/``staging-*`` entries in the ``.cloud3d`` state folder.
+    """
+    out: list[tuple[str, str]] = []
+    dirs = [root] + [d for s in SPLITS for d in [root / s, *sorted((root / s).glob("*"))] if d.is_dir()]
+    for d in dirs:
+        for f in sorted(d.glob(".*")):
+            if f.is_file() and f.name.endswith((".tmp", ".parquet")) and f.name != ".cloud3d":
+                out.append((f.relative_to(root).as_posix(), "temporary file of an interrupted write"))
+    state = root / ".cloud3d"
+    if state.is_dir():
+        for f in sorted(state.iterdir()):
+            if f.name.startswith(("pending-", "staging-")) or f.name.endswith(".tmp"):
+                out.append((f.relative_to(root).as_posix(), "state of an unfinished split"))
+    return out

@@ -46,11 +46,14 @@ def make_game_like_frame(h: int, w: int, seed: int, t: float = 0.0) -> np.ndarra
     return img
 
 
-def make_dataset(root: Path, apps=("alpha", "beta"), n: int = 3, h: int = H, w: int = W) -> Path:
+def make_dataset(root: Path, apps=("alpha", "beta"), n: int = 3, h: int = H, w: int = W,
+                 res: str = "720p") -> Path:
+    """``n`` test frames per app and one train frame, ``h`` x ``w``, in ``{app}-{res}`` groups
+    (small frames in a ``720p`` group keep tests fast; ``cloud3d verify`` flags their size)."""
     for a, app in enumerate(apps):
         for i in range(n):
-            write_png(root / "test" / f"{app}-720p" / f"{i}.png", make_game_like_frame(h, w, 10 * a + i, i / n))
-    write_png(root / "train" / f"{apps[0]}-720p" / "99.png", make_game_like_frame(h, w, 99))
+            write_png(root / "test" / f"{app}-{res}" / f"{i}.png", make_game_like_frame(h, w, 10 * a + i, i / n))
+    write_png(root / "train" / f"{apps[0]}-{res}" / "99.png", make_game_like_frame(h, w, 99))
     index_dataset(root, progress=False)
     return root
 

@@ -124,7 +124,9 @@ def test_tables_and_run_json(dataset, reference, tmp_path):
     assert res.corrupt and res.skipped == ["README.txt"]
 
 
-def test_cache_second_run_reads_no_image_and_resumes(dataset, reference, tmp_path):
+def test_cache_second_run_reads_no_image_and_resumes(dataset, reference, tmp_path, monkeypatch):
+    import analysis.folder as folder
+
     out = tmp_path / "out"
     # A first run over the train split only, as if interrupted part-way.
     first = run_entropy(
@@ -135,22 +137,27 @@ def test_cache_second_run_reads_no_image_and_resumes(dataset, reference, tmp_pat
     assert full.computed == 4 and full.cached == 8 + 6  # only the new images were measured
     before = (out / "per_image.csv").read_bytes()
 
-    # Make every image undecodable, keeping manifest hashes, and for the reference files
-    # also size and modification time: a run that still works has read none of them.
-    for p in load_manifest(dataset)["path"]:
-        (dataset / p).write_bytes(b"garbage")
-    for p in reference.rglob("*.png"):
-        st = p.stat()
-        p.write_bytes(b"\0" * st.st_size)
-        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # Unchanged files (same size, mtime, ctime, inode) are neither decoded nor hashed again.
+    hashed = []
+    real_sha256_file = folder.sha256_file
+    monkeypatch.setattr(folder, "sha256_file", lambda p: hashed.append(p) or real_sha256_file(p))
     again = run_entropy(dataset, reference, out, workers=1, progress=False, plots=False)
-    assert again.computed == 0 and again.cached == 18
+    assert again.computed == 0 and again.cached == 18 and hashed == []
     assert (out / "per_image.csv").read_bytes() == before
 
-    # A changed reference file (new mtime) is hashed again and found corrupt.
-    (reference / "0000.png").write_bytes(b"not a png any more")
+    # Files overwritten with other bytes, even with size and mtime put back, are hashed again
+    # (their ctime moved): a dataset frame no longer matches its manifest and is reported,
+    # never answered from the cache; a reference file that no longer decodes is corrupt.
+    victim = dataset / load_manifest(dataset)["path"].iloc[0]
+    victim.write_bytes(b"garbage")
+    ref0 = reference / "0000.png"
+    st = ref0.stat()
+    ref0.write_bytes(b"\0" * st.st_size)
+    os.utime(ref0, ns=(st.st_atime_ns, st.st_mtime_ns))
     changed = run_entropy(dataset, reference, out, workers=1, progress=False, plots=False)
-    assert any(p.endswith("0000.png") for p, _ in changed.corrupt)
+    bad = dict(changed.corrupt)
+    assert len(hashed) == 2 and set(bad) == {str(victim), str(ref0), str(reference / "broken.png")}
+    assert "does not match manifest.csv" in bad[str(victim)]
 
 
 def test_measure_folder_api(reference, tmp_path):
