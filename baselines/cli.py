@@ -79,16 +79,20 @@ def codecs_cmd() -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="only the first N images per app and resolution")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds per task")
 @click.option("--no-retry-failed", is_flag=True, help="skip tasks that failed before instead of retrying")
+@click.option("--no-estimate", is_flag=True,
+              help="start at once: no CPU-time estimate (which may calibrate codecs without stored timings)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def bench_cmd(dataset_dir, split, apps, resolutions, codecs, results, workers, scheduler, send_images, keep,
-              limit, timeout, no_retry_failed, quiet) -> None:
+              limit, timeout, no_retry_failed, no_estimate, quiet) -> None:
     """Run codecs over a dataset split and store per-image results in a SQLite file.
 
     \b
     Example:
       cloud3d bench data/ --split test --codec jpeg:q=20,40,60,80 \\
           --codec 'hevc-intra:q=30,50;preset=fast' --results results.sqlite --workers 2
-    Re-running the same command resumes: finished tasks are skipped.
+    Before it starts it prints the task count (total, already done, to do) and the
+    estimated CPU time per curve, from earlier results in the same store or a short
+    calibration; re-running the same command resumes: finished tasks are skipped.
     Exit status 1 when any task failed (see `cloud3d report`).
     """
     from baselines.runner import run_bench
@@ -101,6 +105,7 @@ def bench_cmd(dataset_dir, split, apps, resolutions, codecs, results, workers, s
         apps=list(apps) or None, resolutions=list(resolutions) or None,
         workers=workers, scheduler=scheduler, keep=keep, limit=limit, timeout=timeout,
         retry_failed=not no_retry_failed, send_images=send_images, progress=not quiet,
+        announce=None if no_estimate else click.echo,
     )
     click.echo(f"bench: {summary.line()} -> {results}")
     for f in summary.failures[:10]:

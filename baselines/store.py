@@ -25,6 +25,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +33,48 @@ import pandas as pd
 
 from cloud3d.errors import Cloud3dError
 
-#: result columns (besides the integer ``id``), in table order, with SQLite types
-RESULT_COLUMNS: dict[str, str] = {
-    "image_sha256": "TEXT NOT NULL",
-    "codec": "TEXT NOT NULL",
-    "codec_version": "TEXT NOT NULL",
-    "params": "TEXT NOT NULL",
-    "codec_label": "TEXT",
-    "quality_param": "TEXT",
-    "quality": "REAL",
-    "options": "TEXT",
-    "dataset": "TEXT",
-    "relpath": "TEXT",
-    "app": "TEXT",
-    "resolution": "TEXT",
-    "split": "TEXT",
-    "width": "INTEGER",
-    "height": "INTEGER",
+
+def _column(sql: str) -> Any:
+    """A :class:`TaskRecord` field stored as a ``results`` column of SQLite type ``sql``."""
+    return field(metadata={"sql": sql})
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """The part of a ``results`` row known before its task runs: what is measured, on what.
+
+    These fields are the first columns of the ``results`` table (:data:`RESULT_COLUMNS` is
+    built from them), and :class:`baselines.tasks.Task` extends them with what a worker
+    needs, so the list is written once. ``params`` is canonical JSON (see
+    :func:`canonical_json`); ``quality`` is a number, or a file path for codecs whose
+    quality is a file (a learned codec's checkpoint); ``options`` holds every codec
+    option, defaults included (stored as JSON). ``relpath`` is relative to ``dataset``;
+    ``width``/``height`` are pixels of the original image.
+    """
+
+    image_sha256: str = _column("TEXT NOT NULL")
+    codec: str = _column("TEXT NOT NULL")
+    codec_version: str = _column("TEXT NOT NULL")
+    params: str = _column("TEXT NOT NULL")
+    codec_label: str = _column("TEXT")
+    quality_param: str = _column("TEXT")
+    quality: float | str = _column("REAL")
+    options: dict[str, Any] = _column("TEXT")
+    dataset: str = _column("TEXT")
+    relpath: str = _column("TEXT")
+    app: str = _column("TEXT")
+    resolution: str = _column("TEXT")
+    split: str = _column("TEXT")
+    width: int = _column("INTEGER")
+    height: int = _column("INTEGER")
+
+    def record(self) -> dict[str, Any]:
+        """The :class:`TaskRecord` fields as a dict: the start of a result row."""
+        return {f.name: getattr(self, f.name) for f in fields(TaskRecord)}
+
+
+#: columns a worker fills in when the task has run, with SQLite types
+MEASURED_COLUMNS: dict[str, str] = {
     "bytes": "INTEGER",
     "bpp": "REAL",
     "psnr_rgb": "REAL",
@@ -67,6 +93,11 @@ RESULT_COLUMNS: dict[str, str] = {
     "run_id": "INTEGER",
     "started": "TEXT",
     "finished": "TEXT",
+}
+#: result columns (besides the integer ``id``), in table order, with SQLite types
+RESULT_COLUMNS: dict[str, str] = {
+    **{f.name: f.metadata["sql"] for f in fields(TaskRecord)},
+    **MEASURED_COLUMNS,
 }
 KEY_COLUMNS = ("image_sha256", "codec", "codec_version", "params")
 JSON_COLUMNS = ("details", "provenance", "options")
@@ -188,9 +219,15 @@ class ResultsStore:
         with self.conn:
             self.conn.execute(sql, [values[c] for c in cols])
 
-    def results(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
-        """Results as a DataFrame (``status`` filters, e.g. ``"ok"``); JSON columns stay text."""
-        sql = "SELECT * FROM results"
+    def results(self, status: str | Iterable[str] | None = None,
+                columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """Results as a DataFrame (``status`` filters, e.g. ``"ok"``; ``columns`` picks
+        columns, default all); JSON columns stay text."""
+        cols = ["*"] if columns is None else list(columns)
+        unknown = set(cols) - set(RESULT_COLUMNS) - {"id", "*"}
+        if unknown:
+            raise KeyError(f"unknown result columns: {sorted(unknown)}")
+        sql = f"SELECT {', '.join(cols)} FROM results"
         args: list[str] = []
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)

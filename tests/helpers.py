@@ -6,7 +6,9 @@ Test modules import from here, never from each other or from ``conftest``.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +66,34 @@ def rows(path: Path) -> list[dict]:
     out = [dict(r) for r in con.execute("SELECT * FROM results ORDER BY id")]
     con.close()
     return out
+
+
+def plugin_cli_argv(args: list[str]) -> list[str]:
+    """``cloud3d ARGS...`` with the test codecs of ``plugin_codecs.py`` registered (``test-quant``)."""
+    code = (
+        "import sys; sys.path.insert(0, {tests!r});"
+        "import baselines.codecs.registry as r; r.CODEC_MODULES += ('plugin_codecs',);"
+        "from cloud3d.cli import main; main({args!r})"
+    ).format(tests=str(ROOT / "tests"), args=args)
+    return [sys.executable, "-c", code]
+
+
+def wait_rows(res: Path, n: int, proc: subprocess.Popen, limit: float = 60) -> None:
+    """Wait until the results file ``res`` holds ``n`` rows; fail if ``proc`` ends or ``limit`` s pass."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if res.exists():
+            try:
+                con = sqlite3.connect(res)
+                k = con.execute("SELECT count(*) FROM results").fetchone()[0]
+                con.close()
+                if k >= n:
+                    return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("bench made no progress")
 
 
 

@@ -1,9 +1,9 @@
 """The bench runner on real PNG datasets, real codecs, a real process pool and SQLite.
 
-Besides the registry codecs (jpeg, webp) this module defines small real test
-codecs (``CODECS`` below) that a subprocess can plug into the registry, so the
-CLI's resume and Ctrl-C behaviour is exercised with tasks slow enough to be
-interrupted mid-run.
+Besides the registry codecs (jpeg, webp) the tests use the small real codec of
+``plugin_codecs.py``, which a subprocess plugs into the registry, so the CLI's
+resume and Ctrl-C behaviour is exercised with tasks slow enough to be interrupted
+mid-run.
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CLI, ROOT, H, W, make_dataset, rows
+from helpers import CLI, H, W, make_dataset, plugin_cli_argv, rows, wait_rows
 from plugin_codecs import QuantZlibCodec
 
 from baselines.codecs.registry import CodecSpec
@@ -113,9 +111,9 @@ def test_timeout_recorded_and_run_continues(dataset, tmp_path):
 
 
 def test_watchdog_gives_up_on_a_hung_worker(dataset, tmp_path, monkeypatch):
-    import baselines.runner as runner
+    import baselines.executor as executor
 
-    monkeypatch.setattr(runner, "WATCHDOG_GRACE_S", 1.0)
+    monkeypatch.setattr(executor, "WATCHDOG_GRACE_S", 1.0)
     res = tmp_path / "r.sqlite"
     hung = CodecSpec(cls=QuantZlibCodec, options={"hang": 30.0}, qualities=[2])
     t0 = time.monotonic()
@@ -168,42 +166,16 @@ def test_cli_real_codecs_corrupt_png_exit_code(dataset, tmp_path):
         assert ref.shape == (H, W, 3)
 
 
-def _plugin_cmd(args: list[str]) -> list[str]:
-    code = (
-        "import sys; sys.path.insert(0, {tests!r});"
-        "import baselines.codecs.registry as r; r.CODEC_MODULES += ('plugin_codecs',);"
-        "from cloud3d.cli import main; main({args!r})"
-    ).format(tests=str(ROOT / "tests"), args=args)
-    return [sys.executable, "-c", code]
-
-
-def _wait_rows(res: Path, n: int, proc: subprocess.Popen, limit: float = 60) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if res.exists():
-            try:
-                con = sqlite3.connect(res)
-                k = con.execute("SELECT count(*) FROM results").fetchone()[0]
-                con.close()
-                if k >= n:
-                    return
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError("bench made no progress")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_killed_run_resumes_without_duplicates(dataset, tmp_path, sig):
     res = tmp_path / "r.sqlite"
     args = ["bench", str(dataset), "--codec", "test-quant:bits=1,2,3,4;sleep=0.25", "--results", str(res),
             "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(_plugin_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(plugin_cli_argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        _wait_rows(res, 4, proc)
+        wait_rows(res, 4, proc)
         os.killpg(proc.pid, sig)  # like Ctrl-C in a terminal: the whole process group
         out, err = proc.communicate(timeout=60)
     finally:
@@ -217,7 +189,7 @@ def test_killed_run_resumes_without_duplicates(dataset, tmp_path, sig):
         assert proc.returncode == -signal.SIGKILL
     before = {r["id"]: r for r in rows(res)}
     assert 4 <= len(before) < 24
-    p = subprocess.run(_plugin_cmd(args), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(plugin_cli_argv(args), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert f"{24 - len(before)} ok, 0 failed, {len(before)} already done, 24 tasks" in p.stdout
     after = rows(res)
