@@ -26,7 +26,8 @@ from cloud3d.atomic import atomic_path
 _REF_COLOR = "black"
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend with the figure style of every cloud3d plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +115,7 @@ def _draw(ax, values: np.ndarray, edges: np.ndarray, color, label: str, ref: boo
 
 
 def _colors(n: int):
-    plt = _plt()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -136,7 +137,7 @@ def plot_density(
     ``df`` holds dataset and reference rows together (reference rows have
     ``group == reference_name``). Writes ``out_base.png`` and ``.svg``.
     """
-    plt = _plt()
+    plt = pyplot()
     groups = _groups(df, reference_name)
     allv = _finite(df[measure])
     if allv.size == 0:
@@ -168,7 +169,7 @@ def plot_density_panels(
     bins: int | None = None,
 ) -> list[Path]:
     """One panel per app (its resolutions as separate curves), each against the reference."""
-    plt = _plt()
+    plt = pyplot()
     data = df[df["group"] != reference_name]
     apps = sorted(a for a in data["app"].dropna().unique() if a != "")
     if not apps:
@@ -213,7 +214,7 @@ def plot_box(
     order: Sequence[str] | None = None,
 ) -> list[Path]:
     """Violin (shape) plus box (quartiles, 1.5 IQR whiskers) per group; reference first."""
-    plt = _plt()
+    plt = pyplot()
     groups = list(order) if order is not None else [reference_name, *_groups(df, reference_name)]
     values = [_finite(df.loc[df["group"] == g, measure]) for g in groups]
     keep = [(g, v) for g, v in zip(groups, values, strict=True) if v.size]

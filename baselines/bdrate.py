@@ -20,6 +20,14 @@ works with any number of points >= 2.
 When the result cannot be computed (fewer than 2 points, non-finite values,
 quality not strictly monotone in rate, or no overlap) the functions return
 ``nan`` and a one-line reason instead of raising.
+
+**Overlap.** A delta averages over the interval both curves cover, so two curves
+that share little of their range give a number about a small part of either.
+:func:`bd_overlap` measures that share as the ``bjontegaard`` package (FAU-LMS) does:
+the length of the common interval over the length of the union of both intervals,
+on the axis the delta integrates over (quality for BD-rate, ``log10(rate)`` for
+BD-PSNR), from 0 (disjoint) to 1 (same range). Below :data:`MIN_OVERLAP` (75 %, that
+package's default and common practice) a value should not be presented like the others.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+#: overlap fraction below which a BD value is flagged as unreliable (see :func:`bd_overlap`)
+MIN_OVERLAP = 0.75
 
 
 def _prepare(rate: Sequence[float], quality: Sequence[float], name: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -60,11 +71,18 @@ def _prepare_pair(
     return (la, qa, lt, qt), why
 
 
+def _overlap(xa: np.ndarray, xt: np.ndarray) -> tuple[float, float, float]:
+    """``(lo, hi, fraction)``: the common interval of two point sets and its share of their union."""
+    lo, hi = max(xa.min(), xt.min()), min(xa.max(), xt.max())
+    union = max(xa.max(), xt.max()) - min(xa.min(), xt.min())
+    return lo, hi, (max(hi - lo, 0.0) / union if union > 0 else 0.0)
+
+
 def _mean_diff(xa: np.ndarray, ya: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> tuple[float, str]:
     """Mean of (test - anchor) interpolants y(x) over the overlap of the x ranges."""
     from scipy.interpolate import PchipInterpolator
 
-    lo, hi = max(xa.min(), xt.min()), min(xa.max(), xt.max())
+    lo, hi, _ = _overlap(xa, xt)
     if not hi > lo:
         return math.nan, f"no overlap: anchor {xa.min():.4g}..{xa.max():.4g}, test {xt.min():.4g}..{xt.max():.4g}"
     ia = PchipInterpolator(xa, ya).integrate(lo, hi)
@@ -110,3 +128,25 @@ def bd_quality(
 
 #: alias: BD-PSNR when quality is PSNR in dB
 bd_psnr = bd_quality
+
+
+def bd_overlap(
+    anchor_rate: Sequence[float],
+    anchor_quality: Sequence[float],
+    test_rate: Sequence[float],
+    test_quality: Sequence[float],
+    axis: str = "quality",
+) -> float:
+    """Overlap of two RD curves, 0..1, on the axis a delta integrates over (see the module docstring).
+
+    ``axis="quality"`` is the quality range (what :func:`bd_rate` averages over),
+    ``axis="rate"`` the ``log10(rate)`` range (what :func:`bd_quality` averages over).
+    Uses the same points as the deltas (non-finite and non-positive rates dropped);
+    ``nan`` when either curve is unusable (then the delta is ``nan`` with its reason).
+    """
+    if axis not in ("quality", "rate"):
+        raise ValueError(f"axis must be 'quality' or 'rate', not {axis!r}")
+    (la, qa, lt, qt), why = _prepare_pair(anchor_rate, anchor_quality, test_rate, test_quality)
+    if why:
+        return math.nan
+    return _overlap(qa, qt)[2] if axis == "quality" else _overlap(la, lt)[2]

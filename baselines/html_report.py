@@ -42,6 +42,8 @@ pre { background: #f6f6f6; padding: .6em; white-space: pre-wrap; word-break: bre
 .note { color: #666; font-size: .9em; }
 .missing { color: #a33; }
 #broken { display: none; color: #a33; font-weight: bold; }
+td.flagged { color: #888; background: #fbf3e4; font-style: italic; }
+td.flagged small { font-size: .8em; }
 nav a { margin-right: 1em; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; }
@@ -85,20 +87,52 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def table_html(df: pd.DataFrame, max_rows: int = 400) -> str:
-    """A pandas DataFrame as an escaped HTML table (text columns left-aligned)."""
+def table_html(df: pd.DataFrame, max_rows: int = 400, notes: pd.DataFrame | None = None) -> str:
+    """A pandas DataFrame as an escaped HTML table (text columns left-aligned).
+
+    ``notes``, same index and columns as ``df`` (or a subset of the columns), marks cells:
+    a non-empty note shows the value in a ``flagged`` cell (grey, in brackets, with the
+    note under it and as its tooltip) instead of like the others.
+    """
     if df.empty:
         return '<p class="note">(empty)</p>'
     text_cols = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
     head = "".join(f'<th class="{"t" if c in text_cols else ""}">{_e(c)}</th>' for c in df.columns)
     body = []
-    for _, r in df.head(max_rows).iterrows():
-        cells = "".join(
-            f'<td class="{"t" if c in text_cols else ""}">{_e(_fmt(r[c]))}</td>' for c in df.columns
-        )
-        body.append(f"<tr>{cells}</tr>")
+    for i, r in df.head(max_rows).iterrows():
+        cells = []
+        for c in df.columns:
+            cls = "t" if c in text_cols else ""
+            note = notes.at[i, c] if notes is not None and c in notes.columns else ""
+            if note:
+                cells.append(f'<td class="{cls} flagged" title="{_e(note)}">({_e(_fmt(r[c]))})'
+                             f"<br><small>{_e(note)}</small></td>")
+            else:
+                cells.append(f'<td class="{cls}">{_e(_fmt(r[c]))}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
     more = f'<p class="note">{len(df) - max_rows} more rows in the CSV.</p>' if len(df) > max_rows else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _bd_section(bd: pd.DataFrame) -> str:
+    """The BD table: values from curves overlapping on less than 75 % of their range are flagged cells."""
+    from baselines.bdrate import MIN_OVERLAP
+    from baselines.report import BD_COLUMNS
+
+    titles = {"bd_rate": "BD-rate % (PSNR)", "bd_psnr": "BD-PSNR dB", "bd_rate_msssim": "BD-rate % (MS-SSIM)"}
+    view = bd[["app", "resolution", "codec", "n_points", "anchor_points",
+               *BD_COLUMNS.values(), "reason"]].rename(columns={BD_COLUMNS[k]: v for k, v in titles.items()})
+    notes = pd.DataFrame("", index=bd.index, columns=list(titles.values()))
+    for name, title in titles.items():
+        low = bd[f"{name}_low_overlap"].astype(bool) & bd[BD_COLUMNS[name]].notna()
+        notes.loc[low, title] = [f"low overlap: {v:.0%}" for v in bd.loc[low, f"{name}_overlap"]]
+    n_low = int((notes != "").to_numpy().sum())
+    legend = (f'<p class="note">{n_low} value(s) in grey brackets come from curves that share less than '
+              f"{MIN_OVERLAP:.0%} of their range (overlap = common interval / joint interval on the axis "
+              "the delta averages over, as the bjontegaard package computes it): they describe a small part "
+              "of the curves; do not compare them with the others. The overlap of every value is in "
+              "bd_rate.csv.</p>") if n_low else ""
+    return table_html(view, notes=notes) + legend
 
 
 def _rel(out: Path, p: Path) -> str:
@@ -253,8 +287,6 @@ def write_index_html(
             svg = next((p for p in paths if p.suffix == ".svg"), None)
             if png is not None:
                 rd_html.append(_figure(out, png, f"{name}: {label} vs bpp", svg))
-    bd_view = bd.drop(columns=["anchor"]).rename(columns={
-        "bd_rate_pct": "BD-rate % (PSNR)", "bd_psnr_db": "BD-PSNR dB", "bd_rate_msssim_pct": "BD-rate % (MS-SSIM)"})
     pq_view = pq[["codec_label", "quality_param", "quality", "app", "resolution", "n", "mean_bpp",
                   "mean_psnr", "psnr_of_mean_mse", "mean_ms_ssim", "ms_ssim_db", "encode_mean_s",
                   "decode_mean_s"]]
@@ -306,7 +338,7 @@ def write_index_html(
 <p class="note">Bjontegaard deltas with piecewise cubic (PCHIP) interpolation of log10(bpp) vs quality
 over the overlapping range (VCEG-M33 method with PCHIP instead of the cubic polynomial). Negative BD-rate:
 fewer bits than {_e(anchor)} at equal quality. NaN rows give their reason.</p>
-{table_html(bd_view)}
+{_bd_section(bd)}
 
 <h2 id="timing">Timing</h2>
 <p class="note">Mean and median wall seconds per frame (time.perf_counter; external processes included,

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.plots import pyplot, save_figure
 from baselines import metrics
-from baselines.bdrate import bd_quality, bd_rate
+from baselines.bdrate import MIN_OVERLAP, bd_overlap, bd_quality, bd_rate
 from baselines.store import ResultsStore
-from cloud3d.atomic import atomic_path, atomic_write_text
+from baselines.tasks import label_slug
+from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
 
 #: preferred anchors, in order, when ``--anchor`` is not given
@@ -81,11 +83,25 @@ def choose_anchor(labels: list[str], anchor: str | None) -> str:
     return sorted(labels)[0]
 
 
+#: the BD values of :func:`bd_table`: (value column, what it is, y column, overlap axis)
+BD_VALUES = (
+    ("bd_rate", "BD-rate", "mean_psnr", "quality"),
+    ("bd_psnr", "BD-PSNR", "mean_psnr", "rate"),
+    ("bd_rate_msssim", "BD-rate MS-SSIM", "ms_ssim_db", "quality"),
+)
+#: value column of each BD value in :func:`bd_table` (``bd_rate_pct``...)
+BD_COLUMNS = {"bd_rate": "bd_rate_pct", "bd_psnr": "bd_psnr_db", "bd_rate_msssim": "bd_rate_msssim_pct"}
+
+
 def bd_table(pq: pd.DataFrame, anchor: str) -> pd.DataFrame:
     """BD-rate (%) and BD-PSNR (dB) of every codec vs ``anchor`` per (app, resolution).
 
     Uses mean bpp and mean PSNR per quality (PCHIP, see :mod:`baselines.bdrate`);
-    also BD-rate on MS-SSIM dB. ``reason`` explains NaNs.
+    also BD-rate on MS-SSIM dB. Each value has ``<name>_overlap``, the share (0..1) of
+    the two curves' joint range that both cover on the axis it averages over (quality
+    for BD-rate, log10 bpp for BD-PSNR), and ``<name>_low_overlap``, True below
+    :data:`baselines.bdrate.MIN_OVERLAP` (75 %): such a value describes a small part of
+    the curves and is flagged in ``reason`` and on the page. ``reason`` explains NaNs.
     """
     rows = []
     for (app, res), g in pq.groupby(["app", "resolution"], sort=True):
@@ -93,22 +109,32 @@ def bd_table(pq: pd.DataFrame, anchor: str) -> pd.DataFrame:
         for label, t in g.groupby("codec_label", sort=True):
             if label == anchor:
                 continue
-            rec = {"app": app, "resolution": res, "codec": label, "anchor": anchor,
-                   "n_points": len(t), "anchor_points": len(a)}
+            rec: dict[str, Any] = {"app": app, "resolution": res, "codec": label, "anchor": anchor,
+                                   "n_points": len(t), "anchor_points": len(a)}
+            reasons = []
+            for name, what, col, axis in BD_VALUES:
+                if a.empty:
+                    value, overlap, why = math.nan, math.nan, ""
+                else:
+                    curves = (a["mean_bpp"], a[col], t["mean_bpp"], t[col])
+                    value, why = (bd_quality if name == "bd_psnr" else bd_rate)(*curves)
+                    overlap = bd_overlap(*curves, axis=axis)
+                low = bool(overlap < MIN_OVERLAP)  # False for NaN (unusable curve: see reason)
+                rec.update({BD_COLUMNS[name]: value, f"{name}_overlap": overlap, f"{name}_low_overlap": low})
+                if why:
+                    reasons.append(f"{what}: {why}")
+                elif low:
+                    reasons.append(f"{what}: curves overlap on {overlap:.0%} of their "
+                                   f"{'quality' if axis == 'quality' else 'log-rate'} range "
+                                   f"(< {MIN_OVERLAP:.0%}): unreliable")
             if a.empty:
-                rec.update(bd_rate_pct=math.nan, bd_psnr_db=math.nan, bd_rate_msssim_pct=math.nan,
-                           reason=f"anchor {anchor} has no results for {app}-{res}")
-            else:
-                r1, why1 = bd_rate(a["mean_bpp"], a["mean_psnr"], t["mean_bpp"], t["mean_psnr"])
-                q1, why2 = bd_quality(a["mean_bpp"], a["mean_psnr"], t["mean_bpp"], t["mean_psnr"])
-                r2, why3 = bd_rate(a["mean_bpp"], a["ms_ssim_db"], t["mean_bpp"], t["ms_ssim_db"])
-                reasons = [w for w in (why1 and f"BD-rate: {why1}", why2 and f"BD-PSNR: {why2}",
-                                       why3 and f"BD-rate MS-SSIM: {why3}") if w]
-                rec.update(bd_rate_pct=r1, bd_psnr_db=q1, bd_rate_msssim_pct=r2, reason="; ".join(reasons))
+                reasons = [f"anchor {anchor} has no results for {app}-{res}"]
+            rec["reason"] = "; ".join(reasons)
             rows.append(rec)
-    cols = ["app", "resolution", "codec", "anchor", "n_points", "anchor_points", "bd_rate_pct",
-            "bd_psnr_db", "bd_rate_msssim_pct", "reason"]
-    return pd.DataFrame(rows, columns=cols)
+    cols = ["app", "resolution", "codec", "anchor", "n_points", "anchor_points"]
+    for name, *_ in BD_VALUES:
+        cols += [BD_COLUMNS[name], f"{name}_overlap", f"{name}_low_overlap"]
+    return pd.DataFrame(rows, columns=[*cols, "reason"])
 
 
 def timing_table(ok: pd.DataFrame, machine: dict[str, Any]) -> pd.DataFrame:
@@ -157,26 +183,12 @@ def compressai_json(pq: pd.DataFrame, label: str, description: str) -> dict[str,
     }
 
 
-def _save_fig(fig, base: Path) -> list[Path]:
-    out = []
-    for ext in ("png", "svg"):
-        p = base.with_suffix(f".{ext}")
-        with atomic_path(p, suffix=f".{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
-        out.append(p)
-    return out
-
-
 def rd_plots(pq: pd.DataFrame, out: Path) -> dict[str, dict[str, list[Path]]]:
     """``rd_<app>-<res>_psnr`` and ``_msssim`` PNG+SVG, one line per codec; returns paths by group.
 
     Lossless points (PSNR capped at 100 dB) are left out of the plots.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     made: dict[str, dict[str, list[Path]]] = {}
     for (app, res), g in pq.groupby(["app", "resolution"], sort=True):
         name = f"{app}-{res}"
@@ -195,8 +207,10 @@ def rd_plots(pq: pd.DataFrame, out: Path) -> dict[str, dict[str, list[Path]]]:
             ax.grid(True, alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-            made[name][metric] = _save_fig(fig, out / f"rd_{name}_{metric}")
-            plt.close(fig)
+            try:
+                made[name][metric] = save_figure(fig, out / f"rd_{name}_{metric}")
+            finally:
+                plt.close(fig)
     return made
 
 
@@ -253,12 +267,12 @@ def write_report(
     versions = ok.groupby("codec_label")["codec_version"].first().to_dict()
     for label in labels:
         desc = f"{label} ({versions.get(label, '')}), mean over all images in {Path(results).name}"
-        p = out / "compressai" / f"{_safe(label)}.json"
+        p = out / "compressai" / f"{label_slug(label)}.json"
         atomic_write_text(p, json.dumps(compressai_json(overall, label, desc), indent=2) + "\n")
         cj.append(p)
         for (app, res), g in pq.groupby(["app", "resolution"], sort=True):
             if label in set(g["codec_label"]):
-                p = out / "compressai" / f"{app}-{res}" / f"{_safe(label)}.json"
+                p = out / "compressai" / f"{app}-{res}" / f"{label_slug(label)}.json"
                 d = f"{label} ({versions.get(label, '')}), mean over {app}-{res}"
                 atomic_write_text(p, json.dumps(compressai_json(g, label, d), indent=2) + "\n")
                 cj.append(p)
@@ -272,7 +286,3 @@ def write_report(
         bd=bd, anchor=anchor, timing=timing, runs=runs, rd=files["rd"], dataset=dataset, entropy=entropy,
     )
     return files
-
-
-def _safe(label: str) -> str:
-    return label.replace(";", "_").replace("=", "-").replace("/", "-").replace(" ", "")

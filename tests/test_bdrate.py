@@ -63,3 +63,21 @@ def test_non_overlapping_and_degenerate_inputs_give_nan_with_reason():
     assert math.isnan(v) and "test: quality is not strictly increasing" in why
     v, why = bd_rate(RATES, PSNR, [0.1, float("nan"), 0.3], [30, 31, float("inf")])
     assert math.isnan(v) and "fewer than 2" in why
+
+
+def test_overlap_is_common_over_joint_interval_on_the_integrated_axis():
+    from baselines.bdrate import MIN_OVERLAP, bd_overlap
+
+    assert MIN_OVERLAP == 0.75
+    # same range: 1; a test curve on the upper half of the anchor's PSNR range: 0.5 on quality
+    assert bd_overlap(RATES, PSNR, RATES * 0.9, PSNR) == pytest.approx(1.0)
+    q = np.linspace(30.0, 40.0, 5)
+    assert bd_overlap(RATES, q, RATES, q + 5.0) == pytest.approx(5.0 / 15.0)
+    # on the rate axis it is log10(rate) that counts: rates x10 on a 16x range
+    span = math.log10(1.6 / 0.1)
+    expected = (span - 1.0) / (span + 1.0)
+    assert bd_overlap(RATES, PSNR, RATES * 10, PSNR, axis="rate") == pytest.approx(expected)
+    assert bd_overlap(RATES, PSNR, RATES * 100, PSNR + 20) == 0.0
+    assert math.isnan(bd_overlap(RATES[:1], PSNR[:1], RATES, PSNR))
+    with pytest.raises(ValueError, match="axis"):
+        bd_overlap(RATES, PSNR, RATES, PSNR, axis="psnr")

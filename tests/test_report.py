@@ -156,3 +156,94 @@ def test_chromium_renders_with_no_missing_resources(study, tmp_path):
     (out / "rd_alpha-720p_psnr.png").unlink()
     dom = render_page(out / "index.html", tmp_path)
     assert 'data-broken-images="1"' in dom and "rd_alpha-720p_psnr.png" in dom
+
+
+@pytest.fixture(scope="module")
+def dotted(tmp_path_factory):
+    """Apps whose names have a dot, and three curves of real codecs: the anchor (jpeg), one
+    that covers the same quality range (jpeg without optimised Huffman tables) and one that covers little
+    of it (webp)."""
+    tmp = tmp_path_factory.mktemp("dotted")
+    ds = make_dataset(tmp / "ds", apps=("0ad.a26", "0ad.b27"), n=2)
+    res = tmp / "r.sqlite"
+    s = run_bench(ds, ["jpeg:q=10,30,50,70", "jpeg:q=10,30,50,70;optimize=false", "webp:q=50,70,90,95"],
+                  res, workers=2, progress=False)
+    assert (s.ok, s.failed) == (48, 0)
+    from baselines.report import write_report
+
+    files = write_report(res, tmp / "report", anchor="jpeg")
+    return tmp / "report", files
+
+
+def test_dotted_app_names_get_their_own_figures(dotted):
+    """Regression: ``with_suffix`` took ``.a26-720p_psnr`` for a suffix, so both apps wrote rd_0ad.png."""
+    out, files = dotted
+    assert not list(out.glob("rd_0ad.png")) and not list(out.glob("rd_0ad.svg"))
+    pngs = {}
+    for app in ("0ad.a26", "0ad.b27"):
+        for m in ("psnr", "msssim"):
+            for ext in ("png", "svg"):
+                assert (out / f"rd_{app}-720p_{m}.{ext}").is_file(), f"rd_{app}-720p_{m}.{ext}"
+            pngs[app, m] = (out / f"rd_{app}-720p_{m}.png").read_bytes()
+            assert files["rd"][f"{app}-720p"][m] == [out / f"rd_{app}-720p_{m}.png", out / f"rd_{app}-720p_{m}.svg"]
+    assert len(set(pngs.values())) == 4  # four different figures, none overwritten by another
+    links = page_links(files["index"]).links
+    assert "rd_0ad.a26-720p_psnr.png" in links and "rd_0ad.b27-720p_msssim.png" in links
+
+
+def _overlap(x_anchor, x_test) -> float:
+    """The bjontegaard package's overlap: common interval over joint interval."""
+    lo, hi = max(min(x_anchor), min(x_test)), min(max(x_anchor), max(x_test))
+    return max(hi - lo, 0) / (max(max(x_anchor), max(x_test)) - min(min(x_anchor), min(x_test)))
+
+
+def test_low_overlap_bd_values_flagged_like_the_bjontegaard_package(dotted):
+    import warnings
+
+    import bjontegaard
+
+    out, _ = dotted
+    pq = pd.read_csv(out / "per_quality.csv")
+    bd = pd.read_csv(out / "bd_rate.csv")
+    assert len(bd) == 4 and set(bd["codec"]) == {"jpeg;optimize=False", "webp"}
+    flags = []
+    for _, r in bd.iterrows():
+        g = pq[(pq["app"] == r["app"]) & (pq["resolution"] == r["resolution"])]
+        a = g[g["codec_label"] == "jpeg"].sort_values("mean_bpp")
+        t = g[g["codec_label"] == r["codec"]].sort_values("mean_bpp")
+        for name, col, fn, axis in (("bd_rate", "mean_psnr", bjontegaard.bd_rate, "quality"),
+                                    ("bd_psnr", "mean_psnr", bjontegaard.bd_psnr, "rate"),
+                                    ("bd_rate_msssim", "ms_ssim_db", bjontegaard.bd_rate, "quality")):
+            if axis == "quality":
+                expected = _overlap(a[col], t[col])
+            else:
+                expected = _overlap(np.log10(a["mean_bpp"]), np.log10(t["mean_bpp"]))
+            assert r[f"{name}_overlap"] == pytest.approx(expected, abs=1e-12)
+            low = bool(r[f"{name}_low_overlap"])
+            assert low == (expected < 0.75)
+            flags.append(low)
+            value = r[{"bd_rate": "bd_rate_pct", "bd_psnr": "bd_psnr_db",
+                       "bd_rate_msssim": "bd_rate_msssim_pct"}[name]]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ref = fn(a["mean_bpp"], a[col], t["mean_bpp"], t[col], method="pchip",
+                         require_matching_points=False)
+            # the package warns exactly when we flag, and computes the same delta
+            assert any("Insufficient curve overlap" in str(w.message) for w in caught) == (low and expected > 0)
+            assert value == pytest.approx(ref, rel=1e-6, abs=1e-9, nan_ok=True)
+            if low and expected > 0:  # (no overlap at all: the value is NaN, and the reason says so)
+                assert f"overlap on {expected:.0%}" in r["reason"]
+    assert any(flags) and not all(flags), "the study should give flagged and unflagged values"
+
+    # the page shows each flagged value in a marked cell with its overlap, the others plainly
+    text = (out / "index.html").read_text()
+    marked = text.count('flagged" title="low overlap: ')
+    n_low = sum(int((bd[f"{n}_low_overlap"] & bd[c].notna()).sum())
+                for n, c in (("bd_rate", "bd_rate_pct"), ("bd_psnr", "bd_psnr_db"),
+                             ("bd_rate_msssim", "bd_rate_msssim_pct")))
+    assert marked == n_low > 0
+    assert f"{n_low} value(s) in grey brackets come from curves that share less than 75%" in text
+    for _, r in bd.iterrows():
+        if not r["bd_rate_low_overlap"]:
+            shown = f'<td class="">{r["bd_rate_pct"]:.3f}</td>'
+            assert shown in text, shown
