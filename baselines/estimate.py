@@ -62,6 +62,11 @@ class CostEstimate:
         return None if self.seconds is None or not self.tasks else self.seconds / self.tasks
 
 
+def _count(n: int, word: str) -> str:
+    """``1 task``, ``3 tasks``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _quality_key(q: Any) -> Any:
     try:
         return float(q)
@@ -109,9 +114,9 @@ def stored_estimate(label: str, tasks: Sequence[Task], timed: pd.DataFrame) -> C
         if s is None:
             s, scaled = per_pixel * t.pixels, scaled + 1
         total += s
-    source = f"measured: median of {len(mine)} earlier result{'s' if len(mine) != 1 else ''} in this store"
+    source = f"measured: median of {_count(len(mine), 'earlier result')} in this store"
     if scaled:
-        source += f" ({scaled} task{'s' if scaled != 1 else ''} at a new resolution scaled by pixel count)"
+        source += f" ({_count(scaled, 'task')} at a new resolution scaled by pixel count)"
     return CostEstimate(label, len(tasks), total, source)
 
 
@@ -235,7 +240,7 @@ def describe_plan(total: int, done: int, estimates: Sequence[CostEstimate], thre
     names them (``workers``, ``Dask threads``).
     """
     todo = sum(e.tasks for e in estimates)
-    lines = [f"plan: {total} tasks: {done} already done, {todo} to do"]
+    lines = [f"plan: {_count(total, 'task')}: {done} already done, {todo} to do"]
     if not todo:
         return lines[0]
     slow = [e for e in estimates if e.per_task is None or e.per_task >= SLOW_TASK_S]
@@ -244,14 +249,14 @@ def describe_plan(total: int, done: int, estimates: Sequence[CostEstimate], thre
     lines.append("estimated CPU time (one core per task):")
     for e in slow:
         if e.seconds is None:
-            lines.append(f"  {e.label:<{width}}  {e.tasks} tasks: unknown ({e.source})")
+            lines.append(f"  {e.label:<{width}}  {_count(e.tasks, 'task')}: unknown ({e.source})")
         else:
-            lines.append(f"  {e.label:<{width}}  {e.tasks} tasks x {human_seconds(e.per_task)} = "
+            lines.append(f"  {e.label:<{width}}  {_count(e.tasks, 'task')} x {human_seconds(e.per_task)} = "
                          f"{human_seconds(e.seconds)}  ({e.source})")
     if fast:
         n, s = sum(e.tasks for e in fast), sum(e.seconds for e in fast)
         names = ", ".join(e.label for e in fast)
-        lines.append(f"  fast codecs ({names}): {n} tasks, {human_seconds(s)} in all "
+        lines.append(f"  fast codecs ({names}): {_count(n, 'task')}, {human_seconds(s)} in all "
                      f"(each under {SLOW_TASK_S:g} s per task)")
     known = [e.seconds for e in estimates if e.seconds is not None]
     if known:

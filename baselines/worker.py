@@ -22,7 +22,6 @@ decides), keep torch and OpenMP to one thread, and die with the main process
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import socket
@@ -221,7 +220,7 @@ def die_with_parent(parent_pid: int, use_prctl: bool = True, poll_s: float = 1.0
     """
     method = "thread"
     if use_prctl and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the running program's symbols, libc's prctl among them
         if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
             method = "prctl"
     ppid = os.getppid()
