@@ -65,6 +65,7 @@ class TaskExecutor:
         self.send_images = send_images
         self.kind = "given" if executor is not None else ("dask" if scheduler else "local")
         self._client: Any = None
+        self._processes = 0  # size of the local pool once started
         self._pending: dict[cf.Future, Task] = {}
         self._abandoned = 0  # tasks given up by the watchdog; their workers may still be busy
 
@@ -93,15 +94,16 @@ class TaskExecutor:
                 raise Cloud3dError(f"cannot connect to Dask scheduler {self.scheduler}: {exc}") from None
             self.executor = self._client.get_executor(pure=False)
         else:
-            n = min(self.workers or os.cpu_count() or 1, max(1, n_tasks))
-            self.executor = cf.ProcessPoolExecutor(max_workers=n, initializer=worker_init,
+            self._processes = min(self.workers or os.cpu_count() or 1, max(1, n_tasks))
+            self.executor = cf.ProcessPoolExecutor(max_workers=self._processes, initializer=worker_init,
                                                    initargs=(os.getpid(),))
 
     def threads(self) -> int:
-        """Worker threads tasks run on: the Dask cluster's, else ``workers`` (default: CPU count)."""
+        """Worker threads tasks run on: the Dask cluster's, the local pool's processes, else
+        ``workers`` (default: CPU count)."""
         if self._client is not None:
             return max(1, sum(self._client.nthreads().values()))
-        return self.workers or os.cpu_count() or 1
+        return self._processes or self.workers or os.cpu_count() or 1
 
     def _shutdown(self) -> None:
         if self.kind == "given" or self.executor is None:

@@ -209,9 +209,11 @@ def worker_init(parent_pid: int) -> None:  # pragma: no cover - runs in worker p
 
 
 def die_with_parent(parent_pid: int, use_prctl: bool = True, poll_s: float = 1.0) -> str:
-    """Make this process exit when ``parent_pid`` dies, even by SIGKILL; returns the method used.
+    """Make this process exit when its parent dies, even by SIGKILL; returns the method used.
 
-    On Linux the kernel sends SIGKILL the moment the parent goes
+    ``parent_pid`` is the process expected to have started this one (a pool's main
+    process; with the ``forkserver`` start method the parent is the fork server, which
+    exits with it). On Linux the kernel sends SIGKILL the moment the parent goes
     (``prctl(PR_SET_PDEATHSIG)``, no polling): ``"prctl"``. Elsewhere, or with
     ``use_prctl=False``, a daemon thread checks every ``poll_s`` seconds whether this
     process was re-parented (the parent is gone) and then ends it with ``os._exit``:
