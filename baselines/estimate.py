@@ -16,8 +16,9 @@ best first:
    process start), the whole task path is timed on centre crops of 128x128 and
    256x256 pixels of the first image to do, at the label's middle quality, and
    ``seconds = fixed + per_pixel x pixels`` is fitted through the two points and
-   extrapolated to each task. This costs a few seconds for VTM and milliseconds for
-   JPEG; it is rough (a crop is not the frame), so the printout says so.
+   extrapolated to each task. It costs three small encodes (a fraction of one frame's
+   time for VTM, milliseconds for JPEG) and is rough (a crop is not the frame), so the
+   printout says so.
 
 The estimate is work on one core; the wall time divides it by the worker threads.
 """
