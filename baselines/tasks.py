@@ -14,6 +14,7 @@ codec's checkpoint) that file's sha256.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,10 +160,13 @@ def _file_sha(path: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - pe
 
 
 def quality_slug(q: Any) -> str:
-    """Short text for a quality value in file names: ``40``, ``0.5`` or a file's stem."""
+    """Short text for a quality value in file names: ``40``, ``0.5``, or for a file its stem and
+    the first 8 hex digits of the sha256 of its path (``best-1f0c3a9e``), so that two checkpoints
+    both called ``best.pt`` never share a ``--keep`` folder."""
     if isinstance(q, int | float) and not isinstance(q, bool):
         return f"{q:g}"
-    return Path(str(q)).stem.replace(" ", "_")
+    path = Path(str(q))
+    return f"{path.stem.replace(' ', '_')}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
 def label_slug(label: str) -> str:

@@ -23,6 +23,7 @@ from plugin_codecs import QuantZlibCodec
 from baselines.codecs.registry import CodecSpec
 from baselines.runner import run_bench
 from baselines.store import ResultsStore
+from baselines.tasks import quality_slug
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_png_rgb, write_png
 from cloud3d_dataset.manifest import index_dataset
@@ -255,7 +256,8 @@ def test_learned_codec_checkpoint_as_quality(dataset, tmp_path):
     (r,) = [r for r in rows(res) if r["codec"] == "learned"]
     assert r["quality"] == str(ckpt.resolve()) and '"checkpoint_sha256":"' in r["params"]
     assert r["bpp"] == pytest.approx(8 * r["bytes"] / (W * H))
-    assert (tmp_path / "keep" / "learned_device-cpu" / "checkpointtiny" / "test" / "alpha-720p" / "0.c3d").stat().st_size == r["bytes"]
+    kept = tmp_path / "keep" / "learned_device-cpu" / f"checkpoint{quality_slug(r['quality'])}"
+    assert (kept / "test" / "alpha-720p" / "0.c3d").stat().st_size == r["bytes"]
     files = write_report(res, tmp_path / "rep", anchor="jpeg")
     d = json.loads((tmp_path / "rep" / "compressai" / "learned_device-cpu.json").read_text())
     assert d["results"]["quality"] == [str(ckpt.resolve())]
@@ -299,3 +301,12 @@ def test_app_specific_and_general_models_make_separate_curves(dataset, tmp_path)
         with pytest.raises(ValueError, match="label"):
             parse_codec_spec(f"jpeg:q=50;label={bad}")
     assert parse_codec_spec("jpeg:q=50;label=jpeg-ref").label == "jpeg-ref"
+
+
+def test_kept_files_of_same_named_checkpoints_do_not_collide(tmp_path):
+    """Regression: ``--keep`` folders were named by a checkpoint's stem alone, so runs/a/best.pt
+    and runs/b/best.pt wrote their bitstreams into the same folder."""
+    a, b = str(tmp_path / "a" / "best.pt"), str(tmp_path / "b" / "best.pt")
+    assert quality_slug(a) != quality_slug(b)
+    assert quality_slug(a).startswith("best-") and quality_slug(a) == quality_slug(a)
+    assert quality_slug(40) == "40" and quality_slug(0.5) == "0.5"
