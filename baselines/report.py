@@ -83,7 +83,7 @@ def choose_anchor(labels: list[str], anchor: str | None) -> str:
     return sorted(labels)[0]
 
 
-#: the BD values of :func:`bd_table`: (value column, what it is, y column, overlap axis)
+#: the BD values of :func:`bd_table`: (name, what it is, quality column, axis of its overlap)
 BD_VALUES = (
     ("bd_rate", "BD-rate", "mean_psnr", "quality"),
     ("bd_psnr", "BD-PSNR", "mean_psnr", "rate"),
