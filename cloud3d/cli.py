@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "analysis.cli",
     "baselines.cli",
     "baselines.video_cli",
+    "baselines.archive.cli",
     "models.cli",
     "cloud3d.demo",
 )

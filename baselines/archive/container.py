@@ -1,0 +1,306 @@
+"""The archive file: a plain, uncompressed POSIX tar that any ``tar`` can list and extract.
+
+Members, in this order::
+
+    cloud3d-archive.json           the manifest (first member; it identifies the format)
+    data/{relative path}{ext}      one bitstream per original file, e.g.
+                                   data/test/supertuxkart-720p/5.webp
+
+The manifest is JSON ``{"format": "cloud3d-archive", "version": 1, "body_sha256": H,
+"body": {...}}`` where ``H`` is the SHA-256 of the body's canonical JSON (sorted keys, no
+spaces), so a flipped byte anywhere in it is caught. ``body`` holds ``created``, ``tool``,
+``codec`` (spec, name, quality, options, version, lossless, extension), ``source`` (kind,
+selection, counts), ``dataset_rows`` (the dataset manifest rows of the files, or null) and
+``entries``, one per original file:
+
+==================== ===========================================================
+path                 relative name of the original file (POSIX, restored there)
+bytes, sha256        the original file's size and SHA-256
+width, height        pixels
+pixel_sha256         SHA-256 of the decoded ``(H, W, 3) uint8`` RGB bytes (C order);
+                     null for ``raw``
+member               tar member holding the bitstream
+member_bytes,        its size and SHA-256
+member_sha256
+encode_s             wall seconds the codec took to encode
+rec_sha256, mse,     only when the archive was verified at creation: pixel hash of
+psnr, ms_ssim        the reconstruction and its quality (lossy codecs; ``psnr`` null = inf)
+note                 how the original was converted to 8-bit RGB, if it was
+==================== ===========================================================
+
+Everything read from an archive is untrusted: :class:`ArchiveReader` refuses members that are
+not regular files or whose names are absolute or contain ``..``, bounds the manifest's size and
+every declared image size, checks each member's size and SHA-256 before it is used, and turns
+every failure into a one-line :class:`~cloud3d.errors.Cloud3dError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cloud3d.errors import Cloud3dError
+
+FORMAT = "cloud3d-archive"
+FORMAT_VERSION = 1
+MANIFEST_MEMBER = "cloud3d-archive.json"
+DATA_PREFIX = "data/"
+#: largest manifest accepted (about 100,000 entries)
+MAX_MANIFEST_BYTES = 64 << 20
+#: largest image side and area an entry may declare (8K UHD is 33 Mpx)
+MAX_SIDE = 16384
+MAX_PIXELS = 1 << 26
+#: longest relative path accepted
+MAX_PATH_CHARS = 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The bytes hashed for ``body_sha256``: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def manifest_bytes(body: dict[str, Any]) -> bytes:
+    """The manifest member's content for ``body`` (see the module docstring)."""
+    doc = {"format": FORMAT, "version": FORMAT_VERSION,
+           "body_sha256": hashlib.sha256(canonical_json(body)).hexdigest(), "body": body}
+    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def check_relpath(path: Any, what: str = "path") -> str:
+    """``path`` if it is a safe relative POSIX name; :class:`Cloud3dError` otherwise.
+
+    Safe: a non-empty string of at most :data:`MAX_PATH_CHARS` characters, no NUL, no
+    backslash, not absolute, and no empty, ``.`` or ``..`` component. Such a name joined to any
+    folder stays inside it (symbolic links on the way are checked where files are written).
+    """
+    if not isinstance(path, str) or not path:
+        raise Cloud3dError(f"{what} {path!r} is not a file name")
+    if len(path) > MAX_PATH_CHARS or "\x00" in path or "\\" in path:
+        raise Cloud3dError(f"{what} {path[:80]!r} is refused: too long or contains NUL or '\\'")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise Cloud3dError(f"{what} {path!r} is refused: absolute paths are not allowed")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise Cloud3dError(f"{what} {path!r} is refused: empty, '.' or '..' components are not allowed")
+    return path
+
+
+def member_name(relpath: str, extension: str) -> str:
+    """Tar member of the bitstream of ``relpath``: ``data/`` + the path with ``extension``."""
+    return DATA_PREFIX + str(PurePosixPath(relpath).with_suffix(extension))
+
+
+def safe_join(root: Path, relpath: str) -> Path:
+    """``root / relpath`` after checking ``relpath`` and that the result resolves inside
+    ``root`` (symbolic links already in the output folder included)."""
+    check_relpath(relpath)
+    base = root.resolve()
+    target = (base / relpath).resolve()
+    if not target.is_relative_to(base) or target == base:
+        raise Cloud3dError(f"path {relpath!r} leads outside the output folder {root}: refused")
+    return target
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _tarinfo(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode, ti.type = size, mtime, 0o644, tarfile.REGTYPE
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
+def write_archive(tmp_path: Path, body: dict[str, Any], files: list[tuple[str, Path]],
+                  mtime: int) -> None:
+    """Write the tar to ``tmp_path`` (the caller renames it into place): the manifest of
+    ``body``, then each ``(member name, file on disk)``, flushed and fsynced."""
+    doc = manifest_bytes(body)
+    with open(tmp_path, "wb") as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            tf.addfile(_tarinfo(MANIFEST_MEMBER, len(doc), mtime), io.BytesIO(doc))
+            for name, path in files:
+                with open(path, "rb") as src:
+                    tf.addfile(_tarinfo(name, os.fstat(src.fileno()).st_size, mtime), src)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _int(entry: dict, key: str, low: int, high: int, where: str) -> int:
+    v = entry.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+        raise Cloud3dError(f"{where}: field {key!r} = {v!r} is not an integer in {low}..{high}")
+    return v
+
+
+def _hex(entry: dict, key: str, where: str, optional: bool = False) -> str | None:
+    v = entry.get(key)
+    if v is None and optional:
+        return None
+    if not isinstance(v, str) or not _HEX64.fullmatch(v):
+        raise Cloud3dError(f"{where}: field {key!r} is not a SHA-256")
+    return v
+
+
+def check_entries(entries: Any, archive_bytes: int) -> list[dict[str, Any]]:
+    """Validate the manifest's entries: types, safe unique names, bounded sizes.
+
+    A member can never be larger than the archive, and an image never larger than
+    :data:`MAX_SIDE` x :data:`MAX_SIDE` and :data:`MAX_PIXELS`, so no declared number can
+    make the reader allocate far more than the file justifies.
+    """
+    if not isinstance(entries, list):
+        raise Cloud3dError("manifest entries are not a list")
+    if len(entries) * 512 > archive_bytes:  # each member needs at least a 512-byte header
+        raise Cloud3dError(f"manifest lists {len(entries)} files, more than the archive can hold")
+    seen_paths: set[str] = set()
+    seen_members: set[str] = set()
+    for i, e in enumerate(entries):
+        where = f"manifest entry {i}"
+        if not isinstance(e, dict):
+            raise Cloud3dError(f"{where} is not an object")
+        path = check_relpath(e.get("path"), f"{where}: path")
+        member = check_relpath(e.get("member"), f"{where}: member")
+        if not path.lower().endswith(".png"):
+            raise Cloud3dError(f"{where}: path {path!r} is refused: archives restore .png files only")
+        if not member.startswith(DATA_PREFIX):
+            raise Cloud3dError(f"{where}: member {member!r} is outside {DATA_PREFIX}")
+        if path in seen_paths or member in seen_members:
+            raise Cloud3dError(f"{where}: {path!r} is listed twice")
+        seen_paths.add(path)
+        seen_members.add(member)
+        _int(e, "bytes", 0, 1 << 40, where)
+        _int(e, "member_bytes", 0, archive_bytes, where)
+        w, h = _int(e, "width", 1, MAX_SIDE, where), _int(e, "height", 1, MAX_SIDE, where)
+        if w * h > MAX_PIXELS:
+            raise Cloud3dError(f"{where}: {w}x{h} is above the limit of {MAX_PIXELS} pixels")
+        _hex(e, "sha256", where)
+        _hex(e, "member_sha256", where)
+        _hex(e, "pixel_sha256", where, optional=True)
+        _hex(e, "rec_sha256", where, optional=True)
+    return entries
+
+
+class ArchiveReader:
+    """An open archive: ``body`` (the checked manifest), ``entries``, ``body_sha256``,
+    :meth:`read_member`. Use as a context manager.
+
+    Opening reads the manifest and every member header (not the data). ``missing`` lists the
+    members that the manifest names but the tar lacks (truncated or damaged archives); the
+    members present can still be read.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise Cloud3dError(f"no such archive: {self.path}")
+        self.size = self.path.stat().st_size
+        self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            self._open()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _open(self) -> None:
+        name = self.path
+        if self.size < 1024:
+            raise Cloud3dError(f"{name} is not a cloud3d archive: {self.size} bytes is too short (truncated?)")
+        try:
+            self._tf = tarfile.open(fileobj=self._f, mode="r:")
+            first = self._tf.next()
+        except tarfile.TarError as exc:
+            raise Cloud3dError(f"{name} is not a cloud3d archive (not a tar file: {exc})") from None
+        if first is None or first.name != MANIFEST_MEMBER:
+            got = first.name if first is not None else "nothing"
+            raise Cloud3dError(f"{name} is a tar file but not a cloud3d archive: its first member "
+                               f"is {got!r}, expected {MANIFEST_MEMBER}")
+        if not first.isreg() or first.size > min(MAX_MANIFEST_BYTES, self.size):
+            raise Cloud3dError(f"{name}: the manifest member is not a file of a plausible size")
+        self.body, self.body_sha256 = self._read_manifest(first)
+        self.entries = check_entries(self.body.get("entries"), self.size)
+        self._members = self._scan(first)
+        self.missing = [e["member"] for e in self.entries if e["member"] not in self._members]
+
+    def _read_manifest(self, info: tarfile.TarInfo) -> tuple[dict[str, Any], str]:
+        raw = self._read(info)
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Cloud3dError(f"{self.path}: the manifest is corrupt (not valid JSON: {exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise Cloud3dError(f"{self.path}: the manifest is not a {FORMAT} manifest")
+        if doc.get("version") != FORMAT_VERSION:
+            raise Cloud3dError(f"{self.path}: archive format version {doc.get('version')!r} is not "
+                               f"supported (this cloud3d reads version {FORMAT_VERSION})")
+        body = doc.get("body")
+        if not isinstance(body, dict):
+            raise Cloud3dError(f"{self.path}: the manifest has no body")
+        digest = hashlib.sha256(canonical_json(body)).hexdigest()
+        if digest != doc.get("body_sha256"):
+            raise Cloud3dError(f"{self.path}: the manifest is corrupt (its SHA-256 does not match)")
+        return body, digest
+
+    def _scan(self, first: tarfile.TarInfo) -> dict[str, tarfile.TarInfo]:
+        """Every member header after the manifest; refuses links, devices and unsafe names."""
+        members: dict[str, tarfile.TarInfo] = {}
+        while True:
+            try:
+                info = self._tf.next()
+            except tarfile.TarError:
+                break  # damaged or truncated from here on: the manifest says what is missing
+            if info is None:
+                break
+            kind = ("symbolic link" if info.issym() else "hard link" if info.islnk() else
+                    "device" if info.isdev() else "folder" if info.isdir() else
+                    None if info.isreg() else "special file")
+            check_relpath(info.name, "archive member")
+            if kind:
+                raise Cloud3dError(f"{self.path}: member {info.name!r} is a {kind}; cloud3d "
+                                   "archives hold regular files only: refused")
+            if not info.name.startswith(DATA_PREFIX) or info.name in members:
+                raise Cloud3dError(f"{self.path}: unexpected member {info.name!r}: not written by cloud3d")
+            members[info.name] = info
+        return members
+
+    def _read(self, info: tarfile.TarInfo) -> bytes:
+        try:
+            f = self._tf.extractfile(info)
+            data = f.read() if f is not None else b""
+        except tarfile.TarError as exc:
+            raise Cloud3dError(f"member {info.name} is cut short ({exc}): the archive is truncated") from None
+        if len(data) != info.size:
+            raise Cloud3dError(f"member {info.name} is cut short: the archive is truncated")
+        return data
+
+    def read_member(self, entry: dict[str, Any]) -> bytes:
+        """The bitstream of ``entry``, checked against the manifest's size and SHA-256."""
+        info = self._members.get(entry["member"])
+        if info is None:
+            raise Cloud3dError(f"{entry['member']} is missing from the archive (truncated or damaged)")
+        if info.size != entry["member_bytes"]:
+            raise Cloud3dError(f"{entry['member']} has {info.size} bytes, the manifest says "
+                               f"{entry['member_bytes']} (damaged archive)")
+        data = self._read(info)
+        if hashlib.sha256(data).hexdigest() != entry["member_sha256"]:
+            raise Cloud3dError(f"{entry['member']} is corrupt (SHA-256 mismatch)")
+        return data
+
+    def close(self) -> None:
+        if hasattr(self, "_tf"):
+            self._tf.close()
+        self._f.close()
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
