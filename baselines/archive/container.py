@@ -223,8 +223,10 @@ class ArchiveReader:
             got = first.name if first is not None else "nothing"
             raise Cloud3dError(f"{name} is a tar file but not a cloud3d archive: its first member "
                                f"is {got!r}, expected {MANIFEST_MEMBER}")
-        if not first.isreg() or first.size > min(MAX_MANIFEST_BYTES, self.size):
+        if not first.isreg() or first.size > MAX_MANIFEST_BYTES:
             raise Cloud3dError(f"{name}: the manifest member is not a file of a plausible size")
+        if first.offset_data + first.size > self.size:
+            raise Cloud3dError(f"{name} is truncated: it ends inside its manifest")
         self.body, self.body_sha256 = self._read_manifest(first)
         self.entries = check_entries(self.body.get("entries"), self.size)
         self._members = self._scan(first)
