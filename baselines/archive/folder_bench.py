@@ -21,6 +21,10 @@ included; the median of ``repeat`` runs), and quality: ``bit_exact`` (archivers:
 file has the original's SHA-256; codecs: every restored image has the original's pixels) and
 for lossy rows the mean PSNR, PSNR of the mean MSE and mean MS-SSIM (:mod:`baselines.metrics`).
 
+The 1-minute load average before and after each row is recorded (``loadavg_before``,
+``loadavg_after``): on a shared machine, wall times are only comparable between rows run under
+similar load.
+
 Warm-up, untimed: every input file is read once (so no row pays for a cold page cache), each
 program is started once (``--help``), and each codec codes a 64x64 image (loading libraries and
 a learned model's weights) before its timed runs.
@@ -267,7 +271,7 @@ COLUMNS = ["method", "kind", "lossless", "files", "pixels", "original_bytes", "c
            "compression_rate", "bpp", "compress_s", "decompress_s", "total_s", "bit_exact",
            "mean_psnr", "psnr_of_mean_mse", "n_psnr_capped", "mean_ms_ssim", "repeat", "runs_s",
            "workers", "version", "command", "input", "input_fingerprint", "cpu_model", "cores",
-           "host", "finished"]
+           "host", "loadavg_before", "loadavg_after", "finished"]
 
 
 def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution=None,
@@ -281,7 +285,8 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
     from tqdm import tqdm
 
     src = list_sources(folder, split=split, app=app, resolution=resolution)
-    plan = plan_methods(methods, list(extra_codecs), checkpoint, workers=workers, progress=False, echo=echo)
+    plan = plan_methods(methods, list(extra_codecs), checkpoint, workers=workers, progress=progress,
+                        echo=echo)
     csv_path = Path(csv_path)
     scratch_root = Path(work) if work else csv_path.parent / f".{csv_path.name}.work"
     fingerprint, pixels = _read_sources(src)
@@ -292,6 +297,7 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
         if done.any() and not force:
             echo(f"{m.name}: already in {csv_path}, skipped")
             continue
+        load = os.getloadavg()[0]
         res = _measure(m, src, scratch_root / m.name.replace("/", "_").replace(":", "_"), repeat)
         row = {
             "method": m.name, "kind": m.kind, "lossless": m.lossless, "files": len(src.files),
@@ -301,13 +307,15 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
             "version": m.version, "command": m.command, "input": str(Path(folder).resolve()) + (
                 f" {src.selection}" if src.selection else ""),
             "input_fingerprint": fingerprint, "cpu_model": machine.get("cpu_model"),
-            "cores": machine.get("cores"), "host": machine.get("host"), "finished": utc_stamp(), **res,
+            "cores": machine.get("cores"), "host": machine.get("host"), "finished": utc_stamp(),
+            "loadavg_before": round(load, 2), "loadavg_after": round(os.getloadavg()[0], 2), **res,
         }
         table = pd.concat([table[~done], pd.DataFrame([row])], ignore_index=True)[COLUMNS]
         atomic_write_text(csv_path, table.to_csv(index=False, lineterminator="\n"))
         echo(f"{m.name}: {res['compressed_bytes']:,} bytes, rate {row['compression_rate']:.3f}, "
              f"{res['total_s']:.2f} s, bit-exact {res['bit_exact']}")
-    shutil.rmtree(scratch_root, ignore_errors=True) if work is None else None
+    if work is None:
+        shutil.rmtree(scratch_root, ignore_errors=True)
     return table[table["input_fingerprint"] == fingerprint].reset_index(drop=True)
 
 
