@@ -235,3 +235,13 @@ def test_cli_prints_one_line(made, tmp_path, run_cli):
     p = run_cli("unarchive", forged, "-o", tmp_path / "out")
     assert p.returncode == 1 and p.stderr.startswith("error: ") and p.stderr.strip().count("\n") == 0
     assert "refused" in p.stderr and not (tmp_path / "evil.png").exists()
+
+
+@pytest.mark.parametrize("change", [{"path": "x/../../y.png"}, {"width": "wide"}])
+def test_forged_dataset_rows(made, tmp_path, change):
+    _, arcs = made
+    forged = _forge_body(arcs["raw"], tmp_path / "f.tar", lambda b: b["dataset_rows"][0].update(change))
+    with pytest.raises(Cloud3dError, match="dataset rows do not match"):
+        unarchive(forged, tmp_path / "out", progress=False)
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 5  # the files themselves are fine
+    assert not (tmp_path / "out" / "manifest.csv").exists()

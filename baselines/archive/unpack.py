@@ -249,9 +249,13 @@ def _write_dataset_manifest(out: Path, rows: list[dict[str, Any]], entries: list
         r = restored.get(i)
         p = out / e["path"]
         by_path[e["path"]] = (r["bytes"], r["sha256"]) if r else (p.stat().st_size, sha256_file(p))
-    df = pd.DataFrame(rows)
-    if "path" not in df.columns or set(df["path"]) != set(by_path):
-        raise Cloud3dError("the archive's dataset rows do not match its files: manifest.csv not written")
-    df["bytes"] = [by_path[p][0] for p in df["path"]]
-    df["sha256"] = [by_path[p][1] for p in df["path"]]
-    write_manifest(out, df)
+    bad = Cloud3dError("the archive's dataset rows do not match its files: manifest.csv not written")
+    try:
+        df = pd.DataFrame(rows)
+        if "path" not in df.columns or len(df) != len(by_path) or set(df["path"]) != set(by_path):
+            raise bad
+        df["bytes"] = [by_path[p][0] for p in df["path"]]
+        df["sha256"] = [by_path[p][1] for p in df["path"]]
+        write_manifest(out, df)
+    except (ValueError, TypeError, KeyError):
+        raise bad from None
