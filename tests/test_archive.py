@@ -29,7 +29,7 @@ LOSSLESS = ["raw", "png", "png-opt", "webp-lossless", "jpegxl-lossless"]
 
 @pytest.fixture()
 def dataset(tmp_path):
-    return make_dataset(tmp_path / "ds", n=2)
+    return make_dataset(tmp_path / "ds", n=2, res="168p")
 
 
 def _same_pixels(src, out):
@@ -175,11 +175,11 @@ def test_codec_spec_errors(dataset, tmp_path):
 
 
 def test_archive_resumes_after_a_failed_file(dataset, tmp_path):
-    bad = dataset / "test" / "beta-720p" / "1.png"
+    bad = dataset / "test" / "beta-168p" / "1.png"
     good = bad.read_bytes()
     bad.write_bytes(good[:-100])  # no longer what the manifest says
     arc = tmp_path / "a.tar"
-    with pytest.raises(Cloud3dError, match=r"1 of 5 files could not be archived .*beta-720p/1.png changed"):
+    with pytest.raises(Cloud3dError, match=r"1 of 5 files could not be archived .*beta-168p/1.png changed"):
         archive_folder(dataset, arc, "webp-lossless", progress=False)
     assert not arc.exists()
     staged = sorted(p.name for p in (tmp_path / ".a.tar.partial").glob("*.json") if p.name != "state.json")
@@ -192,7 +192,7 @@ def test_archive_resumes_after_a_failed_file(dataset, tmp_path):
 
 
 def test_other_codec_restarts_the_staging(dataset, tmp_path):
-    bad = dataset / "test" / "beta-720p" / "1.png"
+    bad = dataset / "test" / "beta-168p" / "1.png"
     good = bad.read_bytes()
     bad.write_bytes(good[:-100])
     with pytest.raises(Cloud3dError):
@@ -207,12 +207,12 @@ def test_unarchive_resumes_and_repairs(dataset, tmp_path):
     archive_folder(dataset, arc, "jpegxl-lossless:effort=3", progress=False)
     out = tmp_path / "r"
     unarchive(arc, out, progress=False)
-    (out / "test" / "alpha-720p" / "0.png").unlink()
-    write_png(out / "test" / "beta-720p" / "1.png", make_game_like_frame(168, 176, 77))  # wrong pixels
-    before = (out / "train" / "alpha-720p" / "99.png").stat().st_mtime_ns
+    (out / "test" / "alpha-168p" / "0.png").unlink()
+    write_png(out / "test" / "beta-168p" / "1.png", make_game_like_frame(168, 176, 77))  # wrong pixels
+    before = (out / "train" / "alpha-168p" / "99.png").stat().st_mtime_ns
     u = unarchive(arc, out, progress=False)
     assert (u.restored, u.skipped) == (2, 3)
-    assert (out / "train" / "alpha-720p" / "99.png").stat().st_mtime_ns == before  # left alone
+    assert (out / "train" / "alpha-168p" / "99.png").stat().st_mtime_ns == before  # left alone
     _same_pixels(dataset, out)
 
 
@@ -247,7 +247,7 @@ def _plugin_env():
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_coded_files_and_the_same_command_resumes(tmp_path):
-    ds = make_dataset(tmp_path / "ds", n=6)
+    ds = make_dataset(tmp_path / "ds", n=6, res="168p")
     arc = tmp_path / "a.tar"
     args = [*CLI, "archive", str(ds), "-o", str(arc), "--codec", "test-quant:bits=2;sleep=0.4", "--quiet"]
     proc = subprocess.Popen(args, env=_plugin_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -30,7 +30,7 @@ def archivers():
 
 @pytest.fixture()
 def dataset(tmp_path):
-    return make_dataset(tmp_path / "ds", n=2)
+    return make_dataset(tmp_path / "ds", n=2, res="168p")
 
 
 def test_archivers_and_codecs_on_one_folder(archivers, dataset, tmp_path):

@@ -46,6 +46,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cloud3d.errors import Cloud3dError
+from cloud3d.imageio import check_image_size
+from cloud3d.safepaths import relpath_problem, resolve_inside
 
 FORMAT = "cloud3d-archive"
 FORMAT_VERSION = 1
@@ -53,9 +55,9 @@ MANIFEST_MEMBER = "cloud3d-archive.json"
 DATA_PREFIX = "data/"
 #: largest manifest accepted (about 100,000 entries)
 MAX_MANIFEST_BYTES = 64 << 20
-#: largest image side and area an entry may declare (8K UHD is 33 Mpx)
+#: largest image side an entry may declare; its area is bounded by the toolkit's pixel
+#: budget (:func:`cloud3d.imageio.max_image_pixels`, 40 Mpx unless CLOUD3D_MAX_IMAGE_PIXELS)
 MAX_SIDE = 16384
-MAX_PIXELS = 1 << 26
 #: longest relative path accepted
 MAX_PATH_CHARS = 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -75,21 +77,14 @@ def manifest_bytes(body: dict[str, Any]) -> bytes:
 
 
 def check_relpath(path: Any, what: str = "path") -> str:
-    """``path`` if it is a safe relative POSIX name; :class:`Cloud3dError` otherwise.
-
-    Safe: a non-empty string of at most :data:`MAX_PATH_CHARS` characters, no NUL, no
-    backslash, not absolute, and no empty, ``.`` or ``..`` component. Such a name joined to any
-    folder stays inside it (symbolic links on the way are checked where files are written).
-    """
-    if not isinstance(path, str) or not path:
-        raise Cloud3dError(f"{what} {path!r} is not a file name")
-    if len(path) > MAX_PATH_CHARS or "\x00" in path or "\\" in path:
-        raise Cloud3dError(f"{what} {path[:80]!r} is refused: too long or contains NUL or '\\'")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise Cloud3dError(f"{what} {path!r} is refused: absolute paths are not allowed")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise Cloud3dError(f"{what} {path!r} is refused: empty, '.' or '..' components are not allowed")
+    """``path`` if it is a plain relative POSIX name (:func:`cloud3d.safepaths.relpath_problem`)
+    of at most :data:`MAX_PATH_CHARS` characters; :class:`Cloud3dError` otherwise."""
+    why = relpath_problem(path)
+    if why is None and len(path) > MAX_PATH_CHARS:
+        why = f"is longer than {MAX_PATH_CHARS} characters"
+    if why is not None:
+        shown = path[:80] if isinstance(path, str) else path
+        raise Cloud3dError(f"{what} {shown!r} {why}: refused")
     return path
 
 
@@ -99,14 +94,10 @@ def member_name(relpath: str, extension: str) -> str:
 
 
 def safe_join(root: Path, relpath: str) -> Path:
-    """``root / relpath`` after checking ``relpath`` and that the result resolves inside
-    ``root`` (symbolic links already in the output folder included)."""
+    """``root / relpath``, refused unless it stays inside ``root`` with symbolic links already
+    in the output folder resolved (:func:`cloud3d.safepaths.resolve_inside`)."""
     check_relpath(relpath)
-    base = root.resolve()
-    target = (base / relpath).resolve()
-    if not target.is_relative_to(base) or target == base:
-        raise Cloud3dError(f"path {relpath!r} leads outside the output folder {root}: refused")
-    return target
+    return resolve_inside(root, relpath, "archive manifest")
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -154,8 +145,8 @@ def check_entries(entries: Any, archive_bytes: int) -> list[dict[str, Any]]:
     """Validate the manifest's entries: types, safe unique names, bounded sizes.
 
     A member can never be larger than the archive, and an image never larger than
-    :data:`MAX_SIDE` x :data:`MAX_SIDE` and :data:`MAX_PIXELS`, so no declared number can
-    make the reader allocate far more than the file justifies.
+    :data:`MAX_SIDE` a side and the pixel budget, so no declared number can make the reader
+    allocate far more than the file justifies.
     """
     if not isinstance(entries, list):
         raise Cloud3dError("manifest entries are not a list")
@@ -180,8 +171,7 @@ def check_entries(entries: Any, archive_bytes: int) -> list[dict[str, Any]]:
         _int(e, "bytes", 0, 1 << 40, where)
         _int(e, "member_bytes", 0, archive_bytes, where)
         w, h = _int(e, "width", 1, MAX_SIDE, where), _int(e, "height", 1, MAX_SIDE, where)
-        if w * h > MAX_PIXELS:
-            raise Cloud3dError(f"{where}: {w}x{h} is above the limit of {MAX_PIXELS} pixels")
+        check_image_size(w, h, f"{where} ({path})")
         _hex(e, "sha256", where)
         _hex(e, "member_sha256", where)
         _hex(e, "pixel_sha256", where, optional=True)

@@ -257,5 +257,5 @@ def _write_dataset_manifest(out: Path, rows: list[dict[str, Any]], entries: list
         df["bytes"] = [by_path[p][0] for p in df["path"]]
         df["sha256"] = [by_path[p][1] for p in df["path"]]
         write_manifest(out, df)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, Cloud3dError):
         raise bad from None
