@@ -120,12 +120,14 @@ class CodecRunner(_Runner):
         import torch
 
         from models.architectures import create_model
+        from models.codec import prepare
 
         super().__init__(device)
         torch.manual_seed(0)
-        self.model = create_model(arch, **config)
-        self.model.update(force=True)
-        self.model.eval().to(device)
+        model = create_model(arch, **config)
+        model.update(force=True)
+        # prepared once, as a caller coding many frames does (inference copy, tables, hash)
+        self.model = prepare(model.eval(), device, fast=fast)
         self.arch = arch + ("" if fast else " (plain)")
         self.config = ",".join(f"{k}={v}" for k, v in config.items())
         self.rgb, self.tile, self.coder, self.fp16, self.fast = rgb, tile, coder, fp16, fast

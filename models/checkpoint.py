@@ -24,6 +24,7 @@ import torch
 from cloud3d.atomic import atomic_path
 from cloud3d.errors import Cloud3dError
 from models.architectures import ARCHITECTURES, create_model
+from models.latent_model import LatentModel
 
 FORMAT = "cloud3d-model"
 FORMAT_VERSION = 1
@@ -31,7 +32,7 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: Any,
+    model: LatentModel,
     meta: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
@@ -40,9 +41,6 @@ def save_checkpoint(
     ``meta`` gets ``arch`` and ``config`` filled in; ``extra`` holds optimizer states etc.
     """
     model.update(force=True)
-    model.__dict__.pop("_c3d_hash", None)
-    for attr in ("_c3d_hash_fp", "_c3d_ctx", "_c3d_fast"):  # derived caches
-        model.__dict__.pop(attr, None)
     full_meta = {**(meta or {}), "arch": model.arch, "config": model.config()}
     obj = {
         "format": FORMAT,
@@ -87,7 +85,7 @@ def load_checkpoint(
     path: str | os.PathLike,
     arch: str | None = None,
     device: str | torch.device = "cpu",
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[LatentModel, dict[str, Any]]:
     """Build the model recorded in the checkpoint and load its weights; returns ``(model, meta)``.
 
     ``arch``: when given, a checkpoint of another architecture is a :class:`Cloud3dError`.
@@ -109,7 +107,7 @@ def load_checkpoint(
     return model.to(device), meta
 
 
-def load_weights(model: Any, state_dict: dict[str, Any], source: str) -> None:
+def load_weights(model: LatentModel, state_dict: dict[str, Any], source: str) -> None:
     """Strictly load ``state_dict``; Cloud3dError naming ``source`` on a mismatch."""
     try:
         model.load_state_dict(state_dict, strict=True)

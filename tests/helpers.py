@@ -111,3 +111,22 @@ def tiny_model(arch: str, seed: int = 0, prepare=None):
         prepare(m, seed)
     m.update(force=True)
     return m.eval()
+
+
+def loud_latents(m, seed: int = 0) -> None:
+    """A ``tiny_model`` ``prepare`` hook: scale the last layer of each analysis transform by
+    20 and of each entropy-parameter net by 30, so that an untrained model quantizes a frame
+    to many non-zero symbols over many CDF tables (its plain init rounds nearly all to 0)."""
+    import torch
+
+    with torch.no_grad():
+        for name in ("g_a", "h_a", "h_a1", "h_a2"):
+            seq = getattr(m, name, None)
+            if seq is not None:
+                seq[-1].weight.mul_(20)
+                seq[-1].bias.mul_(20)
+        for net in m.param_nets:
+            convs = [x for x in net.modules() if isinstance(x, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+            convs[-1].weight.mul_(30)
+            convs[-1].bias.mul_(30)
+

@@ -11,31 +11,38 @@ import struct
 import numpy as np
 import pytest
 import torch
-from helpers import make_game_like_frame, tiny_model
+from helpers import loud_latents, make_game_like_frame, tiny_model
 
 from cloud3d.errors import Cloud3dError
 from models import bitstream
+from models.architectures import C2FModel
 from models.codec import (
-    _context,
-    _decode_tile,
+    _encode_tile,
+    _latent_shapes,
     _pad,
-    _quantize_tile,
     _rgb_to_tensor,
     compress_image,
     compress_image_timed,
     decompress_image,
     decompress_image_timed,
+    prepare,
     quantized_reconstruction,
     weights_hash,
 )
+from models.entropy import decode_levels
 
 # compressai calls torch.jit.script at import time (FutureWarning under recent torch)
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
 
+def _model(arch: str, seed: int = 0):
+    """A tiny seeded model whose latents quantize to many non-zero symbols."""
+    return tiny_model(arch, seed, prepare=loud_latents)
+
+
 @pytest.fixture(scope="module")
 def pruned():
-    return tiny_model("c2f-xsmall-pruned")
+    return _model("c2f-xsmall-pruned")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall", "mbt2018-mean",
                                   "bmshj2018-hyperprior"])
 def test_decode_reproduces_quantized_reconstruction_exactly(arch, odd_rgb):
-    m = tiny_model(arch)
+    m = _model(arch)
     data = compress_image(m, odd_rgb)
     rec = decompress_image(m, data)
     assert rec.shape == odd_rgb.shape and rec.dtype == np.uint8
@@ -64,7 +71,7 @@ def test_decode_reproduces_quantized_reconstruction_exactly(arch, odd_rgb):
 
 
 def test_two_level_stream_has_three_latents(odd_rgb):
-    m = tiny_model("c2f-xsmall")
+    m = _model("c2f-xsmall")
     s = bitstream.parse(compress_image(m, odd_rgb))
     assert (s.arch, s.n_levels, s.width, s.height, s.tile) == ("c2f-xsmall", 3, 70, 50, 0)
     assert len(s.strings) == 1 and len(s.strings[0]) == 3 and all(s.strings[0])
@@ -118,15 +125,15 @@ def test_forged_header_with_valid_crc_cannot_force_huge_allocation(pruned, odd_r
 def test_stream_from_other_weights_or_architecture_is_refused(pruned, odd_rgb):
     data = compress_image(pruned, odd_rgb)
     with pytest.raises(Cloud3dError, match="other weights"):
-        decompress_image(tiny_model("c2f-xsmall-pruned", seed=1), data)
+        decompress_image(_model("c2f-xsmall-pruned", seed=1), data)
     with pytest.raises(Cloud3dError, match="architecture c2f-xsmall-pruned"):
-        decompress_image(tiny_model("c2f-xsmall"), data)
+        decompress_image(_model("c2f-xsmall"), data)
 
 
 def test_cpu_coding_is_deterministic_run_to_run(pruned, odd_rgb):
     a = compress_image(pruned, odd_rgb)
     b = compress_image(pruned, odd_rgb)
-    fresh = tiny_model("c2f-xsmall-pruned")  # same seed: same weights, rebuilt from scratch
+    fresh = _model("c2f-xsmall-pruned")  # same seed: same weights, rebuilt from scratch
     assert a == b == compress_image(fresh, odd_rgb)
     np.testing.assert_array_equal(decompress_image(pruned, a), decompress_image(fresh, a))
 
@@ -158,7 +165,7 @@ def test_bad_tile_sizes_are_clear_errors(pruned, odd_rgb):
 
 @pytest.mark.parametrize("arch", ["c2f-xsmall-pruned", "c2f-xsmall"])
 def test_lzma_coder_round_trip(arch, odd_rgb):
-    m = tiny_model(arch)
+    m = _model(arch)
     data = compress_image(m, odd_rgb, coder="lzma")
     s = bitstream.parse(data)
     assert s.coder == "lzma" and len(s.strings[0]) == 1
@@ -174,21 +181,19 @@ def test_timings_are_split_and_positive(pruned, odd_rgb):
 
 
 def test_gpu_encode_cpu_decode(cuda_device):
-    m = tiny_model("c2f-xsmall")
+    m = _model("c2f-xsmall")
     rgb = make_game_like_frame(200, 330, 7, 0)
     data = compress_image(m, rgb, device="cuda")
     rec_gpu = decompress_image(m, data, device="cuda")
     rec_cpu = decompress_image(m, data, device="cpu")
     # the latents decoded on CPU are exactly the ones the GPU encoder quantized
-    cuda = torch.device("cuda")
     times = {"network": 0.0, "entropy": 0.0}
     x = _pad(_rgb_to_tensor(rgb), m.stride)
-    m.to(cuda)
-    _, _, y_gpu = _quantize_tile(m, _context(m, cuda), x, cuda, False, times)
-    m.to("cpu")
+    y_gpu = _encode_tile(prepare(m, "cuda"), x, False, None, times).y_hat
+    cpu = prepare(m, "cpu")
     s = bitstream.parse(data)
-    y_cpu = _decode_tile(m, _context(m, torch.device("cpu")), s.strings[0], "ans",
-                         x.shape[2], x.shape[3], times, "stream")
+    y_cpu = decode_levels(cpu.entropy, _latent_shapes(cpu, x.shape[2], x.shape[3]), s.strings[0],
+                          "ans", times, "stream").y_hat
     assert torch.equal(y_gpu.cpu(), y_cpu)
     assert np.abs(rec_gpu.astype(int) - rec_cpu.astype(int)).max() <= 2
 
@@ -196,7 +201,7 @@ def test_gpu_encode_cpu_decode(cuda_device):
 def test_gpu_fp16_and_tiles_decode_on_cpu(cuda_device):
     """fp16 transforms on the GPU (tiled and whole) give streams a CPU decodes to the GPU's
     own reconstruction up to synthesis rounding; the latents themselves are exact."""
-    m = tiny_model("c2f-xsmall-pruned")
+    m = _model("c2f-xsmall-pruned")
     rgb = make_game_like_frame(180, 300, 5, 1)
     for tile in ("whole", 128):
         data = compress_image(m, rgb, tile=tile, device="cuda", fp16=True)
@@ -224,3 +229,67 @@ def test_compressai_models_convert_to_registry_models(arch, odd_rgb):
         assert torch.equal(v, m.state_dict()[k]), k
     np.testing.assert_array_equal(decompress_image(m, compress_image(m, odd_rgb)),
                                   quantized_reconstruction(m, odd_rgb))
+
+
+@pytest.mark.parametrize("coder", ["ans", "lzma"])
+@pytest.mark.parametrize("arch", ["c2f-xsmall", "mbt2018-mean", "bmshj2018-hyperprior"])
+def test_encoder_and_decoder_walk_the_same_levels(arch, coder, odd_rgb):
+    """The shared level loop: what the decoder rebuilds from the strings is, level by level,
+    the encoder's symbols, CDF indexes and dequantized latent, exactly."""
+    pm = prepare(_model(arch), "cpu")
+    times = {"network": 0.0, "entropy": 0.0}
+    x = _pad(_rgb_to_tensor(odd_rgb), pm.stride)
+    enc = _encode_tile(pm, x, False, None, times)
+    strings = bitstream.parse(compress_image(pm, odd_rgb, coder=coder)).strings[0]
+    dec = decode_levels(pm.entropy, _latent_shapes(pm, x.shape[2], x.shape[3]), strings, coder,
+                        times, "stream")
+    assert len(enc.symbols) == len(dec.symbols) == len(pm.latent_strides)
+    for k in range(len(enc.symbols)):
+        assert torch.equal(enc.symbols[k], dec.symbols[k]), k
+        assert torch.equal(enc.indexes[k].cpu(), dec.indexes[k].cpu()), k
+    assert torch.equal(enc.y_hat, dec.y_hat)
+    assert all((s != 0).any() for s in enc.symbols)  # a real signal at every level
+    assert (enc.symbols[0] != 0).sum() > enc.symbols[0].numel() // 2
+    assert enc.indexes[0].unique().numel() > 10  # over many CDF tables
+
+
+class _GainModel(C2FModel):
+    """A two-quality model in the variable-rate contract (``num_qualities``, ``lambdas``,
+    quality-indexed gains in the analysis and synthesis only), to check that the codec
+    passes the quality through to both transforms."""
+
+    num_qualities = 2
+    lambdas = [0.01, 0.04]
+
+    def __init__(self) -> None:
+        super().__init__("xsmall", pruned=True)
+        self.register_buffer("gains", torch.tensor([0.5, 2.0]).view(2, 1, 1, 1, 1))
+
+    def latents(self, x, quality):
+        y = self.g_a(x) * self.gains[quality]
+        return [y, self.h_a1(y)]
+
+    def synthesis(self, y_hat, quality):
+        return self.g_s(y_hat / self.gains[quality])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_variable_rate_models_get_the_quality_in_both_transforms(fast, odd_rgb):
+    torch.manual_seed(0)
+    m = _GainModel()
+    loud_latents(m)
+    m.update(force=True)
+    pm = prepare(m.eval(), "cpu", fast=fast)
+    streams = [compress_image(pm, odd_rgb, quality=q, fast=fast) for q in (0, 1)]
+    assert streams[0] != streams[1] and len(streams[0]) < len(streams[1])  # finer at 2.0
+    for q, data in enumerate(streams):
+        rec = decompress_image(pm, data, quality=q, fast=fast)
+        np.testing.assert_array_equal(rec, quantized_reconstruction(pm, odd_rgb, quality=q,
+                                                                    fast=fast))
+    for bad in (None, 2, -1, 1.0, True):
+        with pytest.raises(Cloud3dError, match="variable-rate model: give a quality 0..1"):
+            compress_image(pm, odd_rgb, quality=bad, fast=fast)
+    with pytest.raises(Cloud3dError, match="variable-rate"):
+        decompress_image(pm, streams[0], fast=fast)
+    with pytest.raises(Cloud3dError, match="fixed-rate model: it takes no quality"):
+        compress_image(_model("c2f-xsmall-pruned"), odd_rgb, quality=0)

@@ -20,6 +20,7 @@ from models.codec import (
     _rgb_to_tensor,
     compress_image,
     decompress_image,
+    prepare,
     quantized_reconstruction,
     weights_hash,
 )
@@ -90,15 +91,15 @@ def test_inference_copy_matches_model_and_leaves_it_untouched(arch):
 
 
 def test_fast_copy_shares_the_parameter_nets_and_leaves_the_model_as_it_was():
-    from models.codec import _transforms
-
     m = _model("c2f-xsmall")
     m.train()
-    fast = _transforms(m, torch.device("cpu"), True)
-    assert fast is _transforms(m, torch.device("cpu"), True)  # cached
+    shared = [x for net in m.param_nets for x in net.modules()]
+    fast = inference_copy(m, share=shared)
     assert fast.h_s1 is m.h_s1 and fast.pe2 is m.pe2  # evaluated as float64 copies elsewhere
     assert fast.g_a is not m.g_a and fast.h_a1 is not m.h_a1 and not fast.g_s.training
     assert m.training and m.h_s1.training  # mode of the original untouched
+    pm = prepare(m, "cpu")  # the prepared model builds its copy the same way
+    assert pm.transforms.h_s1 is m.h_s1 and pm.transforms.g_a is not m.g_a
     for name, p in m.named_parameters():
         assert p.is_contiguous() and p.requires_grad, name
 
@@ -129,3 +130,24 @@ def test_cached_fast_copy_and_hash_follow_weight_changes():
     b = compress_image(m, rgb)
     assert b == compress_image(other, rgb) != a
     np.testing.assert_array_equal(decompress_image(m, b), decompress_image(other, b))
+
+
+def test_prepared_model_is_reused_until_the_weights_change_and_nothing_is_stored_on_the_model():
+    m = _model("c2f-xsmall-pruned", seed=0)
+    other = _model("c2f-xsmall-pruned", seed=1)
+    rgb = make_game_like_frame(50, 70, 2, 1)
+    attrs = set(m.__dict__)
+    pm = prepare(m, "cpu")
+    fast, nets, h0 = pm.transforms, pm.entropy.nets64, pm.weights_hash
+    a = compress_image(pm, rgb)
+    assert prepare(pm, "cpu") is pm and pm.transforms is fast and pm.entropy.nets64 is nets
+    assert a == compress_image(m, rgb)  # a bare model is prepared for the call: same stream
+    assert set(m.__dict__) == attrs  # no caches stored as attributes on the module
+    m.load_state_dict(other.state_dict())
+    b = compress_image(pm, rgb)  # refreshed: new copies, new hash
+    assert pm.transforms is not fast and pm.entropy.nets64 is not nets
+    assert weights_hash(pm) == weights_hash(other) != h0
+    assert b == compress_image(other, rgb) != a
+    plain = prepare(pm, fast=False)  # other options: a new preparation of the same model
+    assert plain is not pm and plain.model is m and plain.transforms is m
+    assert compress_image(plain, rgb, fast=False) == b

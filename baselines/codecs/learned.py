@@ -115,9 +115,10 @@ class LearnedCodec(Codec):
     def _model(self, checkpoint: str) -> Any:
         if checkpoint not in self._models:
             from models.checkpoint import load_checkpoint
-            from models.codec import weights_hash
+            from models.codec import prepare, weights_hash
 
-            model, _ = load_checkpoint(checkpoint)
+            # prepared once per checkpoint: inference copy, float64 nets, tables, hash
+            model = prepare(load_checkpoint(checkpoint)[0], self.options["device"])
             self._models[checkpoint] = model
             self._by_hash[weights_hash(model)] = model
         return self._models[checkpoint]

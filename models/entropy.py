@@ -1,0 +1,227 @@
+"""Entropy coding of the quantized latents: tables, the float64 parameter path, rANS and LZMA.
+
+One loop, :func:`code_levels`, walks the latent levels for the encoder and for the decoder
+alike (they must mirror each other exactly); only the step that yields a level's integer
+symbols differs: the encoder rounds the latent around its offset, the decoder reads the
+symbols from the stream.
+
+Cross-device determinism
+------------------------
+The decoder must rebuild exactly the CDF index and mean the encoder used for every latent
+element, even when encoder (GPU) and decoder (CPU) differ. Three rules make this robust:
+
+1. The entropy-parameter path (hyper-synthesis h_s + Pro-Est head) runs on a float64 copy
+   of those layers, fed with quantized latents that are exact in floating point. float64
+   results on different devices differ by ~1e-15 relative, not ~1e-6 as float32/TF32 do.
+2. Predicted means are snapped to a grid of 1/64 (:data:`MEAN_GRID`) and scales are turned
+   into table indexes by float64 comparisons. A device difference only matters if a value
+   lies within ~1e-13 of a grid step or table boundary: about 1e-11 per element, i.e. about
+   one frame in 10^5 at 1080p for the small model.
+3. Decoded latents are ``symbol + snapped mean`` (exact), so each level's input to the next
+   level's parameter network is identical on every device.
+
+The synthesis g_s itself stays float32 (or fp16); it does not feed the entropy decoder, so
+device differences there only move reconstructed pixels by rounding noise (typically 0-1
+code values), never desynchronise the stream.
+"""
+
+from __future__ import annotations
+
+import copy
+import lzma
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from cloud3d.errors import CodecError
+from models.latent_model import LatentModel
+
+#: predicted means are rounded to multiples of this (a power of two: exact in binary)
+MEAN_GRID = 1.0 / 64
+
+#: ``times`` dicts accumulate seconds under these keys
+Times = dict[str, float]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work on ``device`` (no-op on CPU), so that timings are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class CoderTables:
+    """CDF tables of one compressai entropy model as Python lists (what the rANS coder takes).
+    """
+
+    def __init__(self, em: Any) -> None:
+        if em._quantized_cdf.numel() == 0:
+            raise CodecError("model has no entropy-coder tables: call model.update() first")
+        self.cdf: list[list[int]] = em._quantized_cdf.tolist()
+        self.lengths: list[int] = em._cdf_length.reshape(-1).int().tolist()
+        self.offsets: list[int] = em._offset.reshape(-1).int().tolist()
+
+
+class EntropyParams:
+    """Everything the entropy coder derives from one model for one parameter device ``pdev``.
+
+    ``nets64[k]``: float64 copy of ``model.param_nets[k]`` on ``pdev`` (rule 1 above);
+    ``top``/``gauss[k]``: CDF tables of the factorized prior / Gaussian conditionals;
+    ``scale_tables[k]``: float64 scale table of ``gauss[k]``; ``medians``: the factorized
+    prior's medians ``(1, C, 1, 1)`` float64 on ``pdev``.
+    """
+
+    def __init__(self, model: LatentModel, pdev: torch.device) -> None:
+        self.pdev = pdev
+        self.split_params = model.split_params
+        self.nets64 = [copy.deepcopy(n).to(pdev, torch.float64).eval() for n in model.param_nets]
+        self.top = CoderTables(model.bottleneck)
+        self.gauss = [CoderTables(g) for g in model.gaussians]
+        self.scale_tables = [g.scale_table.to(pdev, torch.float64) for g in model.gaussians]
+        self.scale_bounds = [float(g.lower_bound_scale.bound) for g in model.gaussians]
+        med = model.bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+        self.medians = med.to(pdev, torch.float64)
+
+    def tables(self, k: int) -> CoderTables:
+        """Tables of level ``k`` (the coarsest level uses the factorized prior's)."""
+        return self.gauss[k] if k < len(self.gauss) else self.top
+
+    def level_params(self, k: int, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Snapped means (zeros for scale-only models) and int32 CDF indexes of level ``k``,
+        from the dequantized level ``k + 1`` (float64 on ``pdev``)."""
+        with torch.inference_mode():
+            raw = self.nets64[k](upper)
+        means, scales = self.split_params(k, raw)
+        if means is None:
+            means = torch.zeros_like(scales)
+        else:
+            means = torch.round(means / MEAN_GRID) * MEAN_GRID
+        table = self.scale_tables[k]
+        scales = scales.clamp_min(self.scale_bounds[k])
+        # index = number of table entries (last excluded) strictly below the scale: compressai's
+        # build_indexes rule, as exact float64 comparisons
+        idx = torch.bucketize(scales.contiguous(), table[:-1].contiguous(), right=False)
+        return means, idx.to(torch.int32)
+
+
+@dataclass
+class Levels:
+    """The coded latents of one tile, finest level first.
+
+    ``symbols[k]``: integer-valued float64 symbols; ``indexes[k]``: int32 CDF-table index of
+    each element (the channel for the coarsest level); ``y_hat``: the dequantized finest
+    latent (float64 on the parameter device), the input of the synthesis.
+    """
+
+    symbols: list[torch.Tensor]
+    indexes: list[torch.Tensor]
+    y_hat: torch.Tensor
+
+
+#: ``level_symbols(k, offset, index) -> symbols``: integer-valued float64 symbols of level ``k``
+LevelSymbols = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def code_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], level_symbols: LevelSymbols,
+                times: Times) -> Levels:
+    """The latent-level loop shared by encoder and decoder, coarsest level first.
+
+    ``shapes[k]``: shape of latent ``k``. The coarsest level has offset = the factorized
+    prior's medians and index = its channel; every other level ``k`` gets snapped means
+    (offset) and CDF indexes from the float64 parameter net applied to the dequantized level
+    ``k + 1``. ``level_symbols`` yields the level's symbols (encoder: ``round(latent -
+    offset)``; decoder: read from the stream) and the dequantized level is ``symbols +
+    offset``. Parameter nets count as ``times["network"]``, the rest as
+    ``times["entropy"]``.
+    """
+    n = len(shapes)
+    syms: list[torch.Tensor] = [torch.empty(0)] * n
+    idxs: list[torch.Tensor] = [torch.empty(0)] * n
+    t0 = time.perf_counter()
+    c = shapes[-1][1]
+    idxs[-1] = torch.arange(c, dtype=torch.int32, device=ep.pdev).view(1, c, 1, 1).expand(shapes[-1])
+    syms[-1] = level_symbols(n - 1, ep.medians, idxs[-1])
+    upper = syms[-1] + ep.medians
+    times["entropy"] += time.perf_counter() - t0
+    for k in reversed(range(n - 1)):
+        t0 = time.perf_counter()
+        means, idxs[k] = ep.level_params(k, upper)
+        sync(ep.pdev)
+        t1 = time.perf_counter()
+        syms[k] = level_symbols(k, means, idxs[k])
+        upper = syms[k] + means
+        times["network"] += t1 - t0
+        times["entropy"] += time.perf_counter() - t1
+    return Levels(syms, idxs, upper)
+
+
+def _to_list(t: torch.Tensor) -> list[int]:
+    return t.reshape(-1).to("cpu", torch.int32).numpy().tolist()
+
+
+def encode_strings(ep: EntropyParams, levels: Levels, coder: str) -> list[bytes]:
+    """The strings of one tile: one rANS string per level (finest first), or one LZMA string
+    of all levels' symbols (int32 little-endian, finest level first)."""
+    if coder == "lzma":
+        payload = b"".join(s.to("cpu", torch.int32).numpy().astype("<i4").tobytes()
+                           for s in levels.symbols)
+        return [lzma.compress(payload, preset=6)]
+    from compressai import ans
+
+    enc = ans.RansEncoder()
+    out = []
+    for k, (s, i) in enumerate(zip(levels.symbols, levels.indexes, strict=True)):
+        tb = ep.tables(k)
+        out.append(enc.encode_with_indexes(_to_list(s), _to_list(i), tb.cdf, tb.lengths, tb.offsets))
+    return out
+
+
+def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: list[bytes],
+                  coder: str, times: Times, source: str) -> Levels:
+    """Read one tile's levels from its strings (made by :func:`encode_strings`).
+
+    Raises :class:`CodecError` when the LZMA data is corrupt or of the wrong size.
+    """
+    if coder == "lzma":
+        t0 = time.perf_counter()
+        flat = lzma_symbols(strings[0], shapes, source)
+        times["entropy"] += time.perf_counter() - t0
+        return code_levels(ep, shapes, lambda k, _o, _i: flat[k].to(ep.pdev, torch.float64),
+                           times)
+    from compressai import ans
+
+    def rans(k: int, _offset: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        tb = ep.tables(k)
+        n = math.prod(shapes[k])
+        # Defensive zero padding: the rANS decoder reads at most one 32-bit word per symbol
+        # plus bypass bits whose count the stream itself encodes (<= 15 bits read per bit
+        # present), so a corrupt or forged string cannot make it read past the buffer.
+        data = strings[k] + bytes(8 * n + 16 * len(strings[k]) + 64)
+        vals = ans.RansDecoder().decode_with_indexes(data, _to_list(idx), tb.cdf, tb.lengths,
+                                                    tb.offsets)
+        return torch.tensor(vals, dtype=torch.float64, device=ep.pdev).reshape(shapes[k])
+
+    return code_levels(ep, shapes, rans, times)
+
+
+def lzma_symbols(blob: bytes, shapes: list[tuple[int, ...]], source: str) -> list[torch.Tensor]:
+    """The int64 symbol tensors of every level from one LZMA string (xz container)."""
+    sizes = [math.prod(s) for s in shapes]
+    expect = 4 * sum(sizes)
+    d = lzma.LZMADecompressor()
+    try:
+        raw = d.decompress(blob, max_length=expect + 1)
+    except lzma.LZMAError as exc:
+        raise CodecError(f"{source}: corrupt LZMA latent data ({exc})") from None
+    if len(raw) != expect or not d.eof:
+        raise CodecError(f"{source}: LZMA latent data has the wrong size for this image")
+    arr = np.frombuffer(raw, dtype="<i4")
+    out, pos = [], 0
+    for s, n in zip(shapes, sizes, strict=True):
+        out.append(torch.from_numpy(arr[pos : pos + n].astype(np.int64)).reshape(s))
+        pos += n
+    return out
