@@ -9,7 +9,7 @@ Layout (all integers little-endian)::
     6       1     n_levels: number of latents per tile (2 = y, z; 3 = y, z, w)
     7       1     length A of the architecture name (1..64)
     8       A     architecture name, ASCII (e.g. "c2f-small-pruned")
-    8+A     32    SHA-256 of the model weights (see models.codec.weights_hash)
+    8+A     32    SHA-256 of the model weights (see models.prepared.weights_hash)
     +32     4     image width  (pixels, 1..65535)
     +36     4     image height (pixels, 1..65535)
     +40     4     tile size in pixels (0 = whole frame)

@@ -15,10 +15,10 @@ copy of a model for coding only, with
 
 Same layers, same weights, same shapes: only the evaluation order of the arithmetic changes,
 so outputs agree with the original model to float32 rounding (tested in
-``tests/test_models_fast.py``). The original model is not touched; :mod:`models.codec`
-keeps the copy in a cache keyed by a fingerprint of the state tensors (see
-:func:`state_fingerprint`), so ``load_state_dict``, optimiser steps or ``update()`` on the
-original invalidate it.
+``tests/test_models_fast.py``). The original model is not touched; a
+:class:`~models.prepared.PreparedModel` rebuilds the copy when a fingerprint of the state
+tensors changes (see :func:`state_fingerprint`), so ``load_state_dict``, optimiser steps or
+``update()`` on the original invalidate it.
 """
 
 from __future__ import annotations
