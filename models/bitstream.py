@@ -23,15 +23,29 @@ right/bottom (edge replication) to a multiple of the model's stride, so padding 
 width, height, tile size and stride and is checked, not stored. With the LZMA coder each tile
 has a single string (level count still recorded). :func:`parse` checks every length against
 the data actually present before anything is allocated, and raises :class:`~cloud3d.errors.CodecError`.
+
+Decoder budget
+--------------
+The format allows images up to :data:`MAX_PIXELS` (8192 x 8192) in pieces of up to
+:data:`MAX_TILE_PIXELS`. A decoder, though, works in proportion to the pixels a stream
+claims, not to its bytes: a frame of flat colour is a few hundred bytes at any size, so a
+short forged stream can ask for gigabytes and minutes. Like Pillow's ``MAX_IMAGE_PIXELS``,
+the decoder therefore refuses images above a pixel budget unless told to trust them:
+:data:`MAX_DECODE_PIXELS` (4096 x 2160, DCI 4K, which holds UHD 3840 x 2160) by default,
+the environment variable :data:`DECODE_PIXELS_ENV` to change it for a process, and the
+``max_pixels`` argument of :func:`check_decode_budget` (``cloud3d decompress --max-pixels``)
+for one call. See :func:`models.entropy.check_strings` for the bounds that follow from the
+stream's own bytes.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
 
-from cloud3d.errors import CodecError
+from cloud3d.errors import Cloud3dError, CodecError
 
 MAGIC = b"C3DL"
 VERSION = 1
@@ -42,6 +56,10 @@ MAX_ARCH = 64
 MAX_PIXELS = 8192 * 8192
 #: largest tile (pixels, after padding) coded or decoded in one piece: 4096 x 4096 (4K UHD fits)
 MAX_TILE_PIXELS = 4096 * 4096
+#: default decoder budget: most pixels (width x height) a stream may claim, DCI 4K
+MAX_DECODE_PIXELS = 4096 * 2160
+#: environment variable that sets the decoder budget (pixels) for a process
+DECODE_PIXELS_ENV = "CLOUD3D_MAX_DECODE_PIXELS"
 _FIXED = struct.Struct("<4sBBBB")
 _DIMS = struct.Struct("<IIII")
 
@@ -177,3 +195,38 @@ def parse(data: bytes, source: str = "stream") -> Stream:
             pos += ln
         strings.append(row)
     return Stream(arch, whash, width, height, tile, coder, n_levels, strings)
+
+
+def decode_pixel_budget(max_pixels: int | None = None) -> int:
+    """The decoder budget in pixels: ``max_pixels`` if given, else the value of the
+    environment variable :data:`DECODE_PIXELS_ENV`, else :data:`MAX_DECODE_PIXELS`.
+
+    Raises :class:`~cloud3d.errors.Cloud3dError` for a budget that is not a positive integer.
+    """
+    if max_pixels is None:
+        raw = os.environ.get(DECODE_PIXELS_ENV, "").strip()
+        if not raw:
+            return MAX_DECODE_PIXELS
+        try:
+            max_pixels = int(raw)
+        except ValueError:
+            raise Cloud3dError(f"{DECODE_PIXELS_ENV}={raw!r} is not a whole number of pixels") from None
+        where = DECODE_PIXELS_ENV
+    else:
+        where = "the pixel budget (--max-pixels)"
+    if isinstance(max_pixels, bool) or int(max_pixels) != max_pixels or max_pixels < 1:
+        raise Cloud3dError(f"{where} must be a positive whole number of pixels, got {max_pixels!r}")
+    return int(max_pixels)
+
+
+def check_decode_budget(s: Stream, max_pixels: int | None = None, source: str = "stream") -> None:
+    """Refuse (:class:`~cloud3d.errors.CodecError`) a stream whose image is above the
+    decoder budget (:func:`decode_pixel_budget` of ``max_pixels``)."""
+    budget = decode_pixel_budget(max_pixels)
+    n = s.width * s.height
+    if n > budget:
+        raise CodecError(
+            f"{source} claims a {s.width}x{s.height} image ({n} pixels), above the decoder budget "
+            f"of {budget} pixels; if you trust the file, raise the budget: --max-pixels {n} "
+            f"(or {DECODE_PIXELS_ENV}={n})")
+

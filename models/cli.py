@@ -40,6 +40,7 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
     """
     from cloud3d.atomic import atomic_write_bytes
     from cloud3d.imageio import read_image_rgb
+    from models.bitstream import MAX_DECODE_PIXELS
     from models.checkpoint import load_checkpoint
     from models.codec import compress_image_timed
 
@@ -50,6 +51,9 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
     r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16)
     atomic_write_bytes(output, r.data)
     h, w = rgb.shape[:2]
+    if w * h > MAX_DECODE_PIXELS:
+        click.echo(f"note: {w}x{h} is above the decoder's default budget of {MAX_DECODE_PIXELS} "
+                   f"pixels: decode it with --max-pixels {w * h}", err=True)
     click.echo(
         f"{output}: {len(r.data)} bytes, {8 * len(r.data) / (w * h):.4f} bpp, {w}x{h}, "
         f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
@@ -66,21 +70,38 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
               show_default=True)
 @click.option("--fp16", is_flag=True, help="Run the synthesis in float16 (CUDA only).")
-def decompress(stream, output, checkpoint, device, fp16) -> None:
-    """Decode a .c3d STREAM to a PNG."""
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Decode images of up to this many pixels (default: the environment variable "
+                   "CLOUD3D_MAX_DECODE_PIXELS, else 8847360 = 4096x2160). A larger claim is "
+                   "refused before any work: decoding costs time and memory in proportion to "
+                   "the pixels claimed, not to the file's size.")
+def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
+    """Decode a .c3d STREAM to a PNG.
+
+    \b
+    Example:
+      cloud3d decompress frame.c3d -m runs/stk-0.01/best.pt -o frame.png
+      cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
+    """
     from pathlib import Path
 
     from cloud3d.errors import describe_os_error
-    from cloud3d.imageio import write_png
-    from models.checkpoint import load_checkpoint
-    from models.codec import decompress_image_timed
+    from models import bitstream
 
     try:
         data = Path(stream).read_bytes()
     except OSError as exc:
         raise Cloud3dError(describe_os_error(exc, stream)) from None
+    # container and budget first: a stream refused here costs no torch import, no model
+    bitstream.check_decode_budget(bitstream.parse(data, str(stream)), max_pixels, str(stream))
+
+    from cloud3d.imageio import write_png
+    from models.checkpoint import load_checkpoint
+    from models.codec import decompress_image_timed
+
     model, _ = load_checkpoint(checkpoint)
-    r = decompress_image_timed(model, data, device=device, fp16=fp16, source=str(stream))
+    r = decompress_image_timed(model, data, device=device, fp16=fp16, source=str(stream),
+                               max_pixels=max_pixels)
     write_png(output, r.rgb)
     h, w = r.rgb.shape[:2]
     click.echo(f"{output}: {w}x{h}, network {r.network_s * 1e3:.1f} ms, "

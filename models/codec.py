@@ -4,8 +4,8 @@ Public API::
 
     compress_image(model, rgb, tile="whole", coder="ans", device=None, fp16=False,
                    fast=True, quality=None) -> bytes
-    decompress_image(model, data, device=None, fp16=False, fast=True,
-                     quality=None) -> (H, W, 3) uint8
+    decompress_image(model, data, device=None, fp16=False, fast=True, quality=None,
+                     max_pixels=None) -> (H, W, 3) uint8
     compress_image_timed(...) -> CompressResult(data, network_s, entropy_s, tile)
     decompress_image_timed(...) -> DecompressResult(rgb, network_s, entropy_s)
     quantized_reconstruction(model, rgb, tile="whole") -> (H, W, 3) uint8
@@ -24,6 +24,12 @@ Variable-rate models (``num_qualities > 0``) need ``quality`` (an index into the
 ``lambdas``) on both sides. The container does not record it yet: decode with the quality
 used to compress. Fixed-rate models take no quality.
 
+Decoder limits: a stream is decoded only if its image fits the pixel budget
+(:func:`models.bitstream.decode_pixel_budget`: ``max_pixels``, else the environment variable
+``CLOUD3D_MAX_DECODE_PIXELS``, else :data:`models.bitstream.MAX_DECODE_PIXELS`, DCI 4K) and
+its strings are long enough for the latents it claims (:func:`models.entropy.check_strings`);
+both are checked before any tensor is allocated.
+
 Times: ``network_s`` covers g_a/hyper-analysis/parameter nets/g_s (CUDA synchronised);
 ``entropy_s`` covers rounding to symbols, index building and the rANS or LZMA coder.
 """
@@ -40,7 +46,15 @@ import torch.nn.functional as F
 
 from cloud3d.errors import Cloud3dError, CodecError
 from models import bitstream
-from models.entropy import Levels, Times, code_levels, decode_levels, encode_strings, sync
+from models.entropy import (
+    Levels,
+    Times,
+    check_strings,
+    code_levels,
+    decode_levels,
+    encode_strings,
+    sync,
+)
 from models.latent_model import LatentModel, model_qualities
 from models.prepared import PreparedModel, prepare, resolve_device, weights_hash
 
@@ -263,14 +277,18 @@ def decompress_image_timed(
     source: str = "stream",
     fast: bool = True,
     quality: int | None = None,
+    max_pixels: int | None = None,
 ) -> DecompressResult:
     """Decode ``.c3d`` bytes made by :func:`compress_image` with the same weights.
 
     Raises :class:`~cloud3d.errors.CodecError` if the stream is corrupt, truncated, foreign,
-    or was made by another architecture or other weights. ``fast``: as in :func:`compress_image_timed` (affects only the
+    was made by another architecture or other weights, claims an image above the pixel
+    budget (``max_pixels``; see :func:`models.bitstream.decode_pixel_budget`) or latents its
+    strings are too short for. ``fast``: as in :func:`compress_image_timed` (affects only the
     float32 synthesis, never how the stream is read). ``source`` names the stream in errors.
     """
     s = bitstream.parse(data, source)
+    bitstream.check_decode_budget(s, max_pixels, source)
     if s.arch != model.arch:
         raise CodecError(
             f"{source} was made by architecture {s.arch} but the checkpoint is {model.arch}: "
@@ -290,6 +308,8 @@ def decompress_image_timed(
             "compress it"
         )
     pieces = list(_tiles(s.width, s.height, s.tile, pm.stride))
+    for (*_, ph, pw), strings in zip(pieces, s.strings, strict=True):
+        check_strings(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder, source)
     times = {"network": 0.0, "entropy": 0.0}
     out = np.empty((s.height, s.width, 3), np.uint8)
     for (x0, y0, tw, th, ph, pw), strings in zip(pieces, s.strings, strict=True):
@@ -304,8 +324,8 @@ def decompress_image_timed(
 
 
 def decompress_image(model: Model, data: bytes, device: str | torch.device | None = None,
-                     fp16: bool = False, fast: bool = True,
-                     quality: int | None = None) -> np.ndarray:
+                     fp16: bool = False, fast: bool = True, quality: int | None = None,
+                     max_pixels: int | None = None) -> np.ndarray:
     """Decode ``.c3d`` bytes to ``(H, W, 3) uint8`` RGB (see :func:`decompress_image_timed`)."""
     return decompress_image_timed(model, data, device=device, fp16=fp16, fast=fast,
-                                  quality=quality).rgb
+                                  quality=quality, max_pixels=max_pixels).rgb

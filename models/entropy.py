@@ -23,6 +23,18 @@ element, even when encoder (GPU) and decoder (CPU) differ. Three rules make this
 The synthesis g_s itself stays float32 (or fp16); it does not feed the entropy decoder, so
 device differences there only move reconstructed pixels by rounding noise (typically 0-1
 code values), never desynchronise the stream.
+
+What a stream may claim
+-----------------------
+A rANS string is whole 32-bit words and ends with the coder's 64-bit state, so it has at
+least 8 bytes and a multiple of 4. No symbol costs less than ``min_bits`` (the cheapest
+symbol of any CDF table: ``-log2(max frequency / 2^16)``; the escape to bypass coding counts
+with its frequency alone, although an escaped value costs more), so a string of ``B`` bytes holds
+at most ``4 * (8 B + 64) / min_bits`` symbols (a factor 4 of slack for rANS rounding and
+the coder state). An LZMA string is a whole xz container that expands at most
+:data:`LZMA_MAX_RATIO` times (xz reaches ~6,700:1 on long runs of zeros). :func:`check_strings`
+applies these bounds before anything is decoded, so a short forged stream cannot claim a
+large latent.
 """
 
 from __future__ import annotations
@@ -43,6 +55,12 @@ from models.latent_model import LatentModel
 
 #: predicted means are rounded to multiples of this (a power of two: exact in binary)
 MEAN_GRID = 1.0 / 64
+#: most decompressed bytes accepted per byte of an LZMA latent string
+LZMA_MAX_RATIO = 16384
+#: the smallest xz container (empty payload)
+LZMA_MIN_BYTES = 32
+#: the smallest rANS string (the coder's flushed 64-bit state)
+RANS_MIN_BYTES = 8
 
 #: ``times`` dicts accumulate seconds under these keys
 Times = dict[str, float]
@@ -56,6 +74,8 @@ def sync(device: torch.device) -> None:
 
 class CoderTables:
     """CDF tables of one compressai entropy model as Python lists (what the rANS coder takes).
+
+    ``min_bits``: the fewest bits any symbol can cost under these tables (see module docstring).
     """
 
     def __init__(self, em: Any) -> None:
@@ -64,6 +84,12 @@ class CoderTables:
         self.cdf: list[list[int]] = em._quantized_cdf.tolist()
         self.lengths: list[int] = em._cdf_length.reshape(-1).int().tolist()
         self.offsets: list[int] = em._offset.reshape(-1).int().tolist()
+        cdf = em._quantized_cdf.to(torch.int64)
+        freq = (cdf[:, 1:] - cdf[:, :-1]).clamp_min(0)  # entries past a row's length are 0
+        top = int(freq.max()) if freq.numel() else 0
+        precision = int(getattr(em, "entropy_coder_precision", 16))
+        top = min(max(top, 1), 2**precision - 1)
+        self.min_bits = -math.log2(top / 2**precision)
 
 
 class EntropyParams:
@@ -180,11 +206,37 @@ def encode_strings(ep: EntropyParams, levels: Levels, coder: str) -> list[bytes]
     return out
 
 
+def check_strings(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: list[bytes],
+                  coder: str, source: str) -> None:
+    """Refuse a tile whose strings are too short for the latents its header implies.
+
+    Raises :class:`CodecError` (see "What a stream may claim" in the module docstring).
+    """
+    sizes = [math.prod(s) for s in shapes]
+    if coder == "lzma":
+        blob = strings[0]
+        if len(blob) < LZMA_MIN_BYTES or 4 * sum(sizes) > LZMA_MAX_RATIO * len(blob):
+            raise CodecError(
+                f"{source}: an LZMA latent string of {len(blob)} bytes cannot hold the "
+                f"{sum(sizes)} symbols the header implies (forged or damaged stream)")
+        return
+    for k, (blob, n) in enumerate(zip(strings, sizes, strict=True)):
+        if len(blob) < RANS_MIN_BYTES or len(blob) % 4:
+            raise CodecError(f"{source}: latent string {k} has {len(blob)} bytes; rANS strings "
+                             f"are whole 32-bit words, at least {RANS_MIN_BYTES} bytes")
+        most = 4 * (8 * len(blob) + 64) / ep.tables(k).min_bits
+        if n > most:
+            raise CodecError(
+                f"{source}: latent string {k} has {len(blob)} bytes, too few for the {n} "
+                f"symbols the header implies (at most {int(most)}; forged or damaged stream)")
+
+
 def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: list[bytes],
                   coder: str, times: Times, source: str) -> Levels:
     """Read one tile's levels from its strings (made by :func:`encode_strings`).
 
-    Raises :class:`CodecError` when the LZMA data is corrupt or of the wrong size.
+    Check the strings with :func:`check_strings` first. Raises :class:`CodecError` when the
+    LZMA data is corrupt or of the wrong size.
     """
     if coder == "lzma":
         t0 = time.perf_counter()

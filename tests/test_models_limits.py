@@ -1,0 +1,186 @@
+"""Hostile inputs to the learned codec: forged streams and the decoder's budget.
+
+A stream that is valid apart from its claims (right magic, CRC, weights hash and layout)
+must not make the decoder work far beyond what its bytes justify. The forged-stream tests
+run the real ``cloud3d decompress`` in a subprocess and bound its wall time and peak RSS
+(``os.wait4``); before the limits, an 85-byte stream claiming 4096x4096 ran for minutes
+and reached 3.7 GB.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import cli_argv, loud_latents, make_game_like_frame, tiny_model
+
+from cloud3d.errors import Cloud3dError, CodecError
+from models import bitstream
+from models.codec import compress_image, decompress_image, prepare, weights_hash
+from models.entropy import check_strings
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+
+#: what a refused stream may cost above a legitimate 70x50 decode (time, memory)
+REFUSAL_WALL_S = 60.0
+REFUSAL_EXTRA_RSS = 200 * 2**20
+
+
+@pytest.fixture(scope="module")
+def model():
+    return prepare(tiny_model("c2f-xsmall-pruned", prepare=loud_latents), "cpu")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory) -> Path:
+    from models.checkpoint import save_checkpoint
+
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "m.pt", model.model, {"app": "toy"})
+
+
+@pytest.fixture(scope="module")
+def legit(model, checkpoint, tmp_path_factory) -> tuple[Path, int]:
+    """A real 70x50 stream and the peak RSS (bytes) of `cloud3d decompress` on it."""
+    path = tmp_path_factory.mktemp("s") / "legit.c3d"
+    path.write_bytes(compress_image(model, make_game_like_frame(50, 70, 1, 0)))
+    rc, err, _, rss = _measured("decompress", path, "-m", checkpoint, "-o", path.with_suffix(".png"))
+    assert rc == 0, err
+    return path, rss
+
+
+def _measured(*args, env: dict[str, str] | None = None, timeout: float = 180):
+    """Run ``cloud3d ARGS``; ``(exit status, stderr, wall seconds, peak RSS bytes)``. A run
+    past ``timeout`` is killed (and then fails the caller's bounds)."""
+    err = Path(os.environ.get("TMPDIR", "/tmp")) / f"c3d-limits-{os.getpid()}.err"
+    with open(err, "wb") as ef:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cli_argv(*args), stdout=subprocess.DEVNULL, stderr=ef,
+                             env={**os.environ, **(env or {})})
+        killer = threading.Timer(timeout, p.kill)
+        killer.start()
+        _, status, usage = os.wait4(p.pid, 0)
+        killer.cancel()
+        wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    text = err.read_bytes().decode(errors="replace")
+    err.unlink()
+    return p.returncode, text, wall, usage.ru_maxrss * 1024
+
+
+def _forge(model, width: int, height: int, tile: int, strings: list[bytes],
+           coder: str = "ans") -> bytes:
+    """A container with the model's arch and weights hash claiming ``width x height``."""
+    n_tiles = len(bitstream.tile_grid(width, height, tile))
+    s = bitstream.Stream(model.arch, weights_hash(model), width, height, tile, coder,
+                         len(model.latent_strides), [list(strings)] * n_tiles)
+    return bitstream.pack(s)
+
+
+def _assert_refused(result, legit_rss: int, match: str) -> None:
+    rc, err, wall, rss = result
+    lines = [ln for ln in err.splitlines() if "Warning" not in ln and "warnings.warn" not in ln]
+    assert rc == 1, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    assert wall < REFUSAL_WALL_S, f"refusal took {wall:.1f} s"
+    assert rss < legit_rss + REFUSAL_EXTRA_RSS, f"peak RSS {rss / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("width,height,tile", [(4096, 4096, 0), (8192, 8192, 4096)])
+def test_forged_stream_claiming_a_huge_frame_is_refused_quickly(model, checkpoint, legit,
+                                                                tmp_path, width, height, tile):
+    path = tmp_path / "forged.c3d"
+    path.write_bytes(_forge(model, width, height, tile, [bytes(8), bytes(8)]))
+    assert path.stat().st_size < 200
+    res = _measured("decompress", path, "-m", checkpoint, "-o", tmp_path / "x.png")
+    _assert_refused(res, legit[1], "above the decoder budget of 8847360 pixels")
+    assert f"--max-pixels {width * height}" in res[1]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_with_the_budget_raised_a_stream_still_needs_bytes_for_its_latents(model, checkpoint,
+                                                                          legit, tmp_path):
+    env = {bitstream.DECODE_PIXELS_ENV: str(bitstream.MAX_PIXELS)}
+    path = tmp_path / "forged.c3d"
+    path.write_bytes(_forge(model, 4096, 4096, 0, [bytes(8), bytes(8)]))
+    res = _measured("decompress", path, "-m", checkpoint, "-o", tmp_path / "x.png", env=env)
+    _assert_refused(res, legit[1], "too few for the")
+    for strings, coder, match in (([b"", b""], "ans", "whole 32-bit words"),
+                                  ([lzma.compress(bytes(64))], "lzma", "LZMA latent string of")):
+        with pytest.raises(CodecError, match=match):
+            decompress_image(model, _forge(model, 4096, 4096, 0, strings, coder),
+                             max_pixels=bitstream.MAX_PIXELS)
+
+
+def test_strings_that_the_rans_coder_cannot_have_written_are_refused(model):
+    data = compress_image(model, make_game_like_frame(50, 70, 2, 0))
+    s = bitstream.parse(data)
+    for k in range(len(s.strings[0])):
+        for bad in (b"", bytes(4), s.strings[0][k][:-1], s.strings[0][k] + b"\0"):
+            strings = list(s.strings[0])
+            strings[k] = bad
+            forged = bitstream.pack(bitstream.Stream(s.arch, s.weights_hash, s.width, s.height,
+                                                     s.tile, s.coder, s.n_levels, [strings]))
+            with pytest.raises(CodecError, match="whole 32-bit words"):
+                decompress_image(model, forged)
+
+
+def test_a_4k_frame_stays_decodable():
+    m = prepare(tiny_model("c2f-xsmall-pruned"), "cpu")
+    rgb = make_game_like_frame(2160, 3840, 4, 0)
+    rec = decompress_image(m, compress_image(m, rgb))
+    assert rec.shape == rgb.shape and rec.dtype == np.uint8
+
+
+def test_byte_bounds_accept_the_most_compressible_strings(model):
+    """The bounds of check_strings hold at their extreme: the largest piece the format allows,
+    every symbol the most probable one of the most peaked table, coded by the real coders."""
+    from compressai import ans
+
+    ep = model.entropy
+    shapes = [(1, c, 4096 // s, 4096 // s) for s, c in zip(model.latent_strides,
+                                                           model.latent_channels, strict=True)]
+    strings = []
+    for k, shape in enumerate(shapes):
+        tb = ep.tables(k)
+        # symbol frequencies of each table (the last bin, the escape to bypass coding, left out)
+        freq = [[b - a for a, b in zip(row[: n - 2], row[1 : n - 1], strict=True)]
+                for row, n in zip(tb.cdf, tb.lengths, strict=True)]
+        row = max(range(len(freq)), key=lambda r: max(freq[r]))
+        value = freq[row].index(max(freq[row])) + tb.offsets[row]
+        n = int(np.prod(shape))
+        strings.append(ans.RansEncoder().encode_with_indexes([value] * n, [row] * n, tb.cdf,
+                                                             tb.lengths, tb.offsets))
+        assert tb.min_bits <= -np.log2(max(freq[row]) / 2**16)
+    assert len(strings[0]) < 100  # y: millions of symbols in a few bytes
+    check_strings(ep, shapes, strings, "ans", "s")
+    n = sum(int(np.prod(s)) for s in shapes)
+    check_strings(ep, shapes, [lzma.compress(bytes(4 * n), preset=6)], "lzma", "s")
+
+
+def test_decode_budget_from_option_environment_and_default(model, checkpoint, legit, tmp_path,
+                                                           monkeypatch):
+    path, _ = legit
+    data = path.read_bytes()  # 70 x 50 = 3500 pixels
+    assert bitstream.decode_pixel_budget() == bitstream.MAX_DECODE_PIXELS == 4096 * 2160
+    with pytest.raises(CodecError, match="3500 pixels"):
+        decompress_image(model, data, max_pixels=3499)
+    assert decompress_image(model, data, max_pixels=3500).shape == (50, 70, 3)
+    monkeypatch.setenv(bitstream.DECODE_PIXELS_ENV, "3499")
+    with pytest.raises(CodecError, match="--max-pixels 3500"):
+        decompress_image(model, data)
+    for bad in ("lots", "0", "-5"):
+        monkeypatch.setenv(bitstream.DECODE_PIXELS_ENV, bad)
+        with pytest.raises(Cloud3dError, match=bitstream.DECODE_PIXELS_ENV):
+            decompress_image(model, data)
+    monkeypatch.delenv(bitstream.DECODE_PIXELS_ENV)
+    out = tmp_path / "o.png"
+    rc, err, _, _ = _measured("decompress", path, "-m", checkpoint, "-o", out, "--max-pixels", 3000)
+    assert rc == 1 and "--max-pixels 3500" in err and not out.exists()
+    rc, err, _, _ = _measured("decompress", path, "-m", checkpoint, "-o", out, "--max-pixels", 3500)
+    assert rc == 0 and out.exists(), err
