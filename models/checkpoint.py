@@ -10,11 +10,21 @@ File content::
      "optimizer": {...}, "aux_optimizer": {...}}   # training checkpoints only (for --resume)
 
 The model is ``update()``-d before saving, so a checkpoint can compress/decompress directly.
+
+A checkpoint is untrusted input: its metadata names an architecture and constructor
+arguments (``config``), and a few bytes of JSON can ask for a model of any size. Before
+anything is built, :func:`check_config` builds the model on fake tensors (shapes only, no
+memory), refuses configs the registry does not accept, models above :data:`MAX_MODEL_PARAMS`
+parameters, and state dicts whose names and shapes are not exactly the model's, so a
+checkpoint never makes us allocate more than the weights it holds.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +38,8 @@ from models.latent_model import LatentModel
 
 FORMAT = "cloud3d-model"
 FORMAT_VERSION = 1
+#: most parameters (and buffer elements) a checkpoint's model may have; c2f-large has 149 M
+MAX_MODEL_PARAMS = 400_000_000
 
 
 def save_checkpoint(
@@ -78,6 +90,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
         obj["meta"] = json.loads(obj["meta_json"])
     except (KeyError, TypeError, ValueError):
         raise Cloud3dError(f"{p}: checkpoint metadata is missing or not JSON") from None
+    if not isinstance(obj["meta"], dict):
+        raise Cloud3dError(f"{p}: checkpoint metadata is {type(obj['meta']).__name__} JSON, "
+                           "not an object")
+    sd = obj.get("state_dict")
+    if not isinstance(sd, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise Cloud3dError(f"{p}: checkpoint has no state dict of named tensors")
     return obj
 
 
@@ -94,14 +113,17 @@ def load_checkpoint(
     obj = read_checkpoint(path)
     meta = obj["meta"]
     got = meta.get("arch")
-    if got not in ARCHITECTURES:
-        raise Cloud3dError(f"{path}: unknown architecture {got!r} in checkpoint")
+    if not isinstance(got, str) or got not in ARCHITECTURES:
+        raise Cloud3dError(f"{path}: unknown architecture {got!r} in checkpoint; known: "
+                           f"{', '.join(ARCHITECTURES)}")
     if arch is not None and arch != got:
         raise Cloud3dError(
             f"{path} is a checkpoint of architecture {got}, not {arch}: pass a {arch} checkpoint "
             f"or use --arch {got}"
         )
-    model = create_model(got, **meta.get("config", {}))
+    config = meta.get("config", {})
+    check_config(got, config, obj["state_dict"], str(path))
+    model = create_model(got, **config)
     load_weights(model, obj["state_dict"], str(path))
     model.eval()
     return model.to(device), meta
@@ -117,3 +139,64 @@ def load_weights(model: LatentModel, state_dict: dict[str, Any], source: str) ->
             f"{source} does not match architecture {model.arch}: {first} "
             "(checkpoint of another architecture or size?)"
         ) from None
+
+
+def check_config(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
+                 source: str) -> None:
+    """Refuse (:class:`Cloud3dError`, one line) what building ``arch`` with ``config`` must not
+    do: unknown or ill-typed options, more than :data:`MAX_MODEL_PARAMS` elements, or tensors
+    other than exactly those of ``state_dict`` (names, and shapes where the fresh model's
+    tensor is not empty: entropy-coder tables are sized by ``update()``). Nothing is allocated.
+    """
+    if not isinstance(config, dict):
+        raise Cloud3dError(f"{source}: architecture config is {type(config).__name__} JSON, "
+                           "not an object of constructor options")
+    options = _named_options(arch)
+    for key, value in config.items():
+        if options is not None and key not in options:
+            allowed = ", ".join(options) or "none"
+            raise Cloud3dError(f"{source}: {arch} has no config option {key!r} (options: {allowed})")
+        default = options.get(key) if options is not None else None
+        if isinstance(default, int) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise Cloud3dError(f"{source}: {arch} config {key}={value!r} is not a positive integer")
+    try:
+        shapes = _fake_shapes(arch, json.dumps(config, sort_keys=True))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise Cloud3dError(f"{source}: config {config} is not valid for {arch}: {first}") from None
+    n = sum(math.prod(s) for s in shapes.values())
+    if n > MAX_MODEL_PARAMS:
+        raise Cloud3dError(f"{source}: {arch} with config {config} has {n:,} parameters, above the "
+                           f"limit of {MAX_MODEL_PARAMS:,} (forged or foreign checkpoint)")
+    missing = sorted(set(shapes) - set(state_dict))
+    extra = sorted(set(state_dict) - set(shapes))
+    if missing or extra:
+        what = f"lacks {missing[0]!r}" if missing else f"has an unexpected {extra[0]!r}"
+        raise Cloud3dError(f"{source} does not match architecture {arch} {config}: its state dict "
+                           f"{what} (checkpoint of another architecture or size?)")
+    for key, shape in shapes.items():
+        got = tuple(state_dict[key].shape)
+        if math.prod(shape) and got != shape:
+            raise Cloud3dError(f"{source} does not match architecture {arch} {config}: {key} has "
+                               f"shape {list(got)}, the model {list(shape)}")
+
+
+def _named_options(arch: str) -> dict[str, Any] | None:
+    """Constructor options of ``arch`` with their defaults; None when the factory only takes
+    ``**kwargs`` (it then checks them itself)."""
+    params = inspect.signature(ARCHITECTURES[arch]).parameters.values()
+    named = {p.name: p.default for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named if named or not any(p.kind == p.VAR_KEYWORD for p in params) else None
+
+
+@functools.lru_cache(maxsize=32)
+def _fake_shapes(arch: str, config_json: str) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the state of ``create_model(arch, **config)``, built on fake
+    tensors (torch's FakeTensorMode: shapes without memory); the RNG state is kept."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with torch.random.fork_rng(devices=[]), FakeTensorMode():
+        model = create_model(arch, **json.loads(config_json))
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -10,6 +10,18 @@ from cloud3d.errors import Cloud3dError
 PAPER_LAMBDAS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
 
 
+def _check_output(path: str) -> None:
+    """Refuse, before any work, an output file whose folder cannot be made: one that lies
+    below an existing file (``-o frame.png/x.png``)."""
+    from pathlib import Path
+
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise Cloud3dError(f"cannot write {path}: {folder} is a file, not a folder")
+
+
 def _tile(value: str) -> int | str:
     if value == "whole":
         return value
@@ -44,6 +56,7 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
     from models.checkpoint import load_checkpoint
     from models.codec import compress_image_timed
 
+    _check_output(output)
     rgb, note = read_image_rgb(image)
     if note:
         click.echo(f"note: {image}: {note}", err=True)
@@ -88,6 +101,7 @@ def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
     from cloud3d.errors import describe_os_error
     from models import bitstream
 
+    _check_output(output)
     try:
         data = Path(stream).read_bytes()
     except OSError as exc:
@@ -113,23 +127,26 @@ def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
 @click.option("--app", required=True, help="Application to train on, or 'all' for a general model.")
 @click.option("--arch", default="c2f-small-pruned", show_default=True,
               help="Architecture (c2f-{large,medium,small,xsmall}[-pruned], mbt2018-mean, ...).")
-@click.option("--lambda", "lmbda", default=0.01, type=float, show_default=True,
+@click.option("--lambda", "lmbda", default=0.01, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
               help="Rate-distortion trade-off: loss = lambda*255^2*MSE + bpp. Paper: "
                    + ", ".join(f"{v:g}" for v in PAPER_LAMBDAS))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--steps", default=100_000, show_default=True, type=int)
-@click.option("--batch", default=8, show_default=True, type=int)
-@click.option("--crop", default=256, show_default=True, type=int, help="Random crop side (px).")
-@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--steps", default=100_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Random crop side (px).")
+@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
               show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
-@click.option("--val-every", default=1000, show_default=True, type=int)
-@click.option("--val-images", default=20, show_default=True, type=int,
+@click.option("--val-every", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--val-images", default=20, show_default=True, type=click.IntRange(min=1),
               help="Validation frames used (full frames of the validation split).")
 @click.option("--resolution", type=click.Choice(["720p", "1080p"]), default=None,
               help="Only frames of this resolution (default: both).")
-@click.option("--workers", default=2, show_default=True, type=int, help="Data-loader processes.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Data-loader processes.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def train(dataset_dir, app, arch, lmbda, out, steps, batch, crop, lr, device, resume,
           val_every, val_images, resolution, workers, seed) -> None:
@@ -137,8 +154,6 @@ def train(dataset_dir, app, arch, lmbda, out, steps, batch, crop, lr, device, re
     from models.train import TrainConfig
     from models.train import train as run
 
-    if lmbda <= 0:
-        raise Cloud3dError("--lambda must be positive")
     cfg = TrainConfig(dataset=dataset_dir, out=out, app=app, arch=arch, lmbda=lmbda, steps=steps,
                       batch=batch, crop=crop, lr=lr, device=device, resume=resume,
                       val_every=val_every, val_images=val_images, resolution=resolution,

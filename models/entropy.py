@@ -32,7 +32,8 @@ symbol of any CDF table: ``-log2(max frequency / 2^16)``; the escape to bypass c
 with its frequency alone, although an escaped value costs more), so a string of ``B`` bytes holds
 at most ``4 * (8 B + 64) / min_bits`` symbols (a factor 4 of slack for rANS rounding and
 the coder state). An LZMA string is a whole xz container that expands at most
-:data:`LZMA_MAX_RATIO` times (xz reaches ~6,700:1 on long runs of zeros). :func:`check_strings`
+:data:`LZMA_MAX_RATIO` times (xz reaches ~6,700:1 on long runs of zeros); it is decoded
+with at most :data:`LZMA_MEMLIMIT` bytes of decoder memory, whatever its header asks for. :func:`check_strings`
 applies these bounds before anything is decoded, so a short forged stream cannot claim a
 large latent.
 """
@@ -55,6 +56,8 @@ from models.latent_model import LatentModel
 
 #: predicted means are rounded to multiples of this (a power of two: exact in binary)
 MEAN_GRID = 1.0 / 64
+#: decoder memory liblzma may use for one LZMA latent string (our encoder's preset 6 needs ~9 MiB)
+LZMA_MEMLIMIT = 64 * 2**20
 #: most decompressed bytes accepted per byte of an LZMA latent string
 LZMA_MAX_RATIO = 16384
 #: the smallest xz container (empty payload)
@@ -261,13 +264,21 @@ def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
 
 
 def lzma_symbols(blob: bytes, shapes: list[tuple[int, ...]], source: str) -> list[torch.Tensor]:
-    """The int64 symbol tensors of every level from one LZMA string (xz container)."""
+    """The int64 symbol tensors of every level from one LZMA string (xz container).
+
+    liblzma may use at most :data:`LZMA_MEMLIMIT` bytes and write at most the size the
+    shapes imply (plus one byte, to notice longer data); :class:`CodecError` otherwise.
+    """
     sizes = [math.prod(s) for s in shapes]
     expect = 4 * sum(sizes)
-    d = lzma.LZMADecompressor()
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=LZMA_MEMLIMIT)
     try:
         raw = d.decompress(blob, max_length=expect + 1)
     except lzma.LZMAError as exc:
+        if "memory" in str(exc).lower():
+            raise CodecError(
+                f"{source}: LZMA latent data asks for more than {LZMA_MEMLIMIT // 2**20} MiB of "
+                "decoder memory (its xz header was not written by cloud3d)") from None
         raise CodecError(f"{source}: corrupt LZMA latent data ({exc})") from None
     if len(raw) != expect or not d.eof:
         raise CodecError(f"{source}: LZMA latent data has the wrong size for this image")

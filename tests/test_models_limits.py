@@ -1,19 +1,25 @@
-"""Hostile inputs to the learned codec: forged streams and the decoder's budget.
+"""Hostile inputs to the learned codec: forged streams, crafted checkpoints, LZMA headers,
+and the odd command lines of compress/decompress/train.
 
 A stream that is valid apart from its claims (right magic, CRC, weights hash and layout)
-must not make the decoder work far beyond what its bytes justify. The forged-stream tests
-run the real ``cloud3d decompress`` in a subprocess and bound its wall time and peak RSS
-(``os.wait4``); before the limits, an 85-byte stream claiming 4096x4096 ran for minutes
-and reached 3.7 GB.
+must not make the decoder work far beyond what its bytes justify, nor a checkpoint's few
+bytes of JSON make us build a model of any size. These tests run the real ``cloud3d``
+command in a subprocess and bound its wall time and peak RSS (``os.wait4``); before the
+limits, an 85-byte stream claiming 4096x4096 ran for minutes and reached 3.7 GB, and a
+checkpoint declaring mbt2018-mean with N=M=40000 allocated 7 GB.
 """
 
 from __future__ import annotations
 
+import json
 import lzma
 import os
+import resource
+import struct
 import subprocess
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +60,21 @@ def legit(model, checkpoint, tmp_path_factory) -> tuple[Path, int]:
     return path, rss
 
 
-def _measured(*args, env: dict[str, str] | None = None, timeout: float = 180):
+def _measured(*args, env: dict[str, str] | None = None, timeout: float = 180,
+              address_space: int | None = None):
     """Run ``cloud3d ARGS``; ``(exit status, stderr, wall seconds, peak RSS bytes)``. A run
-    past ``timeout`` is killed (and then fails the caller's bounds)."""
+    past ``timeout`` is killed (and then fails the caller's bounds); ``address_space`` caps
+    its virtual memory (RLIMIT_AS, bytes)."""
+
+    def limit() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
     err = Path(os.environ.get("TMPDIR", "/tmp")) / f"c3d-limits-{os.getpid()}.err"
     with open(err, "wb") as ef:
         t0 = time.perf_counter()
         p = subprocess.Popen(cli_argv(*args), stdout=subprocess.DEVNULL, stderr=ef,
-                             env={**os.environ, **(env or {})})
+                             env={**os.environ, **(env or {})}, preexec_fn=limit)
         killer = threading.Timer(timeout, p.kill)
         killer.start()
         _, status, usage = os.wait4(p.pid, 0)
@@ -184,3 +197,121 @@ def test_decode_budget_from_option_environment_and_default(model, checkpoint, le
     assert rc == 1 and "--max-pixels 3500" in err and not out.exists()
     rc, err, _, _ = _measured("decompress", path, "-m", checkpoint, "-o", out, "--max-pixels", 3500)
     assert rc == 0 and out.exists(), err
+
+
+def _checkpoint(path: Path, meta, state_dict=None) -> Path:
+    """A checkpoint file with this metadata (any JSON) and state dict (default: none)."""
+    import torch
+
+    from models.checkpoint import FORMAT, FORMAT_VERSION
+
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
+                "meta_json": json.dumps(meta), "state_dict": state_dict or {}}, path)
+    return path
+
+
+@pytest.mark.parametrize("meta,match", [
+    ({"arch": "c2f-small-pruned", "config": {"N": 100000}}, "takes no options"),
+    ({"arch": "mbt2018-mean", "config": {"bogus": 1}}, r"no config option 'bogus' \(options: N, M\)"),
+    ({"arch": "mbt2018-mean", "config": "N=40000"}, "config is str JSON"),
+    ({"arch": "mbt2018-mean", "config": [40000, 40000]}, "config is list JSON"),
+    ({"arch": "mbt2018-mean", "config": {"N": 1.5}}, "N=1.5 is not a positive integer"),
+    ({"arch": "mbt2018-mean", "config": {"N": 0}}, "N=0 is not a positive integer"),
+    ({"arch": "mbt2018-mean", "config": {"N": 1700}}, "above the limit of"),
+    ({"arch": "mbt2018-mean", "config": {"N": 64, "M": 64}}, "its state dict lacks"),
+    ({"arch": ["c2f-small"]}, "unknown architecture"),
+    ([1, 2], "metadata is list JSON"),
+])
+def test_crafted_checkpoint_metadata_is_a_one_line_error(tmp_path, meta, match):
+    from models.checkpoint import load_checkpoint
+
+    ck = _checkpoint(tmp_path / "c.pt", meta)
+    assert ck.stat().st_size < 2000
+    with pytest.raises(Cloud3dError, match=match) as info:
+        load_checkpoint(ck)
+    assert "\n" not in str(info.value)
+
+
+def test_checkpoint_tensors_must_be_exactly_the_models(tmp_path):
+    """Names and shapes are checked against the config before the model is built."""
+    import torch
+
+    from models.checkpoint import load_checkpoint
+
+    sd = tiny_model("mbt2018-mean").state_dict()  # N=32, M=48
+    meta = {"arch": "mbt2018-mean", "config": {"N": 64, "M": 64}}
+    with pytest.raises(Cloud3dError, match=r"has shape \[32, 1, 3\], the model \[64, 1, 3\]"):
+        load_checkpoint(_checkpoint(tmp_path / "a.pt", meta, sd))
+    meta["config"] = {"N": 32, "M": 48}
+    with pytest.raises(Cloud3dError, match="unexpected 'extra'"):
+        load_checkpoint(_checkpoint(tmp_path / "b.pt", meta, {**sd, "extra": torch.zeros(1)}))
+    with pytest.raises(Cloud3dError, match="no state dict of named tensors"):
+        load_checkpoint(_checkpoint(tmp_path / "c.pt", meta, {"x": "not a tensor"}))
+    model, _ = load_checkpoint(_checkpoint(tmp_path / "d.pt", meta, sd))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in sd.items())
+
+
+def test_a_tiny_checkpoint_declaring_a_huge_model_allocates_nothing(legit, tmp_path):
+    path, legit_rss = legit
+    ck = _checkpoint(tmp_path / "huge.pt", {"arch": "mbt2018-mean", "config": {"N": 40000, "M": 40000}})
+    res = _measured("decompress", path, "-m", ck, "-o", tmp_path / "x.png")
+    _assert_refused(res, legit_rss, "parameters, above the limit of 400,000,000")
+
+
+def _big_dictionary(blob: bytes) -> bytes:
+    """``blob`` (an xz container) with its block header asking for a 4 GiB LZMA2 dictionary."""
+    b = bytearray(blob)
+    size = (b[12] + 1) * 4  # block header after the 12-byte stream header
+    assert b[14:16] == b"\x21\x01"  # one LZMA2 filter, one property byte: the dictionary size
+    b[16] = 40  # 4 GiB - 1
+    struct.pack_into("<I", b, 12 + size - 4, zlib.crc32(bytes(b[12 : 12 + size - 4])))
+    return bytes(b)
+
+
+def test_lzma_header_asking_for_a_huge_dictionary_is_refused(model, checkpoint, tmp_path):
+    data = compress_image(model, make_game_like_frame(50, 70, 3, 0), coder="lzma")
+    s = bitstream.parse(data)
+    forged = bitstream.pack(bitstream.Stream(s.arch, s.weights_hash, s.width, s.height, s.tile,
+                                             s.coder, s.n_levels, [[_big_dictionary(s.strings[0][0])]]))
+    with pytest.raises(CodecError, match="more than 64 MiB of decoder memory"):
+        decompress_image(model, forged)
+    # where address space is short, liblzma's allocation failed as a bare MemoryError; under
+    # a 6 GiB cap (the command itself needs ~4.2 GB of it) the real stream decodes and the
+    # forged one is a one-line error
+    good, bad = tmp_path / "good.c3d", tmp_path / "bad.c3d"
+    good.write_bytes(data)
+    bad.write_bytes(forged)
+    cap = 6 * 2**30
+    rc, err, _, _ = _measured("decompress", good, "-m", checkpoint, "-o", tmp_path / "g.png",
+                              address_space=cap)
+    assert rc == 0, err[-2000:]
+    rc, err, _, _ = _measured("decompress", bad, "-m", checkpoint, "-o", tmp_path / "b.png",
+                              address_space=cap)
+    assert rc == 1 and "Traceback" not in err and "decoder memory" in err, err[-2000:]
+
+
+def test_outputs_below_a_file_are_refused_before_any_work(checkpoint, legit, tmp_path, run_cli):
+    path, _ = legit
+    blocker = tmp_path / "frame.png"
+    blocker.write_bytes(b"a file")
+    src = tmp_path / "src.png"
+    from cloud3d.imageio import write_png
+
+    write_png(src, make_game_like_frame(40, 40, 1, 0))
+    for args in (("decompress", path, "-m", checkpoint, "-o", blocker / "x.png"),
+                 ("compress", src, "-m", checkpoint, "-o", blocker / "sub" / "x.c3d")):
+        r = run_cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert f"{blocker} is a file, not a folder" in r.stderr
+    assert blocker.read_bytes() == b"a file"
+
+
+@pytest.mark.parametrize("option,value", [("--lr", "-1"), ("--val-every", "0"),
+                                          ("--lambda", "0"), ("--steps", "0"), ("--batch", "0"),
+                                          ("--val-images", "0"), ("--workers", "-1")])
+def test_train_refuses_out_of_range_options_before_starting(tmp_path, run_cli, option, value):
+    r = run_cli("train", tmp_path, "--app", "toy", "--out", tmp_path / "run", option, value)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"Invalid value for '{option}'" in r.stderr
+    assert not (tmp_path / "run").exists()
+
