@@ -262,13 +262,23 @@ class LaunchSource(FrameSource):
     def display(self) -> str:
         return self.xvfb.name if self.xvfb else ""
 
-    def grab(self) -> np.ndarray:
+    def _check_alive(self) -> None:
         if self.app is not None and self.app.poll() is not None:
             raise AppExited(
                 f"{self.command[0]} exited with status {self.app.returncode} during capture; "
                 f"its last output: {self.log_tail()}"
             )
-        frame = self._window.grab()
+
+    def grab(self) -> np.ndarray:
+        self._check_alive()
+        try:
+            frame = self._window.grab()
+        except xdisplay.WindowGone:
+            # an exiting app destroys its window before the exit shows: say it exited
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.app.wait(timeout=2)
+            self._check_alive()
+            raise
         self.geometry = self._window.geometry
         return frame
 

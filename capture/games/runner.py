@@ -34,6 +34,7 @@ from cloud3d.resolutions import RESOLUTIONS
 
 from ..launch import AppExited, LaunchSource
 from ..recorder import record
+from ..xdisplay import WindowGone
 from . import home as homes
 from .plan import ScenePlan, kept_by_scene, scene_order
 from .ready import NotReady, make_watcher, wait_until_ready
@@ -175,7 +176,7 @@ def _run_visit(recipe: GameRecipe, scene: Scene, res: str, due: int, out_dir: Pa
             except NotReady as exc:
                 visit.outcome, visit.message = "not_ready", str(exc)
                 return log_path
-            except AppExited as exc:
+            except (AppExited, WindowGone) as exc:
                 visit.outcome, visit.message = "crashed", str(exc)
                 return log_path
             visit.capture_s = round(summary.elapsed_s, 2)
@@ -184,7 +185,7 @@ def _run_visit(recipe: GameRecipe, scene: Scene, res: str, due: int, out_dir: Pa
                 visit.outcome = "interrupted"
             elif summary.stalled:
                 visit.outcome, visit.message = "stalled", summary.stopped_because
-    except AppExited as exc:
+    except (AppExited, WindowGone) as exc:
         visit.outcome, visit.message = "crashed", str(exc)
     except KeyboardInterrupt:
         visit.outcome = "interrupted"
