@@ -116,6 +116,7 @@ def test_failing_scenes_are_logged_counted_and_the_others_take_over(xvfb_binary,
         if v["outcome"] != "ok":  # each failure keeps the game's output
             assert v["log_tail"] and v["message"]
     assert len(list((app_dir / "logs").glob("*.log"))) == 4
+    assert len(list((app_dir / "logs").glob("*-720p-sleepy.png"))) == 1  # its loading screen
     assert "crashing (exit status 3)" in next(v for v in _visits(app_dir)
                                               if v["scene"] == "crashy")["log_tail"]
     assert all(v == [] for v in check_capture(app_dir).values())

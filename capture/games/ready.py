@@ -30,7 +30,11 @@ POLL_S = 0.5
 
 
 class NotReady(Cloud3dError):
-    """Gameplay did not appear on screen in time."""
+    """Gameplay did not appear on screen in time; ``frame`` is the last picture grabbed."""
+
+    def __init__(self, message: str, frame: np.ndarray | None = None) -> None:
+        super().__init__(message)
+        self.frame = frame
 
 
 class LogWatcher:
@@ -85,6 +89,7 @@ def wait_until_ready(source: LaunchSource, recipe: GameRecipe, watcher: LogWatch
     deadline = started + recipe.ready_timeout
     log_name = watcher.path.name if watcher is not None else ""
     prev: np.ndarray | None = None
+    rgb: np.ndarray | None = None
     changes: deque[float] = deque()
     while True:
         if stop is not None and stop.is_set():
@@ -94,7 +99,7 @@ def wait_until_ready(source: LaunchSource, recipe: GameRecipe, watcher: LogWatch
             what = (f"no {recipe.ready_pattern!r} in {log_name}" if watcher is not None
                     else "the picture did not start moving")
             raise NotReady(f"gameplay not on screen {recipe.ready_timeout:g} s after launch "
-                           f"({what}); last output: {source.log_tail(4)}")
+                           f"({what}); last output: {source.log_tail(4)}", rgb)
         rgb = source.grab()  # raises AppExited when the game died
         if watcher is not None and not watcher.seen():
             time.sleep(POLL_S)

@@ -20,6 +20,7 @@ to the target.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -118,14 +119,31 @@ def _append_visit(app_dir: Path, visit: Visit) -> None:
         raise Cloud3dError(describe_os_error(exc, app_dir / "scenes.jsonl")) from None
 
 
+def _failure_path(app_dir: Path, visit: Visit, suffix: str) -> Path:
+    stem = f"{visit.started[:19].replace(':', '')}-{visit.resolution}-{visit.scene}"
+    return app_dir / "logs" / f"{stem}{suffix}"
+
+
 def _keep_log(app_dir: Path, visit: Visit, log_path: Path) -> None:
     """Keep a failed visit's game output under ``OUT/APP/logs/`` (others are deleted)."""
-    dest = app_dir / "logs" / f"{visit.started[:19].replace(':', '')}-{visit.resolution}-{visit.scene}.log"
-    try:
+    dest = _failure_path(app_dir, visit, ".log")
+    with contextlib.suppress(OSError):
         dest.parent.mkdir(exist_ok=True)
         os.replace(log_path, dest)
-    except OSError:
-        pass
+
+
+def _keep_picture(app_dir: Path, visit: Visit, rgb) -> None:
+    """Keep what a game that never got ready showed last (480 px wide) next to its log."""
+    if rgb is None:
+        return
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    img.thumbnail((480, 480))
+    dest = _failure_path(app_dir, visit, ".png")
+    with contextlib.suppress(OSError):
+        dest.parent.mkdir(exist_ok=True)
+        img.save(dest)
 
 
 @dataclass
@@ -175,6 +193,7 @@ def _run_visit(recipe: GameRecipe, scene: Scene, res: str, due: int, out_dir: Pa
                                  scene=scene.name)
             except NotReady as exc:
                 visit.outcome, visit.message = "not_ready", str(exc)
+                _keep_picture(out_dir / recipe.name, visit, exc.frame)
                 return log_path
             except (AppExited, WindowGone) as exc:
                 visit.outcome, visit.message = "crashed", str(exc)
