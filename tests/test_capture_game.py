@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, cli_argv
+from helpers import ROOT, assert_gone, child_pids, cli_argv
 from plugin_games import STANDIN
 
 from capture.games.plan import ScenePlan, fair_targets, kept_by_scene, scene_order
@@ -137,37 +137,6 @@ def test_a_rerun_continues_to_the_target(xvfb_binary, tmp_path):
     assert kept_by_scene(tmp_path / "standin", "720p") == {"meadow": 4, "canyon": 4}
 
 
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.add(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _assert_gone(pids: set[int]) -> None:
-    """Every process in ``pids`` ends within 5 s (helpers such as multiprocessing's resource
-    tracker exit once their parent has gone; Xvfb and the game are gone already)."""
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    survivors = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in pids if _alive(p)}
-    assert not survivors
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_the_game_and_xvfb(xvfb_binary, tmp_path, sig):
     scene = f"m{uuid.uuid4().hex[:10]}"  # a unique scene name, in the game's command line
@@ -183,13 +152,13 @@ def test_interrupt_stops_the_game_and_xvfb(xvfb_binary, tmp_path, sig):
     while not (log.exists() and log.read_text().count("\n") >= 3):
         assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
         time.sleep(0.1)
-    kids = _children(proc.pid)  # Xvfb, the game and the PNG writers
+    kids = child_pids(proc.pid)  # Xvfb, the game and the PNG writers
     assert len(kids) >= 2
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.read_text()
     assert "interrupted" in err.read_text()
-    _assert_gone(kids)
+    assert_gone(kids)
     assert _frames(tmp_path / "standin")["scene"].eq(scene).all()
     assert [v["outcome"] for v in _visits(tmp_path / "standin")] == ["interrupted"]
     assert all(v == [] for v in check_capture(tmp_path / "standin").values())
@@ -206,14 +175,14 @@ def test_an_error_mid_run_stops_the_game_and_xvfb(xvfb_binary, tmp_path):
                             stderr=subprocess.PIPE, text=True)
     kids: set[int] = set()
     while proc.poll() is None:
-        kids |= _children(proc.pid)
+        kids |= child_pids(proc.pid)
         time.sleep(0.05)
     out, errtext = proc.communicate()
     assert proc.returncode == 1
     lines = [ln for ln in errtext.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "unexpected columns" in lines[0]
     assert kids
-    _assert_gone(kids)
+    assert_gone(kids)
 
 
 # -- recipes and the registry ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import cli_argv
+from helpers import assert_gone, child_pids, cli_argv
 
 from capture.games.registry import get_game
 from capture.verify import check_capture
@@ -30,27 +30,6 @@ pytestmark = [pytest.mark.xvfb, pytest.mark.slow]
 
 SCENES = {"supertuxkart": "hacienda,zengarden", "redeclipse": "deadsimple,castle",
           "0ad": "temperate_roadway_2p,magadha_2p"}
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.add(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("name", list(SCENES))
@@ -72,14 +51,13 @@ def test_real_game_recipe(name, xvfb_binary, tmp_path, request):
     started: set[int] = set()  # Xvfb, the game and the writers, seen while the capture runs
     deadline = time.monotonic() + 1500
     while proc.poll() is None and time.monotonic() < deadline:
-        started |= _children(proc.pid)
+        started |= child_pids(proc.pid)
         time.sleep(0.2)
     if proc.poll() is None:
         proc.terminate()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
-    time.sleep(2)
-    assert not [p for p in started if _alive(p)]  # nothing left behind
+    assert_gone(started)  # no game, Xvfb or writer left behind
     summary = json.loads(out)
     app_dir = Path(summary["app_dir"])
     kept = pd.read_csv(app_dir / "frames.csv", dtype=str)
