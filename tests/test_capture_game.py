@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -137,16 +138,20 @@ def test_a_rerun_continues_to_the_target(xvfb_binary, tmp_path):
     assert kept_by_scene(tmp_path / "standin", "720p") == {"meadow": 4, "canyon": 4}
 
 
+#: the CLI with a stack dump on SIGUSR1, so that a run that does not stop can say where it is
+_CLI_WITH_STACKS = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, "
+                    "all_threads=True); sys.argv[0] = 'cloud3d'; from cloud3d.cli import main; main()")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_the_game_and_xvfb(xvfb_binary, tmp_path, sig):
     scene = f"m{uuid.uuid4().hex[:10]}"  # a unique scene name, in the game's command line
-    err = tmp_path / "stderr.txt"
-    with open(err, "w") as fh:
-        proc = subprocess.Popen(cli_argv("capture", "game", "standin", "--out", tmp_path,
-                                         "--count", "500", "--res", "720p", "--scenes", scene,
-                                         "--no-progress"),
-                                env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=fh,
-                                text=True)
+    err, out = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
+    with open(err, "w") as fe, open(out, "w") as fo:
+        proc = subprocess.Popen([sys.executable, "-c", _CLI_WITH_STACKS, "capture", "game",
+                                 "standin", "--out", str(tmp_path), "--count", "500", "--res",
+                                 "720p", "--scenes", scene, "--no-progress"],
+                                env={**os.environ, **ENV}, stdout=fo, stderr=fe)
     log = tmp_path / "standin" / "frames.csv"
     deadline = time.monotonic() + 90
     while not (log.exists() and log.read_text().count("\n") >= 3):
@@ -155,7 +160,13 @@ def test_interrupt_stops_the_game_and_xvfb(xvfb_binary, tmp_path, sig):
     kids = child_pids(proc.pid)  # Xvfb, the game and the PNG writers
     assert len(kids) >= 2
     proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=60)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(3)
+        proc.kill()
+        pytest.fail("the capture did not stop; its threads:\n" + err.read_text()[-6000:])
     assert proc.returncode == 130, err.read_text()
     assert "interrupted" in err.read_text()
     assert_gone(kids)

@@ -46,7 +46,7 @@ SUPERTUXKART = GameRecipe(
     ready_changes=4,
     ready_window=8.0,
     ready_mad=3.0,
-    ready_timeout=240.0,
+    ready_timeout=300.0,
     stall_timeout=180.0,
     needs=f"{_DISPLAY_NEEDS} supertuxkart",
     notes="AI-driven race (-N skips the menus, --profile-time lets the AI drive the player's "
@@ -71,6 +71,9 @@ REDECLIPSE = GameRecipe(
     ready_log="log.txt",
     ready_changes=2,
     ready_window=10.0,
+    # the match started 100-170 s after launch at 720p on a loaded machine, and a 1080p
+    # start was still "updating entities" after 240 s
+    ready_timeout=480.0,
     settle=1.0,
     stall_timeout=180.0,
     needs=f"{_DISPLAY_NEEDS} redeclipse",
@@ -127,7 +130,7 @@ ZEROAD = ZeroADRecipe(
     ready_changes=2,
     ready_window=12.0,
     ready_mad=0.5,
-    ready_timeout=300.0,
+    ready_timeout=480.0,
     settle=1.0,
     stall_timeout=180.0,
     run_as_nobody=True,
