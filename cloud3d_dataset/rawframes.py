@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import PngInfo, inspect_png
-from cloud3d.resolutions import RESOLUTIONS, resolution_name
+from cloud3d.resolutions import resolution_name, size_problem
 from cloud3d_dataset.capturelog import CaptureLog, read_capture_log
 from cloud3d_dataset.layout import check_app_name
 
@@ -324,13 +324,10 @@ def _folder_size(path: Path, src: str, frames: dict[int, Frame], bad: set[int], 
                 problems.append((str(fr.files[src]), f"size {inf.width}x{inf.height} differs "
                                  f"from the folder's {size[0]}x{size[1]} (skipped)"))
                 bad.add(i)
-    expect = RESOLUTIONS.get(src)
-    m = re.match(r"^(\d+)p$", src)
-    if expect is not None and size != expect:
-        raise Cloud3dError(f"{path} holds {size[0]}x{size[1]} frames, not {expect[0]}x{expect[1]}: "
-                           "rename the folder (e.g. to native) or fix the capture")
-    if expect is None and m and size[1] != int(m.group(1)):
-        raise Cloud3dError(f"{path} holds {size[0]}x{size[1]} frames, not {src} high: rename the folder")
+    why = size_problem(src, *size) if re.match(r"^\d+p$", src) else None  # not native, plain
+    if why is not None:
+        raise Cloud3dError(f"{path} holds {size[0]}x{size[1]} frames ({why}): rename the folder "
+                           "(e.g. to native) or fix the capture")
     return size
 
 
