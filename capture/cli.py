@@ -3,10 +3,8 @@ the built-in synthetic scene. A thin layer over :func:`capture.recorder.record`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import signal
 import sys
 
 import click
@@ -49,6 +47,9 @@ def _recorder_options(default_app: str | None, live: bool):
                               "live sources only"),
             click.option("--warmup", type=float, default=0.0, show_default=True,
                          help="seconds to skip before capturing (loading screens, intro)"),
+            click.option("--scene", default=None,
+                         help="what is shown (a track, map...), written to frames.csv's scene "
+                              "column for `cloud3d split --group scene`"),
             click.option("--keep-uniform", is_flag=True, help="keep black / near-uniform frames"),
             click.option("--uniform-std", type=float, default=3.0, show_default=True,
                          help="a frame whose pixel std-dev is at most this is 'uniform' (0..255 scale)"),
@@ -75,11 +76,12 @@ def _recorder_options(default_app: str | None, live: bool):
 
 
 def _run(source_factory, out, app, resolutions, fit, fps, interval, count, duration, stall_timeout,
-         warmup,
+         warmup, scene,
          keep_uniform, uniform_std, keep_duplicates, dup_mad, writers, queue_size, policy,
          encoder, level, no_progress, as_json) -> None:
     from .filters import FilterConfig
     from .recorder import record
+    from .signals import sigterm_as_interrupt
 
     if interval is not None:
         if interval <= 0:
@@ -89,23 +91,13 @@ def _run(source_factory, out, app, resolutions, fit, fps, interval, count, durat
         raise Cloud3dError("--writers and --queue must be at least 1")
     filters = FilterConfig(drop_uniform=not keep_uniform, uniform_std=uniform_std,
                            drop_duplicates=not keep_duplicates, dup_mad=dup_mad)
-    old = signal.getsignal(signal.SIGTERM)
-
-    def _term(_sig, _frm):  # treat `kill PID` like Ctrl-C: clean stop, app + Xvfb torn down
-        raise KeyboardInterrupt
-
-    with contextlib.suppress(ValueError):  # not in the main thread
-        signal.signal(signal.SIGTERM, _term)
-    try:
-        with source_factory() as source:
-            summary = record(
-                source, out, app, resolutions=resolutions, fps=fps, count=count, duration=duration,
-                warmup=warmup, stall_timeout=stall_timeout, fit=fit, filters=filters, writers=writers, queue_size=queue_size,
-                policy=policy, encoder=encoder, level=level, progress=not no_progress,
-            )
-    finally:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, old)
+    with sigterm_as_interrupt(), source_factory() as source:
+        summary = record(
+            source, out, app, resolutions=resolutions, fps=fps, count=count, duration=duration,
+            warmup=warmup, stall_timeout=stall_timeout, fit=fit, filters=filters, writers=writers,
+            queue_size=queue_size, policy=policy, encoder=encoder, level=level,
+            progress=not no_progress, scene=scene,
+        )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         click.echo(summary.to_text(), err=True)
@@ -136,7 +128,7 @@ def _command(group, name, default_app, live, help_text):
 
 _COMMON = {
     "out", "app", "resolutions", "fit", "fps", "interval", "count", "duration", "stall_timeout",
-    "warmup",
+    "warmup", "scene",
     "keep_uniform", "uniform_std", "keep_duplicates", "dup_mad", "writers", "queue_size",
     "policy", "encoder", "level", "no_progress", "as_json",
 }
@@ -263,6 +255,11 @@ def synthetic_cmd(size, seed, scene_fps):
 
     w, h = _size(size)
     return SyntheticSource(w, h, seed=seed, fps=scene_fps)
+
+
+from .games.cli import game_cmd  # noqa: E402  (after the group it joins)
+
+capture_group.add_command(game_cmd)
 
 
 def register(group: click.Group) -> None:

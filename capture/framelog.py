@@ -19,6 +19,9 @@ grab                      0-based number of the grab within its run
 capture_time              UTC ISO-8601 time of the grab (microseconds)
 source                    source kind (``window``, ``screen``, ``launch``, ``video``, ``synthetic``)
 synthetic                 ``1`` for the built-in synthetic scene, else ``0``
+scene                     what the app showed (a game's track, map or scenario, as named by its
+                          recipe); empty when the source does not say. ``cloud3d split --group
+                          scene`` keeps whole scenes in one split
 x, y, width, height       source geometry of the grabbed frame, pixels
 grab_ms                   time to grab the frame, milliseconds
 encode_ms                 PNG encoding time summed over resolutions, milliseconds
@@ -41,11 +44,14 @@ from cloud3d.errors import Cloud3dError
 from .resize import NAMES
 
 COLUMNS = [
-    "index", "status", "reason", "run", "grab", "capture_time", "source", "synthetic",
+    "index", "status", "reason", "run", "grab", "capture_time", "source", "synthetic", "scene",
     "x", "y", "width", "height", "grab_ms", "encode_ms",
 ]
 for _r in NAMES:
     COLUMNS += [f"file_{_r}", f"sha256_{_r}"]
+
+#: the columns before ``scene`` was added; such logs are upgraded (scene left empty) on start
+LEGACY_COLUMNS = [c for c in COLUMNS if c != "scene"]
 
 _PNG_RE = re.compile(r"^\d{6,}\.png$")
 
@@ -67,7 +73,8 @@ class FrameLog:
     # -- start-up repair ---------------------------------------------------------------
     def reconcile(self) -> tuple[int, dict[str, int]]:
         """Make log and files agree; return ``(next_index, counts of repairs)``."""
-        fixes = {"partial_line": 0, "rows_without_files": 0, "files_without_rows": 0, "temp_files": 0}
+        fixes = {"partial_line": 0, "rows_without_files": 0, "files_without_rows": 0, "temp_files": 0,
+                 "added_scene_column": 0}
         rows: list[dict[str, str]] = []
         if self.path.exists():
             text = self.path.read_text(encoding="utf-8")
@@ -75,7 +82,9 @@ class FrameLog:
                 text = text[: text.rfind("\n") + 1]
                 fixes["partial_line"] = 1
             reader = csv.DictReader(io.StringIO(text))
-            if text and reader.fieldnames != COLUMNS:
+            legacy = bool(text) and reader.fieldnames == LEGACY_COLUMNS
+            fixes["added_scene_column"] = int(legacy)
+            if text and not legacy and reader.fieldnames != COLUMNS:
                 raise Cloud3dError(
                     f"{self.path} has unexpected columns {reader.fieldnames}: it was not written by "
                     "this version of cloud3d capture; move it away or choose another --out folder"
@@ -99,9 +108,10 @@ class FrameLog:
                 elif _PNG_RE.match(p.name) and rel not in referenced:
                     p.unlink()
                     fixes["files_without_rows"] += 1
-        if not self.path.exists() or fixes["partial_line"] or fixes["rows_without_files"]:
+        if (not self.path.exists() or fixes["partial_line"] or fixes["rows_without_files"]
+                or fixes["added_scene_column"]):
             buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+            w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", restval="")
             w.writeheader()
             w.writerows(rows)
             atomic_write_text(self.path, buf.getvalue())

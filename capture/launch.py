@@ -28,6 +28,10 @@ from . import xdisplay
 from .source import FrameSource
 
 
+class AppExited(Cloud3dError):
+    """The launched app exited (crashed or quit) before or during the capture."""
+
+
 class VirtualDisplay:
     """A private Xvfb server (``width x height x 24``) on a free display number.
 
@@ -138,6 +142,7 @@ class LaunchSource(FrameSource):
         log_path: where the app's stdout/stderr go (default: a temp file, removed on close).
         on_start: called as ``on_start(display, xvfb_pid, app_pid)`` once both run
             (the CLI prints it so a user can inspect the display).
+        env: extra environment variables for the app; a ``None`` value removes one.
     """
 
     kind = "launch"
@@ -153,6 +158,7 @@ class LaunchSource(FrameSource):
         key_interval: float = 0.5,
         log_path: str | os.PathLike | None = None,
         on_start=None,
+        env: dict[str, str | None] | None = None,
     ) -> None:
         if not command:
             raise Cloud3dError("nothing to launch: give the app's command after '--'")
@@ -172,10 +178,15 @@ class LaunchSource(FrameSource):
         self.log_path = Path(log_path)
         try:
             self.xvfb = VirtualDisplay(*size)
-            env = dict(os.environ, DISPLAY=self.xvfb.name)
+            app_env = dict(os.environ, DISPLAY=self.xvfb.name)
+            for key, value in (env or {}).items():
+                if value is None:
+                    app_env.pop(key, None)
+                else:
+                    app_env[key] = value
             with open(self.log_path, "ab") as log:
                 self.app = subprocess.Popen(
-                    [exe, *command[1:]], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                    [exe, *command[1:]], env=app_env, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=log, start_new_session=True,
                 )
             if on_start is not None:
@@ -188,7 +199,8 @@ class LaunchSource(FrameSource):
             self.close()
             raise
 
-    def _tail(self, n: int = 12) -> str:
+    def log_tail(self, n: int = 12) -> str:
+        """The last ``n`` lines of the app's output, joined with `` | `` (for messages)."""
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
@@ -203,9 +215,9 @@ class LaunchSource(FrameSource):
         try:
             while True:
                 if self.app.poll() is not None:
-                    raise Cloud3dError(
+                    raise AppExited(
                         f"{self.command[0]} exited with status {self.app.returncode} before "
-                        f"opening a window; its last output: {self._tail()}"
+                        f"opening a window; its last output: {self.log_tail()}"
                     )
                 info = xdisplay.find_window(dpy, title=title, pid=self.app.pid)
                 if info is None and title is None:
@@ -217,7 +229,7 @@ class LaunchSource(FrameSource):
                     raise Cloud3dError(
                         f"{self.command[0]} opened no window{what} within {timeout:.0f} s on "
                         f"{self.xvfb.name} ({xdisplay.describe_windows(dpy)}); "
-                        f"its last output: {self._tail()}"
+                        f"its last output: {self.log_tail()}"
                     )
                 time.sleep(0.1)
         finally:
@@ -242,17 +254,31 @@ class LaunchSource(FrameSource):
                 raise Cloud3dError(f"xdotool could not press {key!r}: {r.stderr.strip()}")
             time.sleep(interval)
 
+    def exit_status(self) -> int | None:
+        """The app's exit status once it has exited, else ``None``."""
+        return self.app.poll() if self.app is not None else None
+
     @property
     def display(self) -> str:
         return self.xvfb.name if self.xvfb else ""
 
-    def grab(self) -> np.ndarray:
+    def _check_alive(self) -> None:
         if self.app is not None and self.app.poll() is not None:
-            raise Cloud3dError(
+            raise AppExited(
                 f"{self.command[0]} exited with status {self.app.returncode} during capture; "
-                f"its last output: {self._tail()}"
+                f"its last output: {self.log_tail()}"
             )
-        frame = self._window.grab()
+
+    def grab(self) -> np.ndarray:
+        self._check_alive()
+        try:
+            frame = self._window.grab()
+        except xdisplay.WindowGone:
+            # an exiting app destroys its window before the exit shows: say it exited
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.app.wait(timeout=2)
+            self._check_alive()
+            raise
         self.geometry = self._window.geometry
         return frame
 

@@ -136,6 +136,7 @@ def record(
     progress: bool = True,
     stop=None,
     stall_timeout: float | None = None,
+    scene: str | None = None,
 ) -> CaptureSummary:
     """Capture frames from ``source`` into ``out_dir/app`` and return a :class:`CaptureSummary`.
 
@@ -160,6 +161,8 @@ def record(
         stall_timeout: live sources only: end the capture when no frame has been kept for
             this many seconds (the app froze or shows one still image); the summary then
             has ``stalled=True``. ``None``: wait for as long as it takes.
+        scene: what the source shows (a game's track or map); written to every row's
+            ``scene`` column so that ``cloud3d split --group scene`` can keep scenes apart.
 
     Ctrl-C (KeyboardInterrupt) ends the capture cleanly too: queued frames are
     written, the summary has ``interrupted=True``. Write errors (disk full...)
@@ -217,7 +220,8 @@ def record(
     bar = tqdm(total=count, unit="frame", desc=f"capture {app}", disable=not progress,
                dynamic_ncols=True, leave=True)
     pool.on_written = lambda _i: bar.update(1)
-    base_row = {"run": run, "source": source.kind, "synthetic": int(source.synthetic)}
+    base_row = {"run": run, "source": source.kind, "synthetic": int(source.synthetic),
+                "scene": scene or ""}
     grab_s = 0.0
     kept = 0
     index = next_index
@@ -328,7 +332,7 @@ def record(
             f"{msg}; {pool.written} frames were written completely and are kept in {app_dir}"
         )
     _append_run(app_dir, summary, source, dict(
-        fps=fps, count=count, duration=duration, warmup=warmup, fit=fit, policy=policy,
+        fps=fps, count=count, duration=duration, warmup=warmup, fit=fit, policy=policy, scene=scene,
         writers=writers, writer_kind=writer_kind, queue_size=queue_size, encoder=encoder, level=level,
         filters=asdict(flt.config)))
     return summary

@@ -10,6 +10,11 @@ Frames are drawn off-screen into a pixmap and copied to the window with one
 ``CopyArea`` request, so a grab never sees half of one frame and half of the
 next. ``--pattern`` shows :func:`pattern_frame` instead of the scene: exact,
 numbered colour patterns that tests use to check captured pixels bit for bit.
+
+It can also play a misbehaving game, for tests of unattended captures: a static
+loading screen for ``--ready-after`` seconds before it prints ``showwindow: ready``
+(also to ``--log-file``), a picture that stops changing (``--freeze-after``), or a
+crash with exit status 3 (``--crash-after``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ def pattern_frame(k: int, width: int, height: int) -> np.ndarray:
     img[..., 2] = (((bar >> 2) & 1) * 180 + ((x // 16 + y // 16 + k) % 2) * 70) & 255
     img[:8, :8] = (k % 256, (k // 256) % 256, 77)
     return img
+
+
+def loading_frame(width: int, height: int) -> np.ndarray:
+    """A static, non-uniform "loading" screen: a grey 32-pixel checkerboard, ``(H, W, 3) uint8``."""
+    y = np.arange(height)[:, None] // 32
+    x = np.arange(width)[None, :] // 32
+    grey = np.where((x + y) % 2 == 0, 60, 110).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def pattern_number(rgb: np.ndarray) -> int:
@@ -112,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exit-after", type=float, default=None, help="quit after this many seconds")
     ap.add_argument("--freeze-after", type=float, default=None,
                     help="stop changing the picture after this many seconds (a frozen game)")
+    ap.add_argument("--ready-after", type=float, default=0.0,
+                    help="show a static loading screen this long, then print 'showwindow: ready'")
+    ap.add_argument("--crash-after", type=float, default=None,
+                    help="exit with status 3 after this many seconds (a crashing game)")
+    ap.add_argument("--log-file", default=None, help="also append the status lines to this file")
     ap.add_argument("--display", default=None, help="X display (default $DISPLAY)")
     args = ap.parse_args(argv)
     try:
@@ -128,13 +146,35 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # no display: one line, not a traceback
         print(f"showwindow: cannot open the X display: {exc}", file=sys.stderr)
         return 2
-    print(f"showwindow: window 0x{view.win.id:x} {w}x{h} pid {os.getpid()}", file=sys.stderr, flush=True)
+
+    def say(line: str) -> None:
+        print(f"showwindow: {line}", file=sys.stderr, flush=True)
+        if args.log_file:
+            with open(args.log_file, "a") as f:
+                f.write(f"showwindow: {line}\n")
+
+    say(f"window 0x{view.win.id:x} {w}x{h} pid {os.getpid()}")
     t0 = time.monotonic()
     k = 0
+    ready = args.ready_after <= 0
+    drawn = False  # a game frame was shown (a frozen game keeps showing its last one)
+    if ready:
+        say("ready")
     try:
         while args.exit_after is None or time.monotonic() - t0 < args.exit_after:
-            if args.freeze_after is None or time.monotonic() - t0 < args.freeze_after:
+            t = time.monotonic() - t0
+            if args.crash_after is not None and t >= args.crash_after:
+                say("crashing (exit status 3)")
+                return 3
+            if not ready and t >= args.ready_after:
+                ready = True
+                say("ready")
+            frozen = args.freeze_after is not None and t >= args.freeze_after
+            if not ready:
+                frame = loading_frame(w, h)
+            elif not frozen or not drawn:
                 frame = pattern_frame(k, w, h) if scene is None else scene.render(k)
+                drawn = True
             view.show(frame)
             k += 1
             delay = t0 + k / args.fps - time.monotonic()

@@ -16,7 +16,7 @@ from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_image_rgb
 from cloud3d.provenance import sha256_file
 
-from .framelog import COLUMNS
+from .framelog import COLUMNS, LEGACY_COLUMNS
 from .resize import NAMES
 
 _PNG_RE = re.compile(r"^\d{6,}\.png$")
@@ -44,7 +44,7 @@ def check_capture(app_dir: str | Path, decode: bool = True) -> dict[str, list[st
         out["partial_line"].append("frames.csv")
         text = text[: text.rfind("\n") + 1]
     rows = list(csv.DictReader(io.StringIO(text))) if text else []
-    if rows and list(rows[0].keys()) != COLUMNS:
+    if rows and list(rows[0].keys()) not in (COLUMNS, LEGACY_COLUMNS):
         raise Cloud3dError(f"{log} does not have the capture columns")
     logged: dict[str, str] = {}
     for row in rows:

@@ -18,6 +18,10 @@ from cloud3d.errors import Cloud3dError
 from .source import Geometry
 
 
+class WindowGone(Cloud3dError):
+    """The captured window was destroyed (its application closed it or exited)."""
+
+
 def resolve_display(display: str | None) -> str:
     """Return ``display`` or ``$DISPLAY``; raise a clear error when neither is set."""
     name = display or os.environ.get("DISPLAY")
@@ -85,7 +89,7 @@ def window_geometry(dpy, wid: int) -> Geometry:
         g = win.get_geometry()
         pos = win.translate_coords(dpy.screen().root, 0, 0)
     except (xerror.BadWindow, xerror.BadDrawable):
-        raise Cloud3dError(f"window 0x{wid:x} no longer exists (the application closed it?)") from None
+        raise WindowGone(f"window 0x{wid:x} no longer exists (the application closed it?)") from None
     # translate_coords(root, 0, 0) gives root's origin in the window's frame: negate it.
     return Geometry(-pos.x, -pos.y, int(g.width), int(g.height))
 

@@ -21,6 +21,9 @@ Instead:
 
 The result depends only on the frames' order/times, the counts, the block
 spec and the seed.
+
+With ``--group scene`` the units are scenes instead of time blocks
+(:func:`assign_groups`): every frame of a scene goes to one split, at every resolution.
 """
 
 from __future__ import annotations
@@ -176,26 +179,72 @@ def scaled_counts(counts: dict[str, int], total: int) -> dict[str, int]:
     return {s: out[s] for s in SPLITS}
 
 
+def largest_scaled(counts: dict[str, int], limit: int, attempt):
+    """Largest total <= ``limit`` in the ratio of ``counts`` for which ``attempt(scaled counts)``
+    returns a result; ``(result, counts)`` or ``None``. No split that asked for frames gets 0."""
+    lo, hi = 0, min(sum(counts.values()), limit)
+    best = None
+    while lo < hi:  # largest total that works (monotone in practice)
+        mid = (lo + hi + 1) // 2
+        c = scaled_counts(counts, mid)
+        r = None if any(counts[s] > 0 and c[s] == 0 for s in SPLITS) else attempt(c)
+        if r is not None:
+            best, lo = (r, c), mid
+        else:
+            hi = mid - 1
+    return best
+
+
 def assign_scaled(
     times: np.ndarray, counts: dict[str, int], block: Span, guard: Span, seed: int
 ) -> tuple[Assignment, dict[str, int]] | None:
     """Largest counts in the ratio of ``counts`` (none bigger than asked) that :func:`assign` meets."""
-    want = sum(counts.values())
-    lo, hi = 0, min(want, len(times))
-    best = None
+    return largest_scaled(counts, len(times), lambda c: assign(times, c, block, guard, seed))
 
-    def ok(total: int):
-        c = scaled_counts(counts, total)
-        if any(counts[s] > 0 and c[s] == 0 for s in SPLITS):
+
+@dataclass
+class GroupAssignment:
+    """Whole groups (scenes) per split: ``split_of[k]`` is stream ``k``'s (N_k,) int8 array of
+    split indices (``-1`` = unused); ``owner`` maps each group to its split (``None``: unused)."""
+
+    split_of: list[np.ndarray]
+    owner: dict[str, str | None]
+
+    def groups(self, split: str) -> list[str]:
+        return sorted(g for g, s in self.owner.items() if s == split)
+
+
+def assign_groups(
+    labels: list[list[str]], counts: dict[str, int], seed: int
+) -> GroupAssignment | None:
+    """Give whole groups to splits; ``None`` if the counts cannot be met.
+
+    ``labels[k]`` holds the group (scene) of every frame of stream ``k`` (one stream per
+    resolution rendered on its own, or one for all), in capture order. The groups are
+    shuffled with ``numpy.random.default_rng(seed)``; splits are filled smallest first
+    (test, validation, train), each taking the next free groups until every stream has
+    its count, a group's frames in capture order, the last group trimmed. A group belongs
+    to one split in every stream, so no scene of one split is seen in another.
+    """
+    names = sorted({g for lab in labels for g in lab})
+    order = np.random.default_rng(seed).permutation(len(names))
+    arrays = [np.asarray(lab, dtype=object) for lab in labels]
+    split_of = [np.full(len(lab), -1, dtype=np.int8) for lab in labels]
+    owner: dict[str, str | None] = dict.fromkeys(names)
+    for split in sorted(SPLITS, key=lambda s: (counts.get(s, 0), -SPLITS.index(s))):
+        need, s_idx = int(counts.get(split, 0)), SPLITS.index(split)
+        got = [0] * len(labels)
+        for gi in order:
+            if all(g >= need for g in got):
+                break
+            name = names[gi]
+            if owner[name] is not None:
+                continue
+            owner[name] = split
+            for k, arr in enumerate(arrays):
+                pos = np.flatnonzero(arr == name)[: max(need - got[k], 0)]
+                split_of[k][pos] = s_idx
+                got[k] += len(pos)
+        if any(g < need for g in got):
             return None
-        a = assign(times, c, block, guard, seed)
-        return (a, c) if a is not None else None
-
-    while lo < hi:  # largest total that works (monotone in practice; checked below)
-        mid = (lo + hi + 1) // 2
-        r = ok(mid)
-        if r is not None:
-            best, lo = r, mid
-        else:
-            hi = mid - 1
-    return best
+    return GroupAssignment(split_of, owner)

@@ -71,6 +71,14 @@ def _echo_list(title: str, items: list[tuple[str, str]]) -> None:
     help="Output resolutions, e.g. '1080p,720p' (default: every capture folder). Missing ones are resized (Lanczos) from a larger capture.",
 )
 @click.option(
+    "--group",
+    type=click.Choice(["time", "scene"]),
+    default="time",
+    show_default=True,
+    help="What goes whole into one split: time blocks (--block), or scenes (frames.csv's scene "
+    "column, written by `cloud3d capture game`): no test track or map is then seen in training.",
+)
+@click.option(
     "--scale-counts",
     is_flag=True,
     help="With too few frames, keep the train:val:test ratio on fewer frames instead of failing.",
@@ -105,6 +113,7 @@ def split_cmd(
     block,
     guard,
     resolutions,
+    group,
     scale_counts,
     copy,
     recompress,
@@ -119,7 +128,11 @@ def split_cmd(
     RAW_DIR is a capture app folder (RAW/{app}/ with 1080p/720p/native folders
     and frames.csv), a capture root holding several apps (pick one with --app),
     or a plain folder of PNGs (name it with --app).
-    Example:  cloud3d split RAW/supertuxkart --out DATASET --seed 1
+
+    \b
+    Examples:
+      cloud3d split RAW/supertuxkart --out DATASET --seed 1
+      cloud3d split RAW/0ad --out DATASET --group scene   # whole maps per split
     """
     from cloud3d_dataset.split import build_splits
 
@@ -134,6 +147,7 @@ def split_cmd(
         block=block,
         guard=guard,
         resolutions=resolutions,
+        group=group,
         scale_counts=scale_counts,
         copy=copy,
         recompress=recompress,
@@ -154,8 +168,10 @@ def split_cmd(
     click.echo(
         f"{r.app}: {counts} frames x {len(r.resolutions)} resolution(s) ({', '.join(r.resolutions)}) "
         f"-> {r.files} files in {r.dataset} (linked {r.linked}, copied {r.copied}, encoded {r.encoded}); "
-        f"blocks {r.block}, guard {r.guard}"
+        + (f"blocks {r.block}, guard {r.guard}" if r.block != "scene" else "whole scenes per split")
     )
+    for split, names in r.scenes.items():
+        click.echo(f"  {split} scenes: {', '.join(names) or '-'}")
 
 
 @click.command("index")

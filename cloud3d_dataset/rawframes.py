@@ -4,9 +4,8 @@ Three input shapes are understood (see :func:`open_capture`):
 
 * a capture **app folder** ``RAW/{app}/`` holding resolution folders
   (``1080p``, ``720p``, ``native`` or any ``{h}p``) with ``{index:06d}.png``
-  files, plus an optional ``frames.csv`` log (columns used: ``index``,
-  ``capture_time`` in epoch seconds, ``kept``; other columns are ignored;
-  rows with ``kept`` false have no files);
+  files, plus an optional ``frames.csv`` log (see :mod:`cloud3d_dataset.capturelog`
+  for the columns used);
 * a capture **root** ``RAW/`` holding several app folders (``app`` picks one);
 * a **plain folder of PNGs** (one app, named by ``app``); capture order is the
   file-name order (numeric stems numerically), the resolution comes from the
@@ -29,11 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import PngInfo, inspect_png
-from cloud3d.resolutions import RESOLUTIONS, resolution_name
+from cloud3d.resolutions import resolution_name, size_problem
+from cloud3d_dataset.capturelog import CaptureLog, read_capture_log
 from cloud3d_dataset.layout import check_app_name
 
 _RES_DIR_RE = re.compile(r"^(\d+p|native)$")
@@ -47,6 +45,7 @@ class Frame:
     capture_time: float  # epoch seconds, NaN when unknown
     files: dict[str, Path] = field(default_factory=dict)  # source folder name -> file
     info: dict[str, PngInfo] = field(default_factory=dict)
+    scene: str = ""  # what it shows (frames.csv's scene column), "" when unknown
 
 
 @dataclass
@@ -71,6 +70,15 @@ class Capture:
     @property
     def has_times(self) -> bool:
         return bool(self.frames) and all(math.isfinite(f.capture_time) for f in self.frames)
+
+    @property
+    def has_scenes(self) -> bool:
+        """True when every frame names its scene (``frames.csv`` has a filled ``scene`` column)."""
+        return bool(self.frames) and all(f.scene for f in self.frames)
+
+    def frames_with(self, src: str) -> list[int]:
+        """Positions (in :attr:`frames`) of the frames that have a file in folder ``src``."""
+        return [k for k, f in enumerate(self.frames) if src in f.files]
 
 
 def _is_app_folder(p: Path) -> bool:
@@ -129,62 +137,6 @@ def _checked_app(name: str, raw: Path) -> str:
         raise Cloud3dError(f"{exc} (folder {raw}); give a valid name with --app") from None
 
 
-def _truthy(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("1", "true", "yes", "y", "t")
-    try:
-        return bool(v) and not (isinstance(v, float) and math.isnan(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _epoch_seconds(col: pd.Series) -> pd.Series:
-    """Capture times as float epoch seconds: numbers pass through, ISO-8601 strings are parsed
-    (naive times are taken as UTC); anything unparsable becomes NaN."""
-    num = pd.to_numeric(col, errors="coerce")
-    text = col.where(num.isna() & col.notna())
-    if text.notna().any():
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        secs = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
-        num = num.where(num.notna(), secs)
-    return num.astype("float64")
-
-
-def _read_frames_csv(path: Path) -> dict[int, float] | None:
-    """Kept frame indices -> capture time in epoch seconds (NaN if unknown), from ``frames.csv``.
-
-    A row is kept when its ``kept`` column is true (1/true/yes), or, for logs
-    with a ``status`` column instead, when ``status`` is ``kept``; rows with
-    an empty ``index`` are dropped frames. ``capture_time`` may be epoch
-    seconds or ISO-8601 text. Other columns are ignored.
-    """
-    if not path.is_file():
-        return None
-    try:
-        df = pd.read_csv(path, dtype={"capture_time": object, "status": object})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise Cloud3dError(f"cannot read {path}: {exc}; fix or remove it") from None
-    if "index" not in df.columns:
-        raise Cloud3dError(f"{path} has no 'index' column; fix or remove it")
-    if "kept" in df.columns:
-        df = df[[_truthy(v) for v in df["kept"]]]
-    elif "status" in df.columns:
-        df = df[df["status"].astype(str).str.strip().str.lower() == "kept"]
-    df = df[df["index"].notna()]
-    times = (
-        _epoch_seconds(df["capture_time"])
-        if "capture_time" in df.columns
-        else pd.Series(float("nan"), index=df.index)
-    )
-    out: dict[int, float] = {}
-    for idx, t in zip(df["index"], times, strict=True):
-        try:
-            out[int(idx)] = float(t)
-        except (TypeError, ValueError):
-            raise Cloud3dError(f"{path}: bad frame index {idx!r}; fix or remove that row") from None
-    return out
-
-
 def _fingerprint(paths: list[Path], extra: bytes = b"") -> str:
     h = hashlib.sha256(extra)
     for p in paths:
@@ -201,7 +153,7 @@ class Listing:
     app: str
     kind: str
     per_source: dict[str, dict[int, Path]]  # source folder -> capture index -> file
-    times: dict[int, float] | None  # from frames.csv (kept rows only), None without it
+    log: CaptureLog | None  # the kept rows of frames.csv, None without it
     notes: list[str]
     fingerprint: str  # changes when any listed file, frames.csv or the folder changes
 
@@ -212,7 +164,7 @@ def list_capture(
     """List one app's capture files (see :func:`locate`); ``sources`` limits the folders read."""
     folder, app_name, kind = locate(raw_dir, app)
     notes: list[str] = []
-    times: dict[int, float] | None = None
+    log: CaptureLog | None = None
     per_source: dict[str, dict[int, Path]] = {}
     if kind == "plain-folder":
         pngs = sorted(
@@ -224,7 +176,7 @@ def list_capture(
         csv_bytes = b""
     else:
         csv_path = folder / "frames.csv"
-        times = _read_frames_csv(csv_path)
+        log = read_capture_log(csv_path)
         csv_bytes = csv_path.read_bytes() if csv_path.is_file() else b""
         for d in sorted(folder.iterdir()):
             if not (d.is_dir() and _RES_DIR_RE.match(d.name)):
@@ -243,7 +195,7 @@ def list_capture(
             )
     all_paths = sorted(p for files in per_source.values() for p in files.values())
     fingerprint = _fingerprint(all_paths, csv_bytes + str(folder.resolve()).encode())
-    return Listing(folder, app_name, kind, per_source, times, notes, fingerprint)
+    return Listing(folder, app_name, kind, per_source, log, notes, fingerprint)
 
 
 def source_folders(raw_dir: str | os.PathLike, app: str | None = None) -> list[str]:
@@ -267,114 +219,121 @@ def open_capture(
     ``raw_dir`` may be a :class:`Listing` from :func:`list_capture`.
     ``sources`` limits which resolution folders are read (``None`` = all).
     Frames whose file is unreadable, corrupt, or missing in one of the read
-    folders are dropped and listed in ``problems``. Within one folder all
-    frames must share a size: frames of a minority size are dropped and
-    reported (``strict=True`` makes that an error). Non-8-bit-RGB frames are
-    kept (converted later) unless ``strict``, which refuses them.
+    folders it should be in are dropped and listed in ``problems`` (a frame should
+    be in every folder, unless ``frames.csv`` names its files: then in those).
+    Within one folder all frames must share a size: frames of a minority size are
+    dropped and reported (``strict=True`` makes that an error). Non-8-bit-RGB frames
+    are kept (converted later) unless ``strict``, which refuses them.
     """
-    from tqdm import tqdm
-
     listing = raw_dir if isinstance(raw_dir, Listing) else list_capture(raw_dir, app, sources)
-    folder, app_name, kind = listing.folder, listing.app, listing.kind
-    per_source, times, fingerprint = listing.per_source, listing.times, listing.fingerprint
     problems: list[tuple[str, str]] = []
     notes: list[str] = list(listing.notes)
+    frames = _candidate_frames(listing, problems, notes)
+    bad = _inspect_files(frames, listing.app, workers, progress, problems)
+    sizes = {src: _folder_size(listing.folder / src, src, frames, bad, strict, problems, notes)
+             for src in listing.per_source}
+    sizes = {src: size for src, size in sizes.items() if size is not None}
+    _check_pixel_formats(listing.folder, frames, bad, strict, notes)
+    usable = [fr for i, fr in sorted(frames.items()) if i not in bad]
+    if listing.kind == "plain-folder" and "plain" in sizes:
+        sizes = _name_plain_folder(usable, sizes["plain"])
+    return Capture(app=listing.app, root=listing.folder, kind=listing.kind, frames=usable,
+                   sources=sizes, problems=problems, notes=notes,
+                   fingerprint=listing.fingerprint)
 
-    # Which frame indices are candidates: the kept rows of frames.csv, else every file seen.
-    if times is not None:
-        candidates = sorted(times)
+
+def _candidate_frames(listing: Listing, problems: list, notes: list) -> dict[int, Frame]:
+    """Frames to read: the kept rows of ``frames.csv`` (else every file seen), each with its
+    files in the folders it should have; frames missing a file are reported and left out."""
+    per_source, log = listing.per_source, listing.log
+    if log is not None:
+        candidates = sorted(log.times)
         for src, files in per_source.items():
-            extra = sorted(set(files) - set(times))
+            extra = sorted(set(files) - set(log.times))
             if extra:
                 notes.append(f"{src}: {len(extra)} PNG file(s) not kept in frames.csv ignored")
     else:
         candidates = sorted(set().union(*[set(f) for f in per_source.values()]))
     frames: dict[int, Frame] = {}
     for i in candidates:
-        t = times.get(i, float("nan")) if times is not None else float("nan")
-        fr = Frame(index=i, capture_time=t)
-        missing = [src for src, files in per_source.items() if i not in files]
+        wanted = list(per_source)
+        if log is not None and log.folders is not None:  # the log says where its files are
+            wanted = [src for src in per_source if src in log.folders.get(i, ())]
+            if not wanted:
+                continue  # its files are in folders not read this time
+        missing = [src for src in wanted if i not in per_source[src]]
+        for src in missing:
+            problems.append((str(listing.folder / src / f"{i:06d}.png"),
+                             "missing (frame skipped at every resolution)"))
         if missing:
-            for src in missing:
-                problems.append(
-                    (
-                        str(folder / src / f"{i:06d}.png"),
-                        "missing (frame skipped at every resolution)",
-                    )
-                )
             continue
-        fr.files = {src: files[i] for src, files in per_source.items()}
-        frames[i] = fr
+        frames[i] = Frame(
+            index=i, capture_time=log.times.get(i, float("nan")) if log else float("nan"),
+            files={src: per_source[src][i] for src in wanted},
+            scene=(log.scenes or {}).get(i, "") if log else "")
+    return frames
+
+
+def _inspect_files(frames: dict[int, Frame], app: str, workers: int | None, progress: bool,
+                   problems: list) -> set[int]:
+    """Read every file once (:func:`cloud3d.imageio.inspect_png`) in a thread pool; fill
+    ``Frame.info`` and return the indices of frames with an unreadable or corrupt file."""
+    from tqdm import tqdm
 
     jobs = [(i, src, p) for i, fr in frames.items() for src, p in fr.files.items()]
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
 
-    def _inspect(job):
-        i, src, p = job
+    def inspect(job):
         try:
-            return job, inspect_png(p), None
+            return job, inspect_png(job[2]), None
         except (OSError, ValueError) as exc:
             return job, None, str(exc)
 
     bad: set[int] = set()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for (i, src, p), info, err in tqdm(
-            pool.map(_inspect, jobs),
-            total=len(jobs),
-            desc=f"read {app_name}",
-            unit="img",
-            disable=not progress,
-        ):
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for (i, src, p), info, err in tqdm(pool.map(inspect, jobs), total=len(jobs),
+                                           desc=f"read {app}", unit="img", disable=not progress):
             if err is not None:
                 problems.append((str(p), f"unreadable or corrupt: {err} (skipped)"))
                 bad.add(i)
             else:
                 frames[i].info[src] = info
+    return bad
 
-    # One size per source folder: the most common one; others reported.
-    source_sizes: dict[str, tuple[int, int]] = {}
-    for src in per_source:
-        counts: dict[tuple[int, int], int] = {}
-        for i, fr in frames.items():
-            if i in bad:
-                continue
-            inf = fr.info[src]
+
+def _folder_size(path: Path, src: str, frames: dict[int, Frame], bad: set[int], strict: bool,
+                 problems: list, notes: list) -> tuple[int, int] | None:
+    """The frame size of folder ``src``: its most common one; frames of other sizes are
+    reported and added to ``bad`` (``strict``: an error). ``None`` if it has no good frame."""
+    counts: dict[tuple[int, int], int] = {}
+    for i, fr in frames.items():
+        inf = fr.info.get(src)
+        if i not in bad and inf is not None:
             counts[(inf.width, inf.height)] = counts.get((inf.width, inf.height), 0) + 1
-        if not counts:
-            continue
-        size = max(counts, key=lambda s: (counts[s], s))
-        source_sizes[src] = size
-        if len(counts) > 1:
-            listing = ", ".join(f"{w}x{h}: {c}" for (w, h), c in sorted(counts.items()))
-            msg = f"mixed resolutions in {folder / src} ({listing})"
-            if strict:
-                raise Cloud3dError(
-                    msg + "; move the odd-sized frames out (or drop --strict to skip them)"
-                )
-            notes.append(msg + f"; frames not {size[0]}x{size[1]} are skipped")
-            for i, fr in frames.items():
-                inf = fr.info.get(src)
-                if i not in bad and inf is not None and (inf.width, inf.height) != size:
-                    problems.append(
-                        (
-                            str(fr.files[src]),
-                            f"size {inf.width}x{inf.height} differs from the folder's {size[0]}x{size[1]} (skipped)",
-                        )
-                    )
-                    bad.add(i)
-        expect = RESOLUTIONS.get(src)
-        m = re.match(r"^(\d+)p$", src)
-        if expect is not None and size != expect:
-            raise Cloud3dError(
-                f"{folder / src} holds {size[0]}x{size[1]} frames, not {expect[0]}x{expect[1]}: "
-                "rename the folder (e.g. to native) or fix the capture"
-            )
-        if expect is None and m and size[1] != int(m.group(1)):
-            raise Cloud3dError(
-                f"{folder / src} holds {size[0]}x{size[1]} frames, not {src} high: rename the folder"
-            )
+    if not counts:
+        return None
+    size = max(counts, key=lambda s: (counts[s], s))
+    if len(counts) > 1:
+        sizes = ", ".join(f"{w}x{h}: {c}" for (w, h), c in sorted(counts.items()))
+        msg = f"mixed resolutions in {path} ({sizes})"
+        if strict:
+            raise Cloud3dError(msg + "; move the odd-sized frames out (or drop --strict to skip them)")
+        notes.append(msg + f"; frames not {size[0]}x{size[1]} are skipped")
+        for i, fr in frames.items():
+            inf = fr.info.get(src)
+            if i not in bad and inf is not None and (inf.width, inf.height) != size:
+                problems.append((str(fr.files[src]), f"size {inf.width}x{inf.height} differs "
+                                 f"from the folder's {size[0]}x{size[1]} (skipped)"))
+                bad.add(i)
+    why = size_problem(src, *size) if re.match(r"^\d+p$", src) else None  # not native, plain
+    if why is not None:
+        raise Cloud3dError(f"{path} holds {size[0]}x{size[1]} frames ({why}): rename the folder "
+                           "(e.g. to native) or fix the capture")
+    return size
 
-    # Pixel format: 8-bit RGB is linked as is; others are converted (noted) or refused.
+
+def _check_pixel_formats(folder: Path, frames: dict[int, Frame], bad: set[int], strict: bool,
+                         notes: list) -> None:
+    """8-bit RGB is linked as is; other formats are converted later (noted) or refused."""
     odd: dict[str, int] = {}
     for i, fr in frames.items():
         if i in bad:
@@ -382,28 +341,19 @@ def open_capture(
         for inf in fr.info.values():
             if not inf.is_rgb8:
                 odd[inf.describe_format()] = odd.get(inf.describe_format(), 0) + 1
-    if odd:
-        listing = ", ".join(f"{k}: {v}" for k, v in sorted(odd.items()))
-        if strict:
-            raise Cloud3dError(
-                f"{folder} has frames that are not 8-bit RGB ({listing}); drop --strict to convert them"
-            )
-        notes.append(f"converted to 8-bit RGB (alpha dropped, 16-bit scaled by 1/257): {listing}")
+    if not odd:
+        return
+    formats = ", ".join(f"{k}: {v}" for k, v in sorted(odd.items()))
+    if strict:
+        raise Cloud3dError(f"{folder} has frames that are not 8-bit RGB ({formats}); drop --strict "
+                           "to convert them")
+    notes.append(f"converted to 8-bit RGB (alpha dropped, 16-bit scaled by 1/257): {formats}")
 
-    usable = [fr for i, fr in sorted(frames.items()) if i not in bad]
-    if kind == "plain-folder" and "plain" in source_sizes:
-        name = resolution_name(*source_sizes["plain"])
-        source_sizes = {name: source_sizes["plain"]}
-        for fr in usable:
-            fr.files = {name: fr.files["plain"]}
-            fr.info = {name: fr.info["plain"]}
-    return Capture(
-        app=app_name,
-        root=folder,
-        kind=kind,
-        frames=usable,
-        sources=source_sizes,
-        problems=problems,
-        notes=notes,
-        fingerprint=fingerprint,
-    )
+
+def _name_plain_folder(usable: list[Frame], size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """A plain folder's frames become the resolution named by their size (e.g. ``720p``)."""
+    name = resolution_name(*size)
+    for fr in usable:
+        fr.files = {name: fr.files["plain"]}
+        fr.info = {name: fr.info["plain"]}
+    return {name: size}

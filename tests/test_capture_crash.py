@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import pytest
-from helpers import CLI
+from helpers import CLI, alive, child_pids
 
 from capture.verify import check_capture
 
@@ -28,25 +28,6 @@ def _rows(path):
         return 0
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_sigkill_leaves_consistent_folder_and_rerun_continues(tmp_path):
     log = tmp_path / "synthetic" / "frames.csv"
     proc = subprocess.Popen(_capture_cmd(tmp_path, 100000, "640x360", ("--res", "native,720p")),
@@ -57,16 +38,16 @@ def test_sigkill_leaves_consistent_folder_and_rerun_continues(tmp_path):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "capture wrote no rows"
             time.sleep(0.05)
-        writers = _children(proc.pid)
+        writers = child_pids(proc.pid)
         assert writers, "expected PNG writer processes"
     finally:
         proc.kill()
         proc.wait(timeout=10)
         proc.stderr.close()
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in writers) and time.monotonic() < deadline:
+    while any(alive(p) for p in writers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in writers), "writer processes outlived the killed capture"
+    assert not any(alive(p) for p in writers), "writer processes outlived the killed capture"
     app = tmp_path / "synthetic"
     found = check_capture(app)
     # every logged frame exists, matches its hash and decodes; every PNG decodes

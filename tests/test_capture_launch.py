@@ -11,20 +11,11 @@ import time
 import uuid
 
 import pytest
-from helpers import CLI
+from helpers import CLI, alive
 
 from capture.verify import check_capture
 
 pytestmark = pytest.mark.xvfb
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def _marked(marker: str) -> list[int]:
@@ -38,7 +29,7 @@ def _marked(marker: str) -> list[int]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in cmd and _alive(int(entry)):
+        if marker in cmd and alive(int(entry)):
             pids.append(int(entry))
     return pids
 
@@ -62,9 +53,9 @@ def _pids_from(stderr: str) -> tuple[int, int]:
 
 def _assert_all_gone(pids, marker):
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (any(_alive(p) for p in pids) or _marked(marker)):
+    while time.monotonic() < deadline and (any(alive(p) for p in pids) or _marked(marker)):
         time.sleep(0.1)
-    assert not [p for p in pids if _alive(p)], "Xvfb or the app survived"
+    assert not [p for p in pids if alive(p)], "Xvfb or the app survived"
     assert _marked(marker) == [], "the app's child process survived"
 
 
