@@ -2,8 +2,11 @@
 
 ``CLOUD3D_REQUIRE_XVFB=1`` (set by ``.ci/run``) turns "Xvfb not installed"
 from a skip into a failure, so capture tests cannot silently vanish in CI.
-Likewise ``CLOUD3D_REQUIRE_FFMPEG=1`` for ffmpeg, and ``CLOUD3D_REQUIRE_CUDA=1`` (set by
-``make gpu-check``) for a CUDA GPU.
+Likewise ``CLOUD3D_REQUIRE_FFMPEG=1`` for ffmpeg, ``CLOUD3D_REQUIRE_REFCODECS=1`` for
+the real BPG and VTM binaries (``.ci/run`` sets it, with ``CLOUD3D_BPG_DIR`` and
+``CLOUD3D_VTM_DIR``, when ``../shared/refcodecs/bin`` exists),
+``CLOUD3D_REQUIRE_BUILD_TOOLS=1`` for the compilers ``cloud3d codecs build`` needs,
+and ``CLOUD3D_REQUIRE_CUDA=1`` (set by ``make gpu-check``) for a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -19,14 +22,56 @@ from helpers import cli_argv, make_game_like_frame
 from cloud3d.imageio import write_png
 
 
+def _missing(msg: str, env_flag: str) -> None:
+    """Skip with ``msg``, or fail when ``$env_flag`` is 1 (CI requires the thing)."""
+    if os.environ.get(env_flag) == "1":
+        pytest.fail(msg + f"; {env_flag}=1 requires it")
+    pytest.skip(msg)
+
+
 def _need(tool: str, env_flag: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        msg = f"{tool} is not installed (apt-get install {'xvfb' if tool == 'Xvfb' else tool})"
-        if os.environ.get(env_flag) == "1":
-            pytest.fail(msg + f"; {env_flag}=1 requires it")
-        pytest.skip(msg)
+        _missing(f"{tool} is not installed (apt-get install {'xvfb' if tool == 'Xvfb' else tool})", env_flag)
     return path
+
+
+def _real_codec(cls):
+    codec = cls()
+    reason = codec.availability()
+    if reason:
+        _missing(f"real {cls.name} skipped: {reason}", "CLOUD3D_REQUIRE_REFCODECS")
+    return codec
+
+
+@pytest.fixture()
+def real_bpg():
+    """A default :class:`BpgCodec` whose real bpgenc/bpgdec were found (else skip, or fail in CI)."""
+    from baselines.codecs.bpg import BpgCodec
+
+    return _real_codec(BpgCodec)
+
+
+@pytest.fixture()
+def real_vtm():
+    """A default :class:`VtmCodec` whose real EncoderApp/DecoderApp/config were found (else skip/fail)."""
+    from baselines.codecs.vtm import VtmCodec
+
+    return _real_codec(VtmCodec)
+
+
+@pytest.fixture()
+def need_build_tools():
+    """``need_build_tools("bpg"|"vtm")``: skip (or fail in CI) unless that codec's build tools
+    for ``cloud3d codecs build`` are all installed here."""
+    from baselines.codecs.build import RECIPES, missing_build_tools
+
+    def need(name: str) -> None:
+        missing = missing_build_tools(RECIPES[name])
+        if missing:
+            _missing(f"build tools for {name} missing: {', '.join(missing)}", "CLOUD3D_REQUIRE_BUILD_TOOLS")
+
+    return need
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from baselines.codecs.base import Codec, CodecError, QualityParam
+from baselines.codecs.base import Codec, CodecError, DecodeResult, EncodeResult, QualityParam
 
 
 class QuantZlibCodec(Codec):
@@ -27,7 +27,8 @@ class QuantZlibCodec(Codec):
     def version(self) -> str:
         return f"zlib {zlib.ZLIB_VERSION}"
 
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
+    def encode_timed(self, rgb: np.ndarray, quality: float) -> EncodeResult:
+        t0 = time.perf_counter()
         if self.options["fail_marker"] >= 0 and int(rgb[0, 0, 0]) == self.options["fail_marker"]:
             raise CodecError(f"refusing image whose first red sample is {self.options['fail_marker']}")
         if self.options["sleep"]:
@@ -43,11 +44,14 @@ class QuantZlibCodec(Codec):
         if b:
             q = q + (1 << (b - 1))
         head = np.array([rgb.shape[0], rgb.shape[1]], dtype=">u4").tobytes()
-        return head + zlib.compress(q.astype(np.uint8).tobytes(), 6)
+        data = head + zlib.compress(q.astype(np.uint8).tobytes(), 6)
+        return EncodeResult(data=data, encode_s=time.perf_counter() - t0)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode_timed(self, data: bytes) -> DecodeResult:
+        t0 = time.perf_counter()
         h, w = np.frombuffer(data[:8], dtype=">u4")
-        return np.frombuffer(zlib.decompress(data[8:]), dtype=np.uint8).reshape(int(h), int(w), 3).copy()
+        rgb = np.frombuffer(zlib.decompress(data[8:]), dtype=np.uint8).reshape(int(h), int(w), 3).copy()
+        return DecodeResult(rgb=rgb, decode_s=time.perf_counter() - t0)
 
 
 CODECS = [QuantZlibCodec]

@@ -1,14 +1,15 @@
 """VTM wrapper: command lines, config discovery, colour path, bitstream header and log parsing.
 
 The VTM binaries are not packaged anywhere pip/apt can reach; the real round
-trip runs only when they are found (PATH, ``CLOUD3D_VTM_DIR``) and skips with
-the reason otherwise.
+trips (``real_vtm`` fixture) run when they are found (PATH, ``CLOUD3D_VTM_DIR``),
+skip with the reason otherwise, and fail instead when ``CLOUD3D_REQUIRE_REFCODECS=1`` (CI).
 """
 
 from __future__ import annotations
 
 import shutil
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,16 +214,18 @@ def test_parse_encoder_log():
 
 def test_default_command_lines():
     c = VtmCodec()
-    args = c.encode_args("/v/EncoderAppStatic", "/v/cfg/encoder_intra_vtm.cfg", "in.yuv", "out.266", 1280, 720, 32)
+    files = {"encoder": Path("/v/EncoderAppStatic"), "decoder": Path("/v/DecoderApp"),
+             "cfg": Path("/v/cfg/encoder_intra_vtm.cfg")}
+    args = c.encode_args(files, "in.yuv", "out.266", 32, 1280, 720)
     assert args[:3] == ["/v/EncoderAppStatic", "-c", "/v/cfg/encoder_intra_vtm.cfg"]
     for a in ("--InputFile=in.yuv", "--BitstreamFile=out.266", "--SourceWidth=1280", "--SourceHeight=720",
               "--InputBitDepth=10", "--InternalBitDepth=10", "--OutputBitDepth=10", "--InputChromaFormat=420",
               "--ChromaFormatIDC=420", "--FramesToBeEncoded=1", "--ConformanceWindowMode=1", "--QP=32"):
         assert a in args
     c8 = VtmCodec(chroma="444", bit_depth=8)
-    args8 = c8.encode_args("E", "c.cfg", "i", "o", 67, 45, 22)
+    args8 = c8.encode_args(files, "i", "o", 22, 67, 45)
     assert "--InputChromaFormat=444" in args8 and "--InputBitDepth=8" in args8
-    assert c.decode_args("/v/DecoderApp", "b.266", "r.yuv") == [
+    assert c.decode_args(files, "b.266", "r.yuv") == [
         "/v/DecoderApp", "--BitstreamFile=b.266", "--ReconFile=r.yuv", "--OutputBitDepth=10"]
     assert VtmCodec.quality.high == 63
 
@@ -245,8 +248,9 @@ def test_availability_and_cfg_discovery(tmp_path, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.delenv(ENV_VAR, raising=False)
-    msg = VtmCodec.availability()
-    assert "EncoderApp(Static) and DecoderApp(Static) not found" in msg and ENV_VAR in msg and "vtm_dir" in msg
+    msg = VtmCodec().availability()
+    assert "EncoderAppStatic/EncoderApp and DecoderAppStatic/DecoderApp not found" in msg
+    assert ENV_VAR in msg and "vtm_dir" in msg and "cloud3d codecs build vtm" in msg
     with pytest.raises(CodecUnavailable):
         VtmCodec().encode(make_game_like_frame(16, 16, 0), 32)
     # VTM source tree layout: bin/EncoderAppStatic, bin/DecoderAppStatic, cfg/encoder_intra_vtm.cfg
@@ -261,7 +265,9 @@ def test_availability_and_cfg_discovery(tmp_path, monkeypatch):
     assert find_cfg(enc.resolve()) == cfg.resolve()
     assert find_cfg(enc, tmp_path / "missing.cfg") is None
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "vtm" / "bin"))
-    assert VtmCodec.availability() is None
+    assert VtmCodec().availability() is None
+    assert VtmCodec().locate()["cfg"] == cfg.resolve()
+    assert "cfg.cfg not found" in VtmCodec(cfg=str(tmp_path / "cfg.cfg")).availability()
 
 
 def test_odd_size_420_is_refused_with_a_hint():
@@ -298,14 +304,6 @@ def test_decoder_output_parsing_cropped_or_padded(chroma):
         planes_from_decoder_output(cropped[:-2], info, chroma, 10)
 
 
-@pytest.fixture()
-def real_vtm():
-    reason = VtmCodec.availability()
-    if reason:
-        pytest.skip(f"real VTM round trip skipped: {reason}")
-    return VtmCodec()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("chroma", ["420", "444"])
 def test_real_vtm_round_trip(real_vtm, chroma):
@@ -318,4 +316,10 @@ def test_real_vtm_round_trip(real_vtm, chroma):
     dec = codec.decode_timed(enc.data)
     assert dec.rgb.shape == rgb.shape
     assert psnr_rgb(rgb, dec.rgb) > 25
-    assert codec.provenance()["cfg_sha256"]
+    assert enc.encode_s > 0 and enc.convert_s > 0 and dec.decode_s > 0
+    prov = codec.provenance()
+    assert len(prov["cfg_sha256"]) == 64 and "--SourceWidth={W} --SourceHeight={H}" in prov["encode_cmd"]
+    assert "--QP={qp}" in prov["encode_cmd"] and f"ChromaFormatIDC={chroma}" in prov["encode_cmd"]
+    assert codec.version().startswith("VTM 23.13 sha256:")
+    with pytest.raises(CodecError, match="vtm: cannot decode"):
+        codec.decode(enc.data[:10])

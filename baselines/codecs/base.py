@@ -4,6 +4,16 @@ A codec turns an ``(H, W, 3) uint8`` RGB array into bytes and back. Quality is
 one codec-specific parameter (JPEG ``q``, BPG ``qp``, a learned model's
 checkpoint...) plus optional keyword options; its meaning and range are part of
 the codec's description so the CLI can validate input and list valid values.
+
+One primitive: a codec implements :meth:`Codec.encode_timed` and
+:meth:`Codec.decode_timed` (the bytes or pixels plus how long the codec proper
+and the conversions around it took); :meth:`Codec.encode` and
+:meth:`Codec.decode` derive from them. Codecs that run external programs
+derive from :class:`baselines.codecs.external.ExternalCodec`, which does the
+timing, the temporary files and the provenance for them.
+
+The option checks every codec uses (:func:`check_choice`, :func:`check_int`,
+:func:`check_number`, :func:`check_rgb`) live here too.
 """
 
 from __future__ import annotations
@@ -17,7 +27,45 @@ from cloud3d.errors import CodecError, CodecUnavailable
 
 __all__ = [
     "Codec", "CodecError", "CodecUnavailable", "DecodeResult", "EncodeResult", "QualityParam",
+    "check_choice", "check_int", "check_number", "check_rgb",
 ]
+
+
+def check_choice(codec: str, key: str, value: Any, valid: tuple) -> Any:
+    """``value`` if it is one of ``valid``, else ValueError naming the codec, option and choices."""
+    if value not in valid:
+        raise ValueError(f"{codec}: option {key}={value!r} invalid; valid: {', '.join(map(str, valid))}")
+    return value
+
+
+def check_int(codec: str, key: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int in ``low..high`` (``8.0`` passes, ``8.5`` and ``"x"`` do not), else ValueError."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{codec}: option {key} must be an integer {low}..{high}, got {value!r}") from None
+    if not low <= v <= high or v != value:
+        raise ValueError(f"{codec}: option {key} must be an integer {low}..{high}, got {value!r}")
+    return v
+
+
+def check_number(codec: str, key: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float in ``low < value <= high`` (e.g. a timeout in seconds), else ValueError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, bool) or not low < v <= high:
+        raise ValueError(f"{codec}: option {key} must be a number in ({low:g}, {high:g}], got {value!r}")
+    return v
+
+
+def check_rgb(rgb: np.ndarray, codec: str) -> None:
+    """CodecError unless ``rgb`` is an ``(H, W, 3) uint8`` array with H, W >= 1."""
+    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+            and rgb.shape[0] > 0 and rgb.shape[1] > 0):
+        shape = getattr(rgb, "shape", None)
+        raise CodecError(f"{codec}: expected an (H, W, 3) uint8 RGB array, got {shape}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +119,8 @@ class DecodeResult:
 
 
 class Codec:
-    """Base class. Subclasses set the class attributes and implement encode/decode.
+    """Base class. Subclasses set the class attributes and implement
+    :meth:`encode_timed` / :meth:`decode_timed`.
 
     Instances are created with keyword options (``Codec(**options)``) and must
     be picklable (they travel to worker processes and Dask workers), so keep
@@ -88,6 +137,8 @@ class Codec:
     options_defaults: ClassVar[dict[str, Any]] = {}
     #: True if decode(encode(x)) == x for every quality
     lossless: ClassVar[bool] = False
+    #: file extension for kept bitstreams (``--keep``)
+    extension: ClassVar[str] = ".bin"
 
     def __init__(self, **options: Any) -> None:
         unknown = set(options) - set(self.options_defaults)
@@ -102,43 +153,42 @@ class Codec:
         """Default name of the curve these quality values make (the codec name)."""
         return cls.name
 
-    @classmethod
-    def availability(cls) -> str | None:
-        """``None`` if usable here, else a one-line reason with how to install it."""
+    def availability(self) -> str | None:
+        """``None`` if this codec, with these options (e.g. a binary folder), can run here;
+        else a one-line reason with how to install what is missing."""
         return None
 
     def version(self) -> str:
-        """Version string recorded with every result (library/binary version, options)."""
+        """Version string recorded with every result (library/binary version, options).
+
+        It is part of a result's resume key, so it names everything that changes the
+        bitstream and nothing else (not paths or timeouts).
+        """
         return "unknown"
 
     def provenance(self) -> dict[str, Any]:
         """Extra provenance (binary path and hash, command line, config hash...)."""
         return {}
 
-    # -- the work ------------------------------------------------------------------------
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
-        """Encode ``(H, W, 3) uint8`` RGB at ``quality``; returns the bitstream bytes."""
+    def options_text(self, exclude: tuple[str, ...] = ()) -> str:
+        """``"[k=v,...]"`` of the options in name order (``""`` when there are none left)."""
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k not in exclude)
+        return f"[{opts}]" if opts else ""
+
+    # -- the work: the one primitive ----------------------------------------------------
+    def encode_timed(self, rgb: np.ndarray, quality: Any) -> EncodeResult:
+        """Encode ``(H, W, 3) uint8`` RGB at ``quality``; the bitstream and wall times."""
         raise NotImplementedError
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode a bitstream from :meth:`encode` to ``(H, W, 3) uint8`` RGB."""
-        raise NotImplementedError
-
-    def encode_timed(self, rgb: np.ndarray, quality: float) -> EncodeResult:
-        """Encode and time it; codecs with separable conversion time override this."""
-        import time
-
-        t0 = time.perf_counter()
-        data = self.encode(rgb, quality)
-        return EncodeResult(data=data, encode_s=time.perf_counter() - t0)
 
     def decode_timed(self, data: bytes) -> DecodeResult:
-        """Decode and time it; codecs with separable conversion time override this."""
-        import time
+        """Decode a bitstream from :meth:`encode_timed`; ``(H, W, 3) uint8`` RGB and wall times."""
+        raise NotImplementedError
 
-        t0 = time.perf_counter()
-        rgb = self.decode(data)
-        return DecodeResult(rgb=rgb, decode_s=time.perf_counter() - t0)
+    # -- derived -----------------------------------------------------------------------
+    def encode(self, rgb: np.ndarray, quality: Any) -> bytes:
+        """The bitstream bytes of :meth:`encode_timed`."""
+        return self.encode_timed(rgb, quality).data
 
-    #: file extension for kept bitstreams (``--keep``)
-    extension: ClassVar[str] = ".bin"
+    def decode(self, data: bytes) -> np.ndarray:
+        """The ``(H, W, 3) uint8`` reconstruction of :meth:`decode_timed`."""
+        return self.decode_timed(data).rgb

@@ -13,12 +13,21 @@ bitstream is the complete ``.heic`` file (container overhead included).
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import numpy as np
 
-from baselines.codecs.base import Codec, CodecError, QualityParam
-from baselines.codecs.pillow_codecs import _check_choice, _check_int, _check_rgb
+from baselines.codecs.base import (
+    Codec,
+    CodecError,
+    DecodeResult,
+    EncodeResult,
+    QualityParam,
+    check_choice,
+    check_int,
+    check_rgb,
+)
 
 X265_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
@@ -40,13 +49,12 @@ class HevcIntraCodec(Codec):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.options["subsampling"] = _check_choice(self.name, "subsampling", str(self.options["subsampling"]), ("444", "422", "420"))
-        _check_choice(self.name, "preset", self.options["preset"], X265_PRESETS)
-        _check_choice(self.name, "tune", self.options["tune"], ("", "psnr", "ssim", "grain", "fastdecode"))
-        _check_int(self.name, "threads", self.options["threads"], 0, 256)
+        self.options["subsampling"] = check_choice(self.name, "subsampling", str(self.options["subsampling"]), ("444", "422", "420"))
+        check_choice(self.name, "preset", self.options["preset"], X265_PRESETS)
+        check_choice(self.name, "tune", self.options["tune"], ("", "psnr", "ssim", "grain", "fastdecode"))
+        check_int(self.name, "threads", self.options["threads"], 0, 256)
 
-    @classmethod
-    def availability(cls) -> str | None:
+    def availability(self) -> str | None:
         try:
             ph = _pillow_heif()
         except ImportError:
@@ -63,8 +71,7 @@ class HevcIntraCodec(Codec):
         return f"pillow-heif {ph.__version__}, libheif {info.get('libheif')}, {info['encoders'].get('x265')}, {dec}"
 
     def version(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self._libs()} [{opts}]"
+        return f"{self._libs()} {self.options_text()}"
 
     def _enc_params(self) -> dict[str, str]:
         p = {"preset": str(self.options["preset"])}
@@ -86,35 +93,38 @@ class HevcIntraCodec(Codec):
             ),
         }
 
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
-        _check_rgb(rgb, self.name)
+    def encode_timed(self, rgb: np.ndarray, quality: float) -> EncodeResult:
+        check_rgb(rgb, self.name)
         q = self.quality.check(quality)
         ph = _pillow_heif()
         h, w = rgb.shape[:2]
         buf = io.BytesIO()
+        t0 = time.perf_counter()
         try:
             heif = ph.from_bytes(mode="RGB", size=(w, h), data=np.ascontiguousarray(rgb).tobytes())
             heif.save(buf, quality=int(q), chroma=int(self.options["subsampling"]), enc_params=self._enc_params())
         except (OSError, ValueError, RuntimeError) as exc:
             raise CodecError(f"{self.name}: encoding a {w}x{h} image failed: {exc}") from exc
-        return buf.getvalue()
+        return EncodeResult(data=buf.getvalue(), encode_s=time.perf_counter() - t0)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode_timed(self, data: bytes) -> DecodeResult:
         if not data:
             raise CodecError(f"{self.name}: empty bitstream")
         ph = _pillow_heif()
+        t0 = time.perf_counter()
         try:
             heif = ph.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
             img = heif[0] if len(heif) else heif
             arr = np.asarray(img)
             if arr.ndim != 3 or arr.shape[2] < 3:
                 raise ValueError(f"unexpected decoded shape {arr.shape} (mode {img.mode})")
-            return np.ascontiguousarray(arr[:, :, :3], dtype=np.uint8)
+            rgb = np.ascontiguousarray(arr[:, :, :3], dtype=np.uint8)
         except Exception as exc:  # libheif raises ValueError/RuntimeError/OSError on bad data
             raise CodecError(
                 f"{self.name}: cannot decode {len(data)}-byte bitstream (corrupt or truncated): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        return DecodeResult(rgb=rgb, decode_s=time.perf_counter() - t0)
 
 
 CODECS: list[type[Codec]] = [HevcIntraCodec]

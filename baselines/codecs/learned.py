@@ -79,8 +79,7 @@ class LearnedCodec(Codec):
         arch, app = kinds.pop() if len(kinds) == 1 else (None, None)
         return f"{cls.name}-{arch}-{app}" if arch and app else cls.name
 
-    @classmethod
-    def availability(cls) -> str | None:
+    def availability(self) -> str | None:
         import importlib.util
 
         # find_spec, not import: importing torch takes seconds and `cloud3d codecs` should not
@@ -100,8 +99,7 @@ class LearnedCodec(Codec):
             except PackageNotFoundError:
                 return "missing"
 
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"cloud3d models c3d-v1, compressai {v('compressai')}, torch {v('torch')} [{opts}]"
+        return f"cloud3d models c3d-v1, compressai {v('compressai')}, torch {v('torch')} {self.options_text()}"
 
     def provenance(self) -> dict[str, Any]:
         return {"checkpoints": {p: self._hash_hex(m) for p, m in self._models.items()}}
@@ -151,12 +149,6 @@ class LearnedCodec(Codec):
         total = time.perf_counter() - t0
         return DecodeResult(rgb=r.rgb, decode_s=total,
                             details={"network_s": r.network_s, "entropy_s": r.entropy_s})
-
-    def encode(self, rgb: np.ndarray, quality: Any) -> bytes:
-        return self.encode_timed(rgb, quality).data
-
-    def decode(self, data: bytes) -> np.ndarray:
-        return self.decode_timed(data).rgb
 
 
 CODECS = [LearnedCodec]

@@ -11,54 +11,44 @@ per-image timings are comparable and parallel runs do not oversubscribe.
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
+import time
 from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, features
 
-from baselines.codecs.base import Codec, CodecError, QualityParam
+from baselines.codecs.base import (
+    Codec,
+    CodecError,
+    DecodeResult,
+    EncodeResult,
+    QualityParam,
+    check_choice,
+    check_int,
+    check_rgb,
+)
 from cloud3d.imageio import to_rgb8
 
 _SUBSAMPLING_PIL = {"444": "4:4:4", "422": "4:2:2", "420": "4:2:0"}
 
 
-def _check_choice(codec: str, key: str, value: Any, valid: tuple) -> Any:
-    if value not in valid:
-        raise ValueError(f"{codec}: option {key}={value!r} invalid; valid: {', '.join(map(str, valid))}")
-    return value
-
-
-def _check_int(codec: str, key: str, value: Any, low: int, high: int) -> int:
-    try:
-        v = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{codec}: option {key} must be an integer {low}..{high}, got {value!r}") from None
-    if not low <= v <= high or v != value:
-        raise ValueError(f"{codec}: option {key} must be an integer {low}..{high}, got {value!r}")
-    return v
-
-
-def _check_rgb(rgb: np.ndarray, codec: str) -> None:
-    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3):
-        shape = getattr(rgb, "shape", None)
-        raise CodecError(f"{codec}: expected an (H, W, 3) uint8 RGB array, got {shape}")
-
-
 class PillowCodec(Codec):
-    """Shared encode/decode through ``Image.save`` / ``Image.open``."""
+    """Shared encode/decode through ``Image.save`` / ``Image.open``, in memory (``convert_s`` is 0)."""
 
     #: Pillow format name for save/open
     pil_format: ClassVar[str] = ""
     #: Pillow feature that must be present (``features.check``)
     pil_feature: ClassVar[str | None] = None
+    #: module that registers the format with Pillow when imported (a plugin), if any
+    plugin_module: ClassVar[str | None] = None
     install_hint: ClassVar[str] = "install Pillow with this format built in (pip install -U pillow)"
 
-    @classmethod
-    def availability(cls) -> str | None:
-        if cls.pil_feature and not features.check(cls.pil_feature):
-            return f"Pillow was built without {cls.pil_feature}: {cls.install_hint}"
+    def availability(self) -> str | None:
+        if self.pil_feature and not features.check(self.pil_feature):
+            return f"Pillow was built without {self.pil_feature}: {self.install_hint}"
         return None
 
     def _library_version(self) -> str:
@@ -68,8 +58,7 @@ class PillowCodec(Codec):
         return f"Pillow {PIL.__version__}" + (f", {self.pil_feature} {lib}" if lib else "")
 
     def version(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self._library_version()}" + (f" [{opts}]" if opts else "")
+        return " ".join(filter(None, (self._library_version(), self.options_text())))
 
     def provenance(self) -> dict[str, Any]:
         return {"library": self._library_version(), "save_call": f"Image.save(format={self.pil_format!r}, **{self._save_kwargs_doc()})"}
@@ -81,20 +70,26 @@ class PillowCodec(Codec):
         """Keyword arguments for ``Image.save`` at ``quality``."""
         raise NotImplementedError
 
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
-        _check_rgb(rgb, self.name)
+    def encode_timed(self, rgb: np.ndarray, quality: float) -> EncodeResult:
+        check_rgb(rgb, self.name)
         q = self.quality.check(quality)
+        if self.plugin_module:
+            importlib.import_module(self.plugin_module)
         buf = io.BytesIO()
+        t0 = time.perf_counter()
         img = Image.fromarray(rgb, "RGB")
         try:
             img.save(buf, format=self.pil_format, **self.save_kwargs(q, rgb.shape[1], rgb.shape[0]))
         except (OSError, ValueError, RuntimeError) as exc:
             raise CodecError(f"{self.name}: encoding a {rgb.shape[1]}x{rgb.shape[0]} image failed: {exc}") from exc
-        return buf.getvalue()
+        return EncodeResult(data=buf.getvalue(), encode_s=time.perf_counter() - t0)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode_timed(self, data: bytes) -> DecodeResult:
         if not data:
             raise CodecError(f"{self.name}: empty bitstream")
+        if self.plugin_module:
+            importlib.import_module(self.plugin_module)
+        t0 = time.perf_counter()
         try:
             with Image.open(io.BytesIO(data), formats=[self.pil_format]) as img:
                 img.load()
@@ -104,7 +99,7 @@ class PillowCodec(Codec):
                 f"{self.name}: cannot decode {len(data)}-byte bitstream (corrupt or truncated): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        return rgb
+        return DecodeResult(rgb=rgb, decode_s=time.perf_counter() - t0)
 
 
 class PngCodec(PillowCodec):
@@ -134,7 +129,7 @@ class JpegCodec(PillowCodec):
 
     def __init__(self, **options):
         super().__init__(**options)
-        _check_choice(self.name, "subsampling", str(self.options["subsampling"]), ("444", "422", "420"))
+        check_choice(self.name, "subsampling", str(self.options["subsampling"]), ("444", "422", "420"))
         self.options["subsampling"] = str(self.options["subsampling"])
 
     def save_kwargs(self, quality, width, height):
@@ -156,7 +151,7 @@ class WebpCodec(PillowCodec):
 
     def __init__(self, **options):
         super().__init__(**options)
-        _check_int(self.name, "method", self.options["method"], 0, 6)
+        check_int(self.name, "method", self.options["method"], 0, 6)
 
     def save_kwargs(self, quality, width, height):
         return {"quality": int(quality), "method": int(self.options["method"]), "lossless": False}
@@ -196,9 +191,9 @@ class AvifCodec(PillowCodec):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.options["subsampling"] = _check_choice(self.name, "subsampling", str(self.options["subsampling"]), ("444", "422", "420"))
-        _check_int(self.name, "speed", self.options["speed"], 0, 10)
-        _check_int(self.name, "threads", self.options["threads"], 1, 256)
+        self.options["subsampling"] = check_choice(self.name, "subsampling", str(self.options["subsampling"]), ("444", "422", "420"))
+        check_int(self.name, "speed", self.options["speed"], 0, 10)
+        check_int(self.name, "threads", self.options["threads"], 1, 256)
 
     def save_kwargs(self, quality, width, height):
         return {
@@ -220,13 +215,14 @@ class JpegXlCodec(PillowCodec):
 
     def __init__(self, **options):
         super().__init__(**options)
-        _check_int(self.name, "effort", self.options["effort"], 1, 9)
-        _check_int(self.name, "threads", self.options["threads"], 1, 256)
+        check_int(self.name, "effort", self.options["effort"], 1, 9)
+        check_int(self.name, "threads", self.options["threads"], 1, 256)
 
-    @classmethod
-    def availability(cls) -> str | None:
+    plugin_module = "pillow_jxl"  # registers the JXL format with Pillow
+
+    def availability(self) -> str | None:
         try:
-            import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+            importlib.import_module(self.plugin_module)
         except ImportError:
             return "pillow-jxl-plugin is not installed: pip install pillow-jxl-plugin"
         return None
@@ -237,16 +233,6 @@ class JpegXlCodec(PillowCodec):
         import PIL
 
         return f"Pillow {PIL.__version__}, pillow-jxl-plugin {importlib.metadata.version('pillow-jxl-plugin')}"
-
-    def encode(self, rgb, quality):
-        import pillow_jxl  # noqa: F401
-
-        return super().encode(rgb, quality)
-
-    def decode(self, data):
-        import pillow_jxl  # noqa: F401
-
-        return super().decode(data)
 
     def save_kwargs(self, quality, width, height):
         return {

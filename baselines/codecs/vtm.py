@@ -36,30 +36,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from baselines.codecs.base import (
-    Codec,
-    CodecError,
-    CodecUnavailable,
-    DecodeResult,
-    EncodeResult,
-    QualityParam,
-)
+from baselines.codecs.base import CodecError, CodecUnavailable, QualityParam, check_choice
 from baselines.codecs.colour import MATRICES, UPSAMPLING, planes_to_rgb, rgb_to_planes
-from baselines.codecs.external import (
-    binary_sha256,
-    dir_aware_availability,
-    find_binary,
-    run_tool,
-    tail,
-)
-from baselines.codecs.pillow_codecs import _check_choice, _check_int, _check_rgb
+from baselines.codecs.external import ExternalCodec, binary_sha256, program_output
 from baselines.codecs.yuvio import bytes_to_planes, frame_bytes, write_yuv
 from cloud3d.provenance import sha256_file
 
@@ -68,8 +52,9 @@ ENCODER_NAMES = ("EncoderAppStatic", "EncoderApp")
 DECODER_NAMES = ("DecoderAppStatic", "DecoderApp")
 CFG_NAME = "encoder_intra_vtm.cfg"
 INSTALL_HINT = (
-    "build VTM from https://vcgit.hhi.fraunhofer.de/jvet/VVCSoftware_VTM (cmake, make) and put "
-    f"bin/ on PATH, set {ENV_VAR}=FOLDER, or pass the codec option vtm_dir=FOLDER"
+    "build VTM with `cloud3d codecs build vtm --prefix DIR` (or from "
+    "https://vcgit.hhi.fraunhofer.de/jvet/VVCSoftware_VTM with cmake) and put its binaries on PATH, "
+    f"set {ENV_VAR}=DIR, or pass the codec option vtm_dir=DIR"
 )
 
 
@@ -88,7 +73,7 @@ def find_cfg(encoder: Path | None, given: str | os.PathLike | None = None) -> Pa
     return None
 
 
-class VtmCodec(Codec):
+class VtmCodec(ExternalCodec):
     name = "vtm"
     description = "VVC intra via the real VTM EncoderApp/DecoderApp; 4:2:0 10-bit BT.709 full range by default"
     quality = QualityParam("qp", "VVC quantiser (0 = best, 63 = worst)", 0, 63, higher_is_better=False,
@@ -96,53 +81,46 @@ class VtmCodec(Codec):
     options_defaults = {"chroma": "420", "bit_depth": 10, "matrix": "bt709", "range": "full",
                         "upsampling": "bilinear", "cfg": "", "vtm_dir": "", "timeout": 3600}
     extension = ".266"
+    programs = {"encoder": ENCODER_NAMES, "decoder": DECODER_NAMES}
+    dir_option, env_var, install_hint = "vtm_dir", ENV_VAR, INSTALL_HINT
+    input_suffix = output_suffix = ".yuv"
+    version_excludes = ("cfg",)  # the config's hash is in the version text instead
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         o = self.options
-        o["chroma"] = _check_choice(self.name, "chroma", str(o["chroma"]), ("420", "444"))
-        _check_choice(self.name, "bit_depth", o["bit_depth"], (8, 10))
-        _check_choice(self.name, "matrix", o["matrix"], tuple(MATRICES))
-        _check_choice(self.name, "range", o["range"], ("full", "limited"))
-        _check_choice(self.name, "upsampling", o["upsampling"], UPSAMPLING)
-        _check_int(self.name, "timeout", o["timeout"], 1, 10**7)
+        o["chroma"] = check_choice(self.name, "chroma", str(o["chroma"]), ("420", "444"))
+        check_choice(self.name, "bit_depth", o["bit_depth"], (8, 10))
+        check_choice(self.name, "matrix", o["matrix"], tuple(MATRICES))
+        check_choice(self.name, "range", o["range"], ("full", "limited"))
+        check_choice(self.name, "upsampling", o["upsampling"], UPSAMPLING)
 
-    # -- discovery -------------------------------------------------------------------------
-    def _availability(cls, vtm_dir: str | None = None) -> str | None:
-        """None when encoder, decoder and config are found, else why and how to install them."""
-        enc = find_binary(ENCODER_NAMES, vtm_dir, ENV_VAR)
-        dec = find_binary(DECODER_NAMES, vtm_dir, ENV_VAR)
-        where = f"looked in {vtm_dir + ', ' if vtm_dir else ''}${ENV_VAR}, PATH"
-        missing = [n for n, p in (("EncoderApp(Static)", enc), ("DecoderApp(Static)", dec)) if p is None]
-        if missing:
-            return f"{' and '.join(missing)} not found ({where}): {INSTALL_HINT}"
-        if find_cfg(enc) is None:
-            return (f"{CFG_NAME} not found next to {enc} or in cfg/ beside it: pass the codec option "
-                    f"cfg=PATH (VTM's cfg/{CFG_NAME})")
-        return None
-
-    availability = dir_aware_availability(_availability, "vtm_dir")  # type: ignore[assignment]
-
-    def _tools(self) -> tuple[Path, Path, Path]:
-        d = self.options["vtm_dir"] or None
-        enc, dec = find_binary(ENCODER_NAMES, d, ENV_VAR), find_binary(DECODER_NAMES, d, ENV_VAR)
-        if enc is None or dec is None:
-            raise CodecUnavailable(self.availability() or "VTM binaries missing")
-        cfg = find_cfg(enc, self.options["cfg"] or None)
+    # -- discovery and provenance ------------------------------------------------------------
+    def extra_files(self, programs: dict[str, Path]) -> dict[str, Path]:
+        """``cfg``: the all-intra configuration (the ``cfg`` option, or found near the encoder)."""
+        cfg = find_cfg(programs["encoder"], self.options["cfg"] or None)
         if cfg is None:
             raise CodecUnavailable(
                 f"VTM config {self.options['cfg'] or CFG_NAME} not found: pass cfg=PATH to VTM's cfg/{CFG_NAME}"
             )
-        return enc, dec, cfg
+        return {"cfg": cfg}
+
+    def version_text(self, files: dict[str, Path]) -> str:
+        return f"{vtm_version_text(files['encoder'])} cfg:{sha256_file(files['cfg'])[:12]}"
+
+    def extra_provenance(self) -> dict[str, Any]:
+        o = self.options
+        return {"colour": (f"{o['matrix']} {o['range']} range, {o['chroma']}, {o['bit_depth']}-bit, "
+                           f"float64 rounded; chroma up: {o['upsampling']}")}
 
     # -- command lines ---------------------------------------------------------------------
-    def encode_args(self, encoder: str | Path, cfg: str | Path, yuv: str | Path, bitstream: str | Path,
-                    width: int, height: int, qp: int | str) -> list[str]:
+    def encode_args(self, files: dict[str, Path], src: str | Path, bitstream: str | Path,
+                    qp: int | str, width: int | str, height: int | str) -> list[str]:
         """Argument list for one all-intra encode of a ``width`` x ``height`` frame."""
         b, c = self.options["bit_depth"], self.options["chroma"]
         return [
-            str(encoder), "-c", str(cfg),
-            f"--InputFile={yuv}", f"--BitstreamFile={bitstream}",
+            str(files["encoder"]), "-c", str(files["cfg"]),
+            f"--InputFile={src}", f"--BitstreamFile={bitstream}",
             f"--SourceWidth={width}", f"--SourceHeight={height}",
             f"--InputBitDepth={b}", f"--InternalBitDepth={b}", f"--OutputBitDepth={b}",
             f"--InputChromaFormat={c}", f"--ChromaFormatIDC={c}",
@@ -150,87 +128,44 @@ class VtmCodec(Codec):
             f"--QP={qp}",
         ]
 
-    def decode_args(self, decoder: str | Path, bitstream: str | Path, recon: str | Path) -> list[str]:
+    def decode_args(self, files: dict[str, Path], bitstream: str | Path, out: str | Path) -> list[str]:
         """Argument list for one decode to raw YUV at the codec's bit depth."""
-        return [str(decoder), f"--BitstreamFile={bitstream}", f"--ReconFile={recon}",
+        return [str(files["decoder"]), f"--BitstreamFile={bitstream}", f"--ReconFile={out}",
                 f"--OutputBitDepth={self.options['bit_depth']}"]
 
-    def version(self) -> str:
-        enc, dec, cfg = self._tools()
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k not in ("vtm_dir", "timeout", "cfg"))
-        return f"{vtm_version_text(enc)} cfg:{sha256_file(cfg)[:12]} [{opts}]"
+    def parse_encoder_output(self, text: str) -> dict[str, Any]:
+        return parse_encoder_log(text)
 
-    def provenance(self) -> dict[str, Any]:
-        enc, dec, cfg = self._tools()
-        return {
-            "encoder": str(enc), "encoder_sha256": binary_sha256(enc),
-            "decoder": str(dec), "decoder_sha256": binary_sha256(dec),
-            "cfg": str(cfg), "cfg_sha256": sha256_file(cfg),
-            "encode_cmd": " ".join(self.encode_args(enc, cfg, "in.yuv", "out.266", "{W}", "{H}", "{qp}")),  # type: ignore[arg-type]
-            "decode_cmd": " ".join(self.decode_args(dec, "out.266", "rec.yuv")),
-            "colour": (f"{self.options['matrix']} {self.options['range']} range, {self.options['chroma']}, "
-                       f"{self.options['bit_depth']}-bit, float64 rounded; chroma up: {self.options['upsampling']}"),
-        }
-
-    # -- the work --------------------------------------------------------------------------
+    # -- conversions -------------------------------------------------------------------------
     def to_planes(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB -> Y'CbCr planes at the codec's bit depth, matrix, range and chroma format."""
         o = self.options
         return rgb_to_planes(rgb, o["bit_depth"], o["chroma"], o["matrix"], o["range"] == "full")
 
     def from_planes(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Y'CbCr planes -> ``(H, W, 3) uint8`` RGB (inverse of :meth:`to_planes`)."""
         o = self.options
         return planes_to_rgb(*planes, bit_depth=o["bit_depth"], matrix=o["matrix"],
                              full_range=o["range"] == "full", upsampling=o["upsampling"])
 
-    def encode_timed(self, rgb: np.ndarray, quality: float) -> EncodeResult:
-        _check_rgb(rgb, self.name)
-        qp = self.quality.check(quality)
+    def check_image(self, rgb: np.ndarray) -> None:
         h, w = rgb.shape[:2]
         if self.options["chroma"] == "420" and (h % 2 or w % 2):
             raise CodecError(f"{self.name}: 4:2:0 needs even width and height, got {w}x{h} (use chroma=444)")
-        enc, _, cfg = self._tools()
-        with tempfile.TemporaryDirectory(prefix="cloud3d-vtm-") as tmp:
-            t0 = time.perf_counter()
-            yuv, bs = Path(tmp) / "in.yuv", Path(tmp) / "out.266"
-            write_yuv(yuv, self.to_planes(rgb), self.options["bit_depth"])
-            t1 = time.perf_counter()
-            proc = run_tool(self.encode_args(enc, cfg, yuv, bs, w, h, int(qp)), self.options["timeout"],
-                            f"{self.name} encode", cwd=tmp)
-            t2 = time.perf_counter()
-            if not bs.is_file() or bs.stat().st_size == 0:
-                raise CodecError(f"{self.name} encode: EncoderApp wrote no bitstream: {tail(proc.stdout)}")
-            data = bs.read_bytes()
-            t3 = time.perf_counter()
-        details = parse_encoder_log(proc.stdout.decode("utf-8", "replace"))
-        return EncodeResult(data=data, encode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2), details=details)
 
-    def decode_timed(self, data: bytes) -> DecodeResult:
-        try:
-            info = vvc_picture_info(data)
-        except ValueError as exc:
-            raise CodecError(f"{self.name}: cannot decode {len(data)}-byte bitstream (corrupt or truncated): {exc}") from exc
-        _, dec, _ = self._tools()
-        bd = self.options["bit_depth"]
-        chroma = {1: "420", 3: "444"}.get(info["chroma_format_idc"])
-        if chroma is None:
-            raise CodecError(f"{self.name}: unsupported chroma_format_idc {info['chroma_format_idc']} in bitstream")
-        with tempfile.TemporaryDirectory(prefix="cloud3d-vtm-") as tmp:
-            t0 = time.perf_counter()
-            bs, rec = Path(tmp) / "in.266", Path(tmp) / "rec.yuv"
-            bs.write_bytes(data)
-            t1 = time.perf_counter()
-            run_tool(self.decode_args(dec, bs, rec), self.options["timeout"], f"{self.name} decode", cwd=tmp)
-            t2 = time.perf_counter()
-            raw = rec.read_bytes() if rec.is_file() else b""
-            rgb = self.from_planes(planes_from_decoder_output(raw, info, chroma, bd))
-            t3 = time.perf_counter()
-        return DecodeResult(rgb=rgb, decode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2))
+    def write_input(self, rgb: np.ndarray, path: Path) -> None:
+        write_yuv(path, self.to_planes(rgb), self.options["bit_depth"])
 
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
-        return self.encode_timed(rgb, quality).data
+    def check_bitstream(self, data: bytes) -> dict[str, Any]:
+        info = vvc_picture_info(data)
+        info["chroma"] = {1: "420", 3: "444"}.get(info["chroma_format_idc"])
+        if info["chroma"] is None:
+            raise ValueError(f"unsupported chroma_format_idc {info['chroma_format_idc']}")
+        return info
 
-    def decode(self, data: bytes) -> np.ndarray:
-        return self.decode_timed(data).rgb
+    def read_output(self, path: Path, info: dict[str, Any]) -> np.ndarray:
+        raw = path.read_bytes()
+        return self.from_planes(planes_from_decoder_output(raw, info, info["chroma"], self.options["bit_depth"]))
 
 
 def planes_from_decoder_output(raw: bytes, info: dict[str, int], chroma: str, bit_depth: int):
@@ -429,15 +364,8 @@ def parse_encoder_log(text: str) -> dict[str, Any]:
 
 def vtm_version_text(encoder: str | Path) -> str:
     """``"VTM <version> sha256:<prefix>"`` from ``EncoderApp --version`` (or the hash alone)."""
-    import subprocess
-
-    try:
-        proc = subprocess.run([str(encoder), "--version"], capture_output=True, timeout=30, check=False)
-        text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    except (OSError, subprocess.TimeoutExpired):
-        text = ""
-    m = _VERSION_RE.search(text)
+    m = _VERSION_RE.search(program_output(encoder, "--version"))
     return f"VTM {m.group(1) if m else '(version unknown)'} sha256:{binary_sha256(encoder)[:12]}"
 
 
-CODECS: list[type[Codec]] = [VtmCodec]
+CODECS = [VtmCodec]
