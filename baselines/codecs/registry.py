@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baselines.codecs.base import Codec
+from cloud3d.errors import Cloud3dError
 
-#: modules that define ``CODECS``; later modules may add more (e.g. learned codecs)
+#: the environment variable naming extra codec modules (comma-separated)
+MODULES_ENV = "CLOUD3D_CODEC_MODULES"
+
+#: modules that define ``CODECS``
 CODEC_MODULES: tuple[str, ...] = (
     "baselines.codecs.pillow_codecs",
     "baselines.codecs.heif",
@@ -48,21 +52,43 @@ def codec_modules() -> tuple[str, ...]:
     The variable lets a user (or a test) plug in codecs of their own without
     editing this file; those modules must define ``CODECS`` like the built-in ones.
     """
-    extra = [m.strip() for m in os.environ.get("CLOUD3D_CODEC_MODULES", "").split(",") if m.strip()]
-    return CODEC_MODULES + tuple(m for m in extra if m not in CODEC_MODULES)
+    extra = [m.strip() for m in os.environ.get(MODULES_ENV, "").split(",") if m.strip()]
+    return CODEC_MODULES + tuple(dict.fromkeys(m for m in extra if m not in CODEC_MODULES))
+
+
+def _plugin_codecs(modname: str) -> list[type[Codec]]:
+    """The ``CODECS`` of a user's module named in ``$CLOUD3D_CODEC_MODULES``.
+
+    Raises:
+        Cloud3dError: the module cannot be imported (e.g. misspelled, or not on
+            PYTHONPATH) or defines no list of Codec subclasses called ``CODECS``.
+    """
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError as exc:
+        raise Cloud3dError(
+            f"{MODULES_ENV} names codec module {modname!r}, which cannot be imported ({exc}); "
+            "check the spelling and that its folder is on PYTHONPATH"
+        ) from exc
+    codecs = getattr(mod, "CODECS", None)
+    if not isinstance(codecs, list | tuple) or not all(isinstance(c, type) and issubclass(c, Codec) for c in codecs):
+        raise Cloud3dError(f"{MODULES_ENV}: module {modname!r} defines no CODECS list of Codec classes")
+    return list(codecs)
 
 
 def all_codecs() -> dict[str, type[Codec]]:
-    """Every codec class by name, in registration order (available or not)."""
+    """Every codec class by name, in registration order (available or not).
+
+    The built-in modules import their optional libraries lazily, so this never fails
+    for a missing library; a bad module in ``$CLOUD3D_CODEC_MODULES`` is a Cloud3dError.
+    """
     out: dict[str, type[Codec]] = {}
     for modname in codec_modules():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue  # that family is not written yet
-            raise
-        for cls in getattr(mod, "CODECS", []):
+        if modname in CODEC_MODULES:
+            classes = importlib.import_module(modname).CODECS
+        else:
+            classes = _plugin_codecs(modname)
+        for cls in classes:
             out[cls.name] = cls
     return out
 
