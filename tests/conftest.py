@@ -61,6 +61,23 @@ def real_vtm():
 
 
 @pytest.fixture()
+def refcodecs_source():
+    """``refcodecs_source("bpg"|"vtm")``: the source archive in ``$CLOUD3D_REFCODECS_DIR/src``
+    (default ``../shared/refcodecs/src`` beside the repository); skip, or fail in CI, if absent."""
+    from helpers import ROOT
+
+    folder = Path(os.environ.get("CLOUD3D_REFCODECS_DIR") or ROOT.parent / "shared" / "refcodecs") / "src"
+
+    def find(name: str) -> Path:
+        found = sorted(folder.glob("libbpg-*.tar.gz" if name == "bpg" else "VTM-*.tar.gz"))
+        if not found:
+            _missing(f"no {name} source archive in {folder}", "CLOUD3D_REQUIRE_REFCODECS")
+        return found[0]
+
+    return find
+
+
+@pytest.fixture()
 def need_build_tools():
     """``need_build_tools("bpg"|"vtm")``: skip (or fail in CI) unless that codec's build tools
     for ``cloud3d codecs build`` are all installed here."""
