@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench gpu-check clean-venv
+.PHONY: demo test lint bench refcodecs gpu-check clean-venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (Python 3.11 is required)"; exit 1; }
@@ -24,6 +24,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The paper's reference codecs from their official sources (BPG ~14 min, VTM ~20 min on 2 cores;
+# needs build-essential cmake yasm libpng-dev libjpeg-dev). Then export what it prints.
+CODECS_PREFIX ?= $(CURDIR)/.codecs
+refcodecs: $(STAMP)
+	$(BIN)/cloud3d codecs build bpg --prefix $(CODECS_PREFIX)
+	$(BIN)/cloud3d codecs build vtm --prefix $(CODECS_PREFIX)
 
 # On a machine with an NVIDIA GPU: the CUDA tests (required, not skipped) and the GPU speed
 # figures of the learned codecs (issue 6's targets), written to gpu-check/.

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import http.server
 import io
+import json
 import os
 import re
 import shutil
@@ -26,8 +27,10 @@ import numpy as np
 import pytest
 from helpers import cli_argv, make_game_like_frame
 
-from baselines.codecs.build import RECIPES, check_archive, download, missing_build_tools
+from baselines.codecs.build import RECIPES, missing_build_tools
+from baselines.codecs.sources import check_archive, download
 from cloud3d.errors import Cloud3dError
+from cloud3d.provenance import sha256_file
 
 
 def _tar(path: Path, members: dict[str, bytes | None], links: dict[str, str] | None = None) -> Path:
@@ -104,7 +107,7 @@ def test_bad_archives_are_refused_before_anything_is_written(kind, run_cli, tmp_
 def test_links_inside_the_tree_are_accepted(tmp_path):
     """VTM's own archive holds a certificate symlink within its tree."""
     archive = _tar(tmp_path / "a.tar.gz", {**_source_tree("vtm"), "proj/cfg/a.0": b"cert"}, {"proj/cfg/b.0": "a.0"})
-    assert check_archive(archive, RECIPES["vtm"]) == "proj"
+    assert check_archive(archive, RECIPES["vtm"].markers, "VTM") == "proj"
 
 
 def test_missing_tools_are_named_with_their_apt_packages(run_cli, tmp_path):
@@ -158,7 +161,7 @@ def test_download_from_a_server_and_a_clear_error_without_network(tmp_path, run_
         url = f"http://127.0.0.1:{server.server_address[1]}/libbpg-0.9.8.tar.gz"
         got = download(url, tmp_path / "got.tar.gz", log=lambda line: None)
         assert got.read_bytes() == archive.read_bytes()
-        assert check_archive(got, RECIPES["bpg"]) == "libbpg-0.9.8"
+        assert check_archive(got, RECIPES["bpg"].markers, "libbpg") == "libbpg-0.9.8"
         with pytest.raises(Cloud3dError, match="cannot download .*missing.tar.gz: HTTP 404 File not found; without network"):
             download(url.replace("libbpg-0.9.8", "missing"), tmp_path / "x", log=lambda line: None)
     finally:
@@ -169,6 +172,53 @@ def test_download_from_a_server_and_a_clear_error_without_network(tmp_path, run_
     assert proc.returncode == 1 and proc.stderr.startswith(f"error: cannot download {dead}: ")
     assert "pass --source FILE with a local copy of the archive" in proc.stderr
     assert list((tmp_path / "prefix").iterdir()) == []  # the private build folder is gone
+
+
+def _fake_libbpg(tmp_path: Path, rules: str) -> Path:
+    """A libbpg-shaped source archive whose Makefile holds ``rules`` (instead of 14 minutes of C),
+    and refuses to run unless the build turned the SDL viewer off, as the recipe must."""
+    makefile = ("USE_BPGVIEW=y\nifdef USE_BPGVIEW\n$(error the viewer was not turned off)\nendif\n"
+                + rules).encode()
+    return _tar(tmp_path / "libbpg-fake.tar.gz", {**_source_tree("bpg", "libbpg-0.9.8"),
+                                                  "libbpg-0.9.8/Makefile": makefile})
+
+
+def test_a_failing_build_names_the_command_and_keeps_the_log(run_cli, tmp_path, need_build_tools):
+    need_build_tools("bpg")
+    archive = _fake_libbpg(tmp_path, 'bpgenc:\n\t@echo "[ 42%] x265/source/common/dct.cpp"\n'
+                                     '\t@echo "dct.cpp:1: error: no space left" >&2; exit 3\nbpgdec:\n\ttrue\n')
+    prefix = tmp_path / "prefix"
+    proc = run_cli("codecs", "build", "bpg", "--prefix", prefix, "--source", archive, "--jobs", "1")
+    assert proc.returncode == 1
+    err = proc.stderr.splitlines()[-1]
+    assert err.startswith("error: bpg build failed at `make -j1 bpgenc bpgdec` (exit status 2): ")
+    assert "dct.cpp:1: error: no space left" in err and err.endswith(f"full log: {prefix / 'build-bpg.log'}")
+    assert sorted(p.name for p in prefix.iterdir()) == ["build-bpg.log"]  # build folder removed, nothing installed
+    assert "[ 42%] x265/source/common/dct.cpp" in (prefix / "build-bpg.log").read_text()
+
+
+def test_a_build_installs_checks_and_says_what_to_export(run_cli, tmp_path, need_build_tools, real_bpg):
+    """The whole command with a stand-in Makefile that copies the reference binaries: unpack,
+    prepare, make, install, the real round trip, the record and the export line."""
+    need_build_tools("bpg")
+    real = real_bpg.locate()
+    archive = _fake_libbpg(tmp_path, f"bpgenc:\n\tcp {real['bpgenc']} bpgenc\n"
+                                     f"bpgdec:\n\tcp {real['bpgdec']} bpgdec\n")
+    prefix = tmp_path / "prefix"
+    proc = run_cli("codecs", "build", "bpg", "--prefix", prefix, "--source", archive, "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"  export CLOUD3D_BPG_DIR={prefix}"
+    assert "round trip ok" in proc.stdout and "bpgenc 0.9.8 sha256:" in proc.stdout
+    for step in ("[1/4] unpacking", "[2/4] building", "[3/4] installing", "[4/4] checking"):
+        assert step in proc.stderr
+    assert sorted(p.name for p in prefix.iterdir()) == ["bpgdec", "bpgenc", "build-bpg.json", "build-bpg.log"]
+    assert (prefix / "bpgenc").read_bytes() == Path(real["bpgenc"]).read_bytes()
+    record = json.loads((prefix / "build-bpg.json").read_text())
+    assert record["source_sha256"] == sha256_file(archive) and record["commands"] == ["make -j1 bpgenc bpgdec"]
+    assert record["installed_sha256"]["bpgdec"] == sha256_file(real["bpgdec"])
+    assert record["smoke_test"]["bytes"] > 0 and record["smoke_test"]["psnr"] > 30
+    listing = run_cli("codecs", env={"CLOUD3D_BPG_DIR": str(prefix)}).stdout
+    assert f"bpgenc 0.9.8 sha256:{sha256_file(real['bpgenc'])[:12]}" in listing
 
 
 def _cwds_under(folder: Path) -> list[int]:
@@ -226,8 +276,6 @@ def test_real_build_from_the_source_archive(name, opt_in_build, tmp_path, run_cl
                                             refcodecs_source):
     """Build for real, then use the binaries through `cloud3d codecs` and a round trip; where the
     reference binaries are configured too, both must code a frame to the same bytes."""
-    import json
-
     from baselines.codecs.bpg import BpgCodec
     from baselines.codecs.vtm import VtmCodec
 

@@ -36,17 +36,14 @@ import re
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baselines.codecs.sources import check_archive, download, unpack
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file, tool_version, utc_stamp
 
@@ -55,8 +52,6 @@ APT_PACKAGES = "build-essential cmake yasm libpng-dev libjpeg-dev"
 #: the Debian package that provides each program or header
 APT_PACKAGE_OF = {"make": "build-essential", "cc": "build-essential", "c++": "build-essential",
                   "cmake": "cmake", "yasm": "yasm", "png.h": "libpng-dev", "jpeglib.h": "libjpeg-dev"}
-#: refuse archives that unpack to more than this (libbpg ~25 MB, VTM ~60 MB)
-MAX_UNPACKED_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -140,67 +135,6 @@ def check_build_tools(recipe: Recipe) -> None:
         )
 
 
-def download(url: str, dest: Path, log: Log, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` (with a progress bar); :class:`Cloud3dError` if unreachable."""
-    from tqdm import tqdm
-
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as f:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="download", leave=False) as bar:
-                while block := resp.read(1 << 16):
-                    f.write(block)
-                    bar.update(len(block))
-    except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts are OSErrors
-        why = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", exc)
-        raise Cloud3dError(
-            f"cannot download {url}: {why}; without network access pass "
-            "--source FILE with a local copy of the archive"
-        ) from exc
-    log(f"downloaded {url} ({dest.stat().st_size} bytes)")
-    return dest
-
-
-def check_archive(path: Path, recipe: Recipe) -> str:
-    """The archive's top folder name after checking it is a safe archive of ``recipe``'s project.
-
-    Raises :class:`Cloud3dError` for a file that is not a (compressed) tar archive, has
-    more than one top folder, absolute or ``..`` paths, links out of the tree, more than
-    :data:`MAX_UNPACKED_BYTES`, or lacks the recipe's marker files.
-    """
-    try:
-        with tarfile.open(path) as tar:
-            members = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        detail = " ".join(str(exc).split())  # one line
-        if "could not be opened successfully" in detail:
-            detail = "neither a gzip, bzip2 or xz compressed nor a plain tar file"
-        raise Cloud3dError(f"{path}: not a readable tar archive ({detail or type(exc).__name__})") from exc
-    tops = {m.name.split("/", 1)[0] for m in members}
-    if len(tops) != 1:
-        raise Cloud3dError(f"{path}: expected one top folder in the archive, found {len(tops)}")
-    total = 0
-    for m in members:
-        parts = Path(m.name).parts
-        if m.name.startswith("/") or ".." in parts:
-            raise Cloud3dError(f"{path}: unsafe path {m.name!r} in the archive")
-        if m.isdev() or m.isfifo():
-            raise Cloud3dError(f"{path}: the archive holds a device or pipe ({m.name!r}); refusing to unpack it")
-        if m.issym() or m.islnk():
-            target = os.path.normpath(os.path.join(os.path.dirname(m.name) if m.issym() else "", m.linkname))
-            if os.path.isabs(m.linkname) or target.split(os.sep, 1)[0] != m.name.split("/", 1)[0]:
-                raise Cloud3dError(f"{path}: link {m.name!r} points outside the source tree; refusing to unpack it")
-        total += m.size
-    if total > MAX_UNPACKED_BYTES:
-        raise Cloud3dError(f"{path}: unpacks to {total / 2**30:.1f} GiB, more than a {recipe.name} source tree")
-    top = tops.pop()
-    names = {m.name.rstrip("/") for m in members}
-    absent = [mk for mk in recipe.markers if f"{top}/{mk}" not in names]
-    if absent:
-        raise Cloud3dError(f"{path}: not a {recipe.what} source archive (no {', '.join(absent)})")
-    return top
-
-
 def _run_logged(argv: list[str], cwd: Path, logf, nice: int, log: Log) -> None:
     """Run one build command in its own process group, output to ``logf`` and a progress bar.
 
@@ -257,11 +191,22 @@ def _find_product(top: Path, pattern: str) -> Path:
     return found[0]
 
 
-def _install(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary name in the same folder, keeping the mode."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dest)
+def _install(products: dict[str, Path], prefix: Path) -> dict[str, str]:
+    """Copy each product to ``prefix/NAME``: all to temporary names first, then renamed into
+    place one after the other (an older install stays whole until the copies are done).
+    Returns the SHA-256 of each installed file."""
+    staged = {}
+    try:
+        for name, src in products.items():
+            staged[name] = prefix / f".{name}.installing"
+            shutil.copy2(src, staged[name])
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for name, tmp in staged.items():
+        os.replace(tmp, prefix / name)
+    return {name: sha256_file(prefix / name) for name in products}
 
 
 def smoke_test(name: str, prefix: Path) -> dict[str, Any]:
@@ -341,22 +286,19 @@ def _build(name: str, prefix: str | os.PathLike, source, url, jobs, nice, keep_b
     prefix = Path(prefix).resolve()
     if prefix.exists() and not prefix.is_dir():
         raise Cloud3dError(f"--prefix {prefix}: exists and is not a folder")
-    top = check_archive(Path(source), recipe) if source else None
+    top = check_archive(Path(source), recipe.markers, recipe.what) if source else None
     check_build_tools(recipe)
     prefix.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".cloud3d-build-{name}-", dir=prefix))
     logpath = prefix / f"build-{name}.log"
     t_start, started = time.perf_counter(), utc_stamp()
+    installed: dict[str, str] = {}
     try:
         archive = Path(source).resolve() if source else download(url or recipe.url, work / "source.tar.gz", log)
-        top = top or check_archive(archive, recipe)
+        top = top or check_archive(archive, recipe.markers, recipe.what)
         digest = sha256_file(archive)
         log(f"[1/4] unpacking {archive.name} (sha256 {digest[:16]}...)")
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(work / "src", filter="data")
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise Cloud3dError(f"{archive}: cannot unpack ({exc}); the archive is damaged") from exc
+        unpack(archive, work / "src")
         srcdir = work / "src" / top
         recipe.prepare(srcdir)
         commands = recipe.commands(jobs)
@@ -368,27 +310,27 @@ def _build(name: str, prefix: str | os.PathLike, source, url, jobs, nice, keep_b
                 try:
                     _run_logged(argv, srcdir, logf, nice, log)
                 except subprocess.CalledProcessError as exc:
-                    from baselines.codecs.external import tail
-
+                    lines = [ln.strip() for ln in logpath.read_text(errors="replace").splitlines() if ln.strip()]
+                    last = " | ".join(lines[-6:])
                     raise Cloud3dError(
                         f"{name} build failed at `{' '.join(argv)}` (exit status {exc.returncode}): "
-                        f"{tail(logpath.read_text(errors='replace'), 600)} -- full log: {logpath}"
+                        f"{last[-600:]} -- full log: {logpath}"
                     ) from None
         build_s = time.perf_counter() - t_build
         log(f"[3/4] installing into {prefix}")
-        installed = {}
-        for dest_name, pattern in recipe.products.items():
-            product = _find_product(srcdir, pattern)
-            _install(product, prefix / dest_name)
-            installed[dest_name] = sha256_file(prefix / dest_name)
+        installed = _install({n: _find_product(srcdir, pat) for n, pat in recipe.products.items()}, prefix)
         log("[4/4] checking the binaries with a real round trip")
         check = smoke_test(name, prefix)
-    except KeyboardInterrupt:
-        shutil.rmtree(work, ignore_errors=True)
-        log(f"build interrupted: removed {work}; nothing new was installed in {prefix}")
-        raise
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if keep_build and not interrupted:
+            log(f"build folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        if interrupted:
+            done = (f"{', '.join(installed)} were installed but not checked" if installed
+                    else "nothing was installed")
+            log(f"build interrupted: removed {work}; {done} in {prefix}")
         raise
     if keep_build:
         log(f"build folder kept: {work}")
