@@ -35,6 +35,10 @@ if mode == "fail":
     sys.exit(3)
 if mode == "sleep":
     time.sleep(30)
+if mode == "spin":  # 0.3 s of CPU
+    t = time.process_time()
+    while time.process_time() - t < 0.3:
+        pass
 if mode != "silent":
     open(out, "wb").write(zlib.compress(open(src, "rb").read()))
 print("zenc wrote", out)
@@ -110,6 +114,9 @@ def test_round_trip_timing_and_temp_folders(ztools, tmp_path):
     dec = codec.decode_timed(enc.data)
     np.testing.assert_array_equal(dec.rgb, rgb)
     assert dec.decode_s > 0 and dec.convert_s > 0
+    assert 0 < enc.details["encoder_cpu_s"] < enc.encode_s + 0.5 and dec.details["decoder_cpu_s"] > 0
+    spun = ZlibToolCodec(ztool_dir=str(ztools), mode="spin").encode_timed(rgb, 6)
+    assert spun.details["encoder_cpu_s"] >= 0.3 and spun.encode_s >= 0.3  # the program's CPU, not ours
     assert codec.encode(rgb, 6) == enc.data  # the derived pair
     np.testing.assert_array_equal(codec.decode(enc.data), rgb)
     assert list((tmp_path / "temp").iterdir()) == []  # every call cleans its temporary folder

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -103,6 +104,17 @@ def tail(text: str | bytes, n: int = TAIL_CHARS) -> str:
         text = text.decode("utf-8", "replace")
     text = text.strip()
     return text if len(text) <= n else "..." + text[-n:]
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished (waited-for) child processes.
+
+    The difference around one :func:`run_tool` call is that program's CPU time, as long as no
+    other thread of this process waits for a child meanwhile (true in pool workers, which run
+    one task at a time; Dask workers with several threads can mix their tasks' figures).
+    """
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_tool(args: Sequence[str], timeout: float, what: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
@@ -251,8 +263,10 @@ class ExternalCodec(Codec):
 
     # -- the work ------------------------------------------------------------------------------
     def encode_timed(self, rgb: np.ndarray, quality: Any) -> EncodeResult:
-        """Encode through the external program; ``encode_s`` is the process alone, ``convert_s``
-        writing its input (with any colour conversion) and reading the bitstream back."""
+        """Encode through the external program; ``encode_s`` is the process alone (wall), ``convert_s``
+        writing its input (with any colour conversion) and reading the bitstream back;
+        ``details["encoder_cpu_s"]`` the program's user + system CPU seconds (see
+        :func:`children_cpu_s`), which a loaded machine inflates far less than wall time."""
         check_rgb(rgb, self.name)
         qp = self.quality.check(quality)
         self.check_image(rgb)
@@ -262,16 +276,16 @@ class ExternalCodec(Codec):
             src, bitstream = (Path(tmp) / n for n in self.encode_files())
             t0 = time.perf_counter()
             self.write_input(rgb, src)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), children_cpu_s()
             proc = run_tool(self.encode_args(files, src, bitstream, qp, w, h), self.options["timeout"],
                             f"{self.name} encode", cwd=tmp)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), children_cpu_s()
             if not bitstream.is_file() or bitstream.stat().st_size == 0:
                 prog = files[list(self.programs)[0]].name
                 raise CodecError(f"{self.name} encode: {prog} wrote no bitstream: {tail(proc.stdout) or '(no output)'}")
             data = bitstream.read_bytes()
             t3 = time.perf_counter()
-        details = self.parse_encoder_output(proc.stdout.decode("utf-8", "replace"))
+        details = {"encoder_cpu_s": c2 - c1, **self.parse_encoder_output(proc.stdout.decode("utf-8", "replace"))}
         return EncodeResult(data=data, encode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2), details=details)
 
     def decode_timed(self, data: bytes) -> DecodeResult:
@@ -287,12 +301,13 @@ class ExternalCodec(Codec):
             bitstream, out = (Path(tmp) / n for n in self.decode_files())
             t0 = time.perf_counter()
             bitstream.write_bytes(data)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), children_cpu_s()
             run_tool(self.decode_args(files, bitstream, out), self.options["timeout"], f"{self.name} decode", cwd=tmp)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), children_cpu_s()
             if not out.is_file():
                 prog = files[list(self.programs)[1]].name
                 raise CodecError(f"{self.name} decode: {prog} wrote no output (corrupt or truncated bitstream?)")
             rgb = self.read_output(out, info)
             t3 = time.perf_counter()
-        return DecodeResult(rgb=rgb, decode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2))
+        return DecodeResult(rgb=rgb, decode_s=t2 - t1, convert_s=(t1 - t0) + (t3 - t2),
+                            details={"decoder_cpu_s": c2 - c1})
