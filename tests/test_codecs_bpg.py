@@ -16,7 +16,7 @@ import pytest
 from helpers import make_game_like_frame
 
 from baselines.codecs.base import CodecError, CodecUnavailable
-from baselines.codecs.bpg import BPG_MAGIC, ENV_VAR, MAX_PIXELS, BpgCodec, bpg_header_info
+from baselines.codecs.bpg import BPG_MAGIC, ENV_VAR, BpgCodec, bpg_header_info
 from baselines.codecs.external import find_binary
 from baselines.metrics import psnr_rgb
 from cloud3d.imageio import read_image_rgb, write_png
@@ -145,12 +145,16 @@ def test_real_bpg_matches_bpgenc_and_bpgdec_run_by_hand(real_bpg, tmp_path):
     assert enc.encode_s > 0 and enc.convert_s > 0
 
 
-def test_a_forged_huge_header_is_refused_before_looking_for_bpgdec(no_tools_path):
+def test_a_forged_huge_header_is_refused_before_looking_for_bpgdec(no_tools_path, monkeypatch):
     forged = BPG_MAGIC + bytes([0x60, 0x00]) + b"\x83\xff\x7f" * 2 + b"\x00" + bytes(64)  # 65535 x 65535
-    assert bpg_header_info(forged)["width"] * bpg_header_info(forged)["height"] > MAX_PIXELS
+    assert bpg_header_info(forged)["width"] == 65535
     # no bpgdec anywhere: a CodecError (not CodecUnavailable) shows the check ran first
-    with pytest.raises(CodecError, match="claims 65535x65535 pixels, more than"):
+    with pytest.raises(CodecError, match="claims 65535x65535 pixels, more than the 40 Mpx budget"):
         BpgCodec().decode(forged)
+    monkeypatch.setenv("CLOUD3D_MAX_IMAGE_PIXELS", "1000")  # the core's budget is the one used
+    small = BPG_MAGIC + bytes([0x60, 0x00, 0x40, 0x40, 0x00]) + bytes(16)  # 64 x 64
+    with pytest.raises(CodecError, match="claims 64x64 pixels, more than the 0.001 Mpx budget"):
+        BpgCodec().decode(small)
 
 
 def test_bpg_header_parser_refuses_forgeries():

@@ -46,6 +46,7 @@ from baselines.codecs.base import (
     check_number,
     check_rgb,
 )
+from cloud3d.imageio import MAX_PIXELS_ENV, max_image_pixels
 from cloud3d.provenance import sha256_file
 
 #: how many characters of a tool's output go into an error message
@@ -254,7 +255,9 @@ class ExternalCodec(Codec):
 
     def check_bitstream(self, data: bytes) -> dict[str, Any]:
         """Header facts of ``data`` checked before the decoder runs; ValueError if it is not a
-        stream of this codec (so forged or cut headers never reach the program)."""
+        stream of this codec (so forged or cut headers never reach the program). ``width`` and
+        ``height``, when given, are checked against the pixel budget
+        (:func:`cloud3d.imageio.max_image_pixels`) before the decoder runs."""
         return {}
 
     def parse_encoder_output(self, text: str) -> dict[str, Any]:
@@ -292,6 +295,9 @@ class ExternalCodec(Codec):
         """Decode through the external program; times split as in :meth:`encode_timed`."""
         try:
             info = self.check_bitstream(data)
+            if info.get("width", 0) * info.get("height", 0) > max_image_pixels():
+                raise ValueError(f"the header claims {info['width']}x{info['height']} pixels, more than the "
+                                 f"{max_image_pixels() / 1e6:g} Mpx budget ({MAX_PIXELS_ENV}; forged header?)")
         except ValueError as exc:
             raise CodecError(
                 f"{self.name}: cannot decode {len(data)}-byte bitstream (corrupt or truncated?): {exc}"
