@@ -239,9 +239,11 @@ def test_interrupting_a_real_build_stops_every_compiler_and_installs_nothing(
         sig, tmp_path, need_build_tools, refcodecs_source):
     need_build_tools("bpg")
     prefix = tmp_path / "prefix"
+    # SIGINT at its default even when pytest runs as a background job (which ignores it)
     proc = subprocess.Popen(cli_argv("codecs", "build", "bpg", "--prefix", prefix, "--source",
                                      refcodecs_source("bpg"), "--jobs", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         workers: list[int] = []
