@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from baselines.codecs.base import Codec, CodecError, EncodeResult, QualityParam
-from baselines.codecs.pillow_codecs import JpegXlCodec, PillowCodec, PngCodec, WebpCodec, _check_int
+from baselines.codecs.base import Codec, CodecError, EncodeResult, QualityParam, check_int
+from baselines.codecs.pillow_codecs import JpegXlCodec, PillowCodec, PngCodec, WebpCodec
 from cloud3d.errors import Cloud3dError, CodecUnavailable
 
 #: this module, as the registry names codec modules
@@ -66,7 +66,7 @@ class JpegXlLosslessCodec(JpegXlCodec):
 
     def __init__(self, **options: Any) -> None:
         PillowCodec.__init__(self, **options)  # JpegXlCodec's own checks expect its effort option
-        _check_int(self.name, "threads", self.options["threads"], 1, 256)
+        check_int(self.name, "threads", self.options["threads"], 1, 256)
 
     def save_kwargs(self, quality, width, height):
         return {"lossless": True, "effort": int(quality), "num_threads": int(self.options["threads"])}
