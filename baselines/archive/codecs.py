@@ -79,8 +79,7 @@ class PngOptCodec(PngCodec):
                            0, 6, default_sweep=(2,))
     lossless = True
 
-    @classmethod
-    def availability(cls) -> str | None:
+    def availability(self) -> str | None:
         try:
             import oxipng  # noqa: F401
         except ImportError:
@@ -217,10 +216,11 @@ def resolve_codec(spec: str, quality_override: Any = None) -> ArchiveCodec:
             f"({q.name}={','.join(map(str, parsed.qualities))}); give one, e.g. "
             f"'{parsed.cls.name}:{q.name}={parsed.qualities[-1]}'"
         )
-    reason = parsed.cls.availability()
+    codec = parsed.make()
+    reason = codec.availability()  # per instance: honours bpg_dir/vtm_dir options
     if reason:
         raise CodecUnavailable(f"codec {parsed.cls.name} is not available here: {reason}")
-    return ArchiveCodec(spec=spec, codec=parsed.make(), quality=parsed.qualities[0])
+    return ArchiveCodec(spec=spec, codec=codec, quality=parsed.qualities[0])
 
 
 @functools.lru_cache(maxsize=8)
