@@ -6,6 +6,7 @@ scenes load, freeze, crash, never start or open a wrong-sized window on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -153,10 +154,23 @@ def test_interrupt_stops_the_game_and_xvfb(xvfb_binary, tmp_path, sig):
                                  "720p", "--scenes", scene, "--no-progress"],
                                 env={**os.environ, **ENV}, stdout=fo, stderr=fe)
     log = tmp_path / "standin" / "frames.csv"
-    deadline = time.monotonic() + 90
-    while not (log.exists() and log.read_text().count("\n") >= 3):
-        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
-        time.sleep(0.1)
+    deadline = time.monotonic() + 300  # a machine at a load of 20 takes minutes to start the game
+    kids: set[int] = set()
+    try:
+        while not (log.exists() and log.read_text().count("\n") >= 3):
+            kids |= child_pids(proc.pid)
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.1)
+    except BaseException:  # the game and Xvfb must not outlive a failed test either
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            for k in kids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(k, signal.SIGKILL)
+        raise
     kids = child_pids(proc.pid)  # Xvfb, the game and the PNG writers
     assert len(kids) >= 2
     proc.send_signal(sig)
