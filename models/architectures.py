@@ -4,14 +4,23 @@ Every model here is a :class:`compressai.models.CompressionModel` exposing one s
 interface used by :mod:`models.codec` and :mod:`models.train`:
 
 * ``arch`` (registry name), ``stride`` (total down-sampling; inputs are padded to a multiple),
-* ``latents(x) -> [y, z]`` or ``[y, z, w]`` (float tensors, finest first),
+* ``latents(x, quality=None) -> [y, z]`` or ``[y, z, w]`` (float tensors, finest first),
 * ``bottleneck``: the :class:`EntropyBottleneck` (factorized prior) of the coarsest latent,
 * ``gaussians[k]``: the :class:`GaussianConditional` of latent ``k`` given latent ``k + 1``,
 * ``param_nets[k]``: module mapping the quantized latent ``k + 1`` to the raw entropy
   parameters of latent ``k``; ``split_params(k, raw) -> (means | None, scales)``,
-* ``g_s(y_hat) -> x_hat`` (``(B, 3, H, W)``, nominal range 0..1).
+* ``synthesis(y_hat, quality=None) -> x_hat`` (``(B, 3, H, W)``, nominal range 0..1),
+* ``num_qualities`` (0 for a fixed-rate model) and ``lambdas`` (one per quality index,
+  ascending; empty for a fixed-rate model).
 
-``forward(x)`` returns ``{"x_hat": ..., "likelihoods": {"y": ..., "z": ..., ["w": ...]}}`` for
+A variable-rate model (``c2f-*-vr``, :mod:`models.variable_rate`) has ``num_qualities > 0``
+and needs ``quality``: an int ``0..num_qualities-1`` for ``latents``, ``synthesis`` and
+``forward`` (``forward`` also takes a ``(B,)`` integer tensor, one index per sample). Its
+gains act only inside ``latents`` (after g_a) and ``synthesis`` (before g_s): the
+hyperprior, ``param_nets`` and ``gaussians`` see the scaled latent and take no quality. A
+fixed-rate model refuses a quality.
+
+``forward(x, quality=None)`` returns ``{"x_hat": ..., "likelihoods": {"y": ..., "z": ..., ["w": ...]}}`` for
 the rate-distortion loss (additive uniform noise in training mode, rounding around the
 predicted means in eval mode).
 
@@ -44,6 +53,8 @@ from compressai.layers import GDN
 from compressai.models import CompressionModel, MeanScaleHyperprior, ScaleHyperprior
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
+
+from models.variable_rate import DEFAULT_LAMBDAS, GainUnit
 
 __all__ = [
     "C2F_SIZES",
@@ -89,9 +100,31 @@ class _LatentModel(CompressionModel):
     #: down-sampling factor and channel count of each latent, finest first
     latent_strides: list[int]
     latent_channels: list[int]
+    #: variable rate: number of quality indexes (0: fixed-rate) and their lambdas, ascending
+    num_qualities: int = 0
+    lambdas: tuple[float, ...] = ()
 
-    def latents(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @property
+    def gain_unit(self) -> GainUnit | None:
+        """The gain tables of a variable-rate model (submodule ``gain``), else None."""
+        return self._modules.get("gain")  # type: ignore[return-value]
+
+    def latents(self, x: Tensor, quality: int | Tensor | None = None) -> list[Tensor]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _check_quality(self, quality: int | Tensor | None) -> None:
+        """ValueError when a fixed-rate model gets a quality or a variable-rate one none."""
+        if self.gain_unit is None and quality is not None:
+            raise ValueError(f"{self.arch} is a fixed-rate model: it takes no quality index")
+        if self.gain_unit is not None and quality is None:
+            raise ValueError(f"{self.arch} is a variable-rate model: pass a quality index "
+                             f"0..{self.num_qualities - 1}")
+
+    def _analysis(self, x: Tensor, quality: int | Tensor | None) -> Tensor:
+        """``y = g_a(x)``, times ``gain[quality]`` for a variable-rate model."""
+        self._check_quality(quality)
+        y, gain = self.g_a(x), self.gain_unit
+        return y if gain is None else gain.scale(y, quality)
 
     def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
         means, scales = raw.chunk(2, 1)
@@ -109,14 +142,18 @@ class _LatentModel(CompressionModel):
     def param_nets(self) -> list[nn.Module]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def synthesis(self, y_hat: Tensor) -> Tensor:
-        return self.g_s(y_hat)
+    def synthesis(self, y_hat: Tensor, quality: int | Tensor | None = None) -> Tensor:
+        """``g_s(y_hat)``, with ``y_hat`` times ``inv_gain[quality]`` first when variable-rate."""
+        self._check_quality(quality)
+        gain = self.gain_unit
+        return self.g_s(y_hat if gain is None else gain.unscale(y_hat, quality))
 
-    def forward(self, x: Tensor) -> dict[str, Any]:
-        """``x``: ``(B, 3, H, W)`` in 0..1, H and W multiples of :attr:`stride`."""
+    def forward(self, x: Tensor, quality: int | Tensor | None = None) -> dict[str, Any]:
+        """``x``: ``(B, 3, H, W)`` in 0..1, H and W multiples of :attr:`stride`; ``quality``:
+        see the module docstring (variable-rate models only)."""
         # Under autocast (AMP) only the transforms run in reduced precision: the entropy
         # models (likelihoods, factorized-prior matmuls) always run in float32.
-        lat = [t.float() for t in self.latents(x)]
+        lat = [t.float() for t in self.latents(x, quality)]
         names = ["y", "z", "w"][: len(lat)]
         with torch.autocast(x.device.type, enabled=False):
             upper, top_lik = self.bottleneck(lat[-1])
@@ -127,7 +164,7 @@ class _LatentModel(CompressionModel):
                 means, scales = self.split_params(k, raw)
                 upper, lik = self.gaussians[k](lat[k], scales, means=means)
             likelihoods[names[k]] = lik
-        return {"x_hat": self.synthesis(upper).float(), "likelihoods": likelihoods}
+        return {"x_hat": self.synthesis(upper, quality).float(), "likelihoods": likelihoods}
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments recorded in checkpoints (see :func:`create_model`)."""
@@ -135,16 +172,22 @@ class _LatentModel(CompressionModel):
 
 
 class C2FModel(_LatentModel):
-    """Coarse-to-Fine hyperprior model slimmed as in Table 1; ``pruned`` drops h_a2/h_s2."""
+    """Coarse-to-Fine hyperprior model slimmed as in Table 1; ``pruned`` drops h_a2/h_s2;
+    ``lambdas`` (a ladder) makes it variable-rate (arch name ending in ``-vr``)."""
 
-    def __init__(self, size: str, pruned: bool = False) -> None:
+    def __init__(self, size: str, pruned: bool = False,
+                 lambdas: tuple[float, ...] | list[float] | None = None) -> None:
         super().__init__()
         if size not in C2F_SIZES:
             raise ValueError(f"unknown size {size!r}; valid: {', '.join(C2F_SIZES)}")
         s = C2F_SIZES[size]
         n = s.n
         self.size_name, self.pruned = size, pruned
-        self.arch = f"c2f-{size}" + ("-pruned" if pruned else "")
+        self.arch = f"c2f-{size}" + ("-pruned" if pruned else "") + ("-vr" if lambdas else "")
+        if lambdas:
+            self.gain = GainUnit(lambdas, n)
+            self.num_qualities = self.gain.num_qualities
+            self.lambdas = tuple(float(v) for v in lambdas)
         act = nn.LeakyReLU
         self.g_a = nn.Sequential(
             conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, n)
@@ -204,10 +247,13 @@ class C2FModel(_LatentModel):
     def param_nets(self) -> list[nn.Module]:
         return self._nets
 
-    def latents(self, x: Tensor) -> list[Tensor]:
-        y = self.g_a(x)
+    def latents(self, x: Tensor, quality: int | Tensor | None = None) -> list[Tensor]:
+        y = self._analysis(x, quality)
         z = self.h_a1(y)
         return [y, z] if self.pruned else [y, z, self.h_a2(z)]
+
+    def config(self) -> dict[str, Any]:
+        return {"lambdas": list(self.lambdas)} if self.gain_unit is not None else {}
 
 
 class _CompressaiReference(_LatentModel):
@@ -246,8 +292,8 @@ class Bmshj2018Hyperprior(ScaleHyperprior, _CompressaiReference):
     def split_params(self, k: int, raw: Tensor) -> tuple[Tensor | None, Tensor]:
         return None, raw
 
-    def latents(self, x: Tensor) -> list[Tensor]:
-        y = self.g_a(x)
+    def latents(self, x: Tensor, quality: int | Tensor | None = None) -> list[Tensor]:
+        y = self._analysis(x, quality)
         return [y, self.h_a(torch.abs(y))]
 
 
@@ -266,24 +312,32 @@ class Mbt2018Mean(MeanScaleHyperprior, _CompressaiReference):
         scales, means = raw.chunk(2, 1)  # compressai's order
         return means, scales
 
-    def latents(self, x: Tensor) -> list[Tensor]:
-        y = self.g_a(x)
+    def latents(self, x: Tensor, quality: int | Tensor | None = None) -> list[Tensor]:
+        y = self._analysis(x, quality)
         return [y, self.h_a(y)]
 
 
-def _c2f(size: str, pruned: bool) -> Callable[..., _LatentModel]:
+def _c2f(size: str, pruned: bool, variable_rate: bool = False) -> Callable[..., _LatentModel]:
+    name = f"c2f-{size}" + ("-pruned" if pruned else "") + ("-vr" if variable_rate else "")
+
     def make(**kwargs: Any) -> _LatentModel:
+        lambdas = kwargs.pop("lambdas", None) if variable_rate else None
         if kwargs:
-            raise ValueError(f"c2f-{size}: takes no options, got {', '.join(kwargs)}")
-        return C2FModel(size, pruned)
+            raise ValueError(f"{name}: unknown options {', '.join(kwargs)}"
+                             + (" (takes lambdas=[...])" if variable_rate else " (takes none)"))
+        return C2FModel(size, pruned, lambdas=(lambdas or DEFAULT_LAMBDAS) if variable_rate
+                        else None)
 
     return make
 
 
-#: registry: short name -> factory(**config)
+#: registry: short name -> factory(**config). ``c2f-*-vr``: variable-rate (gain units), with
+#: the config ``lambdas`` (default :data:`models.variable_rate.DEFAULT_LAMBDAS`).
 ARCHITECTURES: dict[str, Callable[..., _LatentModel]] = {
     **{f"c2f-{s}": _c2f(s, False) for s in C2F_SIZES},
     **{f"c2f-{s}-pruned": _c2f(s, True) for s in C2F_SIZES},
+    **{f"c2f-{s}-vr": _c2f(s, False, True) for s in C2F_SIZES},
+    **{f"c2f-{s}-pruned-vr": _c2f(s, True, True) for s in C2F_SIZES},
     "bmshj2018-hyperprior": Bmshj2018Hyperprior,
     "mbt2018-mean": Mbt2018Mean,
 }
@@ -295,7 +349,8 @@ def arch_names() -> list[str]:
 
 
 def create_model(arch: str, **config: Any) -> _LatentModel:
-    """A fresh (untrained) model. ``config``: ``N``/``M`` for the compressai references.
+    """A fresh (untrained) model. ``config``: ``N``/``M`` for the compressai references,
+    ``lambdas`` (ascending ladder) for the variable-rate ``c2f-*-vr`` models.
 
     Raises ValueError naming the valid architectures when ``arch`` is unknown.
     """

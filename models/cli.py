@@ -122,42 +122,98 @@ def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
                f"entropy decoding {r.entropy_s * 1e3:.1f} ms")
 
 
+def _passive_omp_wait() -> None:
+    """OMP_WAIT_POLICY=PASSIVE for this process unless set already, before torch loads OpenMP.
+
+    Idle OpenMP threads then sleep instead of spinning. On a machine shared with other jobs
+    a spinning thread holds a core the other thread's work needs: measured here with the
+    load average at 13-15, a 2-thread training step took 10-13 s spinning and 2.8-3.6 s
+    passive (1 thread: 2.3 s); see docs/models.md, "Training speed on a CPU".
+    """
+    import os
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 @click.command()
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.option("--app", required=True, help="Application to train on, or 'all' for a general model.")
 @click.option("--arch", default="c2f-small-pruned", show_default=True,
-              help="Architecture (c2f-{large,medium,small,xsmall}[-pruned], mbt2018-mean, ...).")
-@click.option("--lambda", "lmbda", default=0.01, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Rate-distortion trade-off: loss = lambda*255^2*MSE + bpp. Paper: "
+              help="Architecture (c2f-{large,medium,small,xsmall}[-pruned][-vr], mbt2018-mean, "
+                   "...); a name ending in -vr is variable-rate.")
+@click.option("--variable-rate", is_flag=True,
+              help="One model for a ladder of lambdas (gain units, quality index 0..Q-1): "
+                   "adds -vr to --arch.")
+@click.option("--lambda", "lmbda", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Fixed-rate trade-off: loss = lambda*255^2*MSE + bpp [default: 0.01]. Paper: "
                    + ", ".join(f"{v:g}" for v in PAPER_LAMBDAS))
+@click.option("--lambdas", default=None,
+              help="Variable rate: comma-separated ascending ladder (quality 0 = first) "
+                   "[default: 0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--steps", default=100_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--crop", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Random crop side (px).")
-@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+              help="Random crop side (px), a multiple of the architecture's stride.")
+@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate.")
+@click.option("--schedule", default="cosine", show_default=True,
+              type=click.Choice(["cosine", "constant"]),
+              help="After the warm-up: cosine decay to lr/100 at --steps, or constant.")
+@click.option("--warmup", default=None, type=click.IntRange(min=0),
+              help="Linear warm-up steps [default: 5% of --steps, at most 1000].")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
               show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--val-every", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--val-images", default=20, show_default=True, type=click.IntRange(min=1),
-              help="Validation frames used (full frames of the validation split).")
+              help="Validation frames used (whole frames spread over the validation split).")
 @click.option("--resolution", type=click.Choice(["720p", "1080p"]), default=None,
               help="Only frames of this resolution (default: both).")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Data-loader processes.")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Torch threads (0: one per core).")
+@click.option("--cache-gb", default=8.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Memory for the decoded train frames (beyond it, a window of each frame).")
 @click.option("--seed", default=0, show_default=True, type=int)
-def train(dataset_dir, app, arch, lmbda, out, steps, batch, crop, lr, device, resume,
-          val_every, val_images, resolution, workers, seed) -> None:
-    """Train a learned codec on DATASET_DIR's train split (best.pt, last.pt, log.csv in --out)."""
+def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, batch, crop, lr,
+          schedule, warmup, device, resume, val_every, val_images, resolution, threads,
+          cache_gb, seed) -> None:
+    """Train a learned codec on DATASET_DIR's train split (best.pt, last.pt, log.csv in --out).
+
+    The train frames are decoded once into memory; each step takes random crops of them.
+    Interrupt with Ctrl-C at any time: last.pt keeps the step reached, --resume goes on.
+
+    \b
+    Examples:
+      cloud3d train dataset --app supertuxkart --lambda 0.01 --out runs/stk-0.01
+      cloud3d train dataset --app supertuxkart --variable-rate --out runs/stk-vr
+    """
+    _passive_omp_wait()
     from models.train import TrainConfig
     from models.train import train as run
 
-    cfg = TrainConfig(dataset=dataset_dir, out=out, app=app, arch=arch, lmbda=lmbda, steps=steps,
-                      batch=batch, crop=crop, lr=lr, device=device, resume=resume,
+    if variable_rate and not arch.endswith("-vr"):
+        arch += "-vr"
+    ladder = None
+    if lambdas is not None:
+        try:
+            ladder = tuple(float(v) for v in lambdas.split(","))
+        except ValueError:
+            raise Cloud3dError(f"--lambdas must be comma-separated numbers, got {lambdas!r}") from None
+        if not arch.endswith("-vr"):
+            raise Cloud3dError("--lambdas is for variable-rate training: add --variable-rate")
+    if arch.endswith("-vr") and lmbda is not None:
+        raise Cloud3dError("--lambda is for fixed-rate training; a variable-rate model takes "
+                           "--lambdas (a ladder)")
+    lmbda = 0.01 if lmbda is None else lmbda
+    cfg = TrainConfig(dataset=dataset_dir, out=out, app=app, arch=arch, lmbda=lmbda,
+                      lambdas=ladder, steps=steps, batch=batch, crop=crop, lr=lr,
+                      schedule=schedule, warmup=warmup, device=device, resume=resume,
                       val_every=val_every, val_images=val_images, resolution=resolution,
-                      workers=workers, seed=seed)
+                      threads=threads, cache_gb=cache_gb, seed=seed)
     res = run(cfg)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in res.items())

@@ -86,3 +86,88 @@ def test_import_does_not_pull_capture():
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ---- FrameBank: frames decoded once, crops drawn from memory ---------------------------------
+
+
+def _frames(ds) -> list[np.ndarray]:
+    return [read_png_rgb(p) for p in ds.paths]
+
+
+def _find(frames, crop: np.ndarray) -> bool:
+    """Whether ``crop`` (c, c, 3) is a window of one of ``frames``."""
+    c = crop.shape[0]
+    for f in frames:
+        win = np.lib.stride_tricks.sliding_window_view(f, (c, c, 3))[:, :, 0]
+        if (win == crop).all(axis=(2, 3, 4)).any():
+            return True
+    return False
+
+
+def test_frame_bank_batches_are_real_crops_some_mirrored(dataset):
+    from cloud3d_dataset.torch_dataset import FrameBank
+
+    bank = FrameBank(dataset, "train", app="kart", resolution="72p", crop=24, threads=2)
+    assert len(bank) == 20 and not bank.windowed and bank.nbytes == 20 * 72 * 128 * 3
+    frames = _frames(bank)
+    assert all(np.array_equal(f, bank.frames[i].numpy()) for i, f in enumerate(frames))
+    torch.testing.assert_close(bank[3], Cloud3dImages(dataset, "train", app="kart",
+                                                      resolution="72p", crop=None)[3])
+    x = bank.sample(16, torch.Generator().manual_seed(0))
+    assert x.shape == (16, 3, 24, 24) and x.dtype == torch.float32
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    crops = (x * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    plain = [_find(frames, c) for c in crops]
+    mirrored = [_find(frames, c[:, ::-1]) for c in crops]
+    assert all(p or m for p, m in zip(plain, mirrored, strict=True))  # every crop is real
+    assert 0 < sum(plain) < 16  # some mirrored, some not
+    # same generator state, same batch; smaller crops on request
+    again = bank.sample(16, torch.Generator().manual_seed(0))
+    assert torch.equal(x, again)
+    assert bank.sample(2, crop=8).shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="crop"):
+        bank.sample(2, crop=25)
+    no_flip = bank.sample(8, torch.Generator().manual_seed(1), hflip=False)
+    assert all(_find(frames, c) for c in (no_flip * 255).round().byte().permute(0, 2, 3, 1).numpy())
+
+
+def test_frame_bank_budget_keeps_a_window_of_each_frame(dataset):
+    from cloud3d_dataset.torch_dataset import FrameBank
+
+    full = 72 * 128 * 3
+    bank = FrameBank(dataset, "train", app="kart", resolution="72p", crop=32,
+                     max_bytes=20 * full // 4, seed=5)
+    assert bank.windowed
+    assert bank.nbytes <= 20 * full // 4 * 1.05
+    frames = _frames(bank)
+    for f, w in zip(frames, bank.frames, strict=True):
+        h, ww = w.shape[:2]
+        assert 32 <= h < 72 and 32 <= ww < 128 and abs(ww / h - 128 / 72) < 0.1
+        assert _find([f], w.numpy()[:32, :32])  # the window is part of its own frame
+    tiny = FrameBank(dataset, "train", app="kart", resolution="72p", crop=32, max_bytes=1)
+    assert all(f.shape[:2] == (32, 32) for f in tiny.frames)  # never smaller than the crop
+
+
+def test_frame_bank_limits_and_errors(dataset, tmp_path):
+    import shutil
+
+    from cloud3d_dataset.torch_dataset import FrameBank
+
+    val = FrameBank(dataset, "validation", crop=None, limit=3)
+    every = Cloud3dImages(dataset, "validation", crop=None).paths
+    assert len(every) == 8 and val.paths == [every[0], every[4], every[7]]  # spread evenly
+    assert len(val) == 3 and val[0].shape[0] == 3
+    with pytest.raises(Cloud3dError, match="without a crop"):
+        val.sample(1)
+    with pytest.raises(Cloud3dError, match="larger than"):
+        FrameBank(dataset, "train", resolution="36p", crop=48)
+    # a frame replaced behind the manifest's back is reported, not cropped out of bounds
+    copy = tmp_path / "DS"
+    shutil.copytree(dataset, copy)
+    bank = Cloud3dImages(copy, "train", resolution="72p", crop=None)
+    from cloud3d.imageio import write_png
+
+    write_png(bank.paths[0], np.zeros((40, 50, 3), np.uint8))
+    with pytest.raises(Cloud3dError, match="manifest"):
+        FrameBank(copy, "train", resolution="72p", crop=16)

@@ -44,13 +44,15 @@ def run_dir(dataset, tmp_path_factory) -> Path:
     cmd = [*CLI, "train", str(dataset), "--app", "toy",
            "--arch", "c2f-xsmall-pruned", "--lambda", "0.01", "--out", str(out),
            "--steps", str(STEPS), "--batch", "2", "--crop", "64", "--lr", "1e-3",
-           "--val-every", "8", "--workers", "0", "--device", "cpu"]
+           "--val-every", "8", "--device", "cpu", "--threads", "1"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert p.returncode == 0, p.stderr[-2000:]
     return out
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints_and_log(run_dir):
+    from models.train_step import lr_at
+
     log = pd.read_csv(run_dir / "log.csv")
     train = log[log.phase == "train"]
     val = log[log.phase == "validation"]
@@ -59,6 +61,11 @@ def test_training_lowers_the_loss_and_writes_checkpoints_and_log(run_dir):
     assert train.loss.iloc[-4:].mean() < 0.5 * train.loss.iloc[:4].mean()
     assert val.loss.iloc[-1] < 0.7 * val.loss.iloc[0]
     assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
+    # the default schedule: cosine decay from --lr (no warm-up for so few steps) to lr/100
+    expected = [lr_at(s - 1, STEPS, 1e-3, "cosine", 0) for s in train.step]
+    np.testing.assert_allclose(train.lr, expected, rtol=1e-9)
+    assert train.lr.iloc[0] == 1e-3 and train.lr.iloc[-1] < 0.02 * 1e-3
+    assert (train["lambda"] == 0.01).all() and val["quality"].isna().all()
 
 
 def test_resume_continues_from_last_step(run_dir, dataset):
@@ -66,7 +73,7 @@ def test_resume_continues_from_last_step(run_dir, dataset):
 
     cfg = TrainConfig(dataset=str(dataset), out=str(run_dir), app="toy", arch="c2f-xsmall-pruned",
                       lmbda=0.01, steps=STEPS + 2, batch=2, crop=64, lr=1e-3, val_every=100,
-                      workers=0, device="cpu", progress=False)
+                      schedule="constant", threads=1, device="cpu", progress=False)
     with pytest.raises(Cloud3dError, match="--resume"):
         train(cfg)
     cfg.resume = True
@@ -187,7 +194,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
     out = tmp_path / "r"
     cmd = [*CLI, "train", str(dataset), "--app", "toy",
            "--arch", "c2f-xsmall-pruned", "--out", str(out), "--batch", "2", "--crop", "64",
-           "--workers", "0", "--device", "cpu", "--val-every", "100000", "--steps", "100000"]
+           "--threads", "1", "--device", "cpu", "--val-every", "100000", "--steps", "100000"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "log.csv"
     deadline = time.monotonic() + 300
@@ -208,7 +215,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
 
     res = train(TrainConfig(dataset=str(dataset), out=str(out), app="toy",
                             arch="c2f-xsmall-pruned", steps=step + 2, batch=2, crop=64,
-                            val_every=100000, workers=0, device="cpu", resume=True,
+                            val_every=100000, threads=1, device="cpu", resume=True,
                             progress=False))
     assert res["step"] == step + 2
     steps = list(pd.read_csv(log).query("phase == 'train'").step)
@@ -223,7 +230,7 @@ def test_cuda_training_with_amp_and_cpu_use_of_its_checkpoint(dataset, tmp_path,
 
     out = tmp_path / "gpu"
     train(TrainConfig(dataset=str(dataset), out=str(out), app="toy", arch="c2f-xsmall-pruned",
-                      steps=24, batch=2, crop=64, lr=1e-3, val_every=12, workers=0,
+                      steps=24, batch=2, crop=64, lr=1e-3, val_every=12,
                       device="cuda", progress=False))
     log = pd.read_csv(out / "log.csv")
     train_rows = log[log.phase == "train"]
@@ -232,3 +239,153 @@ def test_cuda_training_with_amp_and_cpu_use_of_its_checkpoint(dataset, tmp_path,
     m, _ = load_checkpoint(out / "best.pt")
     rgb = make_game_like_frame(50, 70, 3, 0)
     assert decompress_image(m, compress_image(m, rgb, device="cpu"), device="cpu").shape == rgb.shape
+
+
+# ---- learning-rate schedule, loss, variable rate ---------------------------------------------
+
+
+def test_lr_schedule_warms_up_then_decays_by_cosine():
+    from models.train_step import lr_at
+
+    lrs = [lr_at(s, 100, 1e-3, "cosine", warmup=10) for s in range(100)]
+    assert lrs[:3] == pytest.approx([1e-4, 2e-4, 3e-4]) and lrs[9] == pytest.approx(1e-3)
+    assert all(b <= a for a, b in zip(lrs[9:], lrs[10:], strict=False))  # non-increasing
+    assert lrs[-1] == pytest.approx(1e-5, rel=0.05)  # reaches min_lr_ratio * lr at the end
+    mid = lr_at(55, 100, 1e-3, "cosine", warmup=10)  # half-way through the decay
+    assert mid == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert lr_at(500, 100, 1e-3, "cosine", 10) == pytest.approx(1e-5)  # held past the end
+    assert {lr_at(s, 100, 1e-3, "constant", 5) for s in range(5, 100)} == {1e-3}
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at(0, 10, 1e-3, "linear")
+
+
+def test_per_sample_lambdas_weigh_each_crops_loss():
+    """With one lambda for all the loss is the compressai formula; with per-sample lambdas
+    each crop's distortion gets its own weight."""
+    from models.train_step import rd_loss
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 8, 8)
+    x_hat = x + 0.1 * torch.randn_like(x)
+    lik = {"y": torch.rand(3, 4, 2, 2).clamp_min(0.05), "z": torch.rand(3, 2, 1, 1).clamp_min(0.05)}
+    out = {"x_hat": x_hat, "likelihoods": lik}
+    r = rd_loss(out, x, 0.01)
+    bpp = sum(torch.log2(v).sum() for v in lik.values()) / (-3 * 64)
+    torch.testing.assert_close(r["bpp"], bpp)
+    torch.testing.assert_close(r["loss"], 0.01 * 255**2 * torch.mean((x_hat - x) ** 2) + bpp)
+    lam = torch.tensor([0.001, 0.01, 0.1])
+    per = rd_loss(out, x, lam)
+    mse_i = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(per["loss"], (lam * 255**2 * mse_i).mean() + bpp)
+
+
+def test_variable_rate_model_contract():
+    from models.architectures import create_model
+    from models.variable_rate import DEFAULT_LAMBDAS, sample_qualities
+
+    m = create_model("c2f-xsmall-pruned-vr")
+    assert m.num_qualities == len(DEFAULT_LAMBDAS) and m.lambdas == DEFAULT_LAMBDAS
+    assert m.config() == {"lambdas": list(DEFAULT_LAMBDAS)}
+    fixed = create_model("c2f-xsmall-pruned")
+    assert fixed.num_qualities == 0 and fixed.lambdas == () and fixed.gain_unit is None
+    # fixed-rate weights are unchanged: the variable-rate model only adds the gain tables
+    assert set(m.state_dict()) - set(fixed.state_dict()) == {"gain.log_gain", "gain.log_inv_gain"}
+    assert set(fixed.state_dict()) <= set(m.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    m.eval()
+    with torch.no_grad():
+        y2 = m.latents(x, 2)[0]
+        y5 = m.latents(x, 5)[0]
+        g = m.gain_unit.log_gain.exp()
+        torch.testing.assert_close(y5 / y2, (g[5] / g[2])[None, :, None, None].expand_as(y2),
+                                   rtol=1e-4, atol=1e-4)
+        per_sample = m(x, torch.tensor([2, 5]))
+        assert per_sample["x_hat"].shape == x.shape
+        torch.testing.assert_close(per_sample["x_hat"][1:], m(x[1:], 5)["x_hat"])
+        # inverse gain before the synthesis
+        torch.testing.assert_close(m.synthesis(y2, 2), m.g_s(y2 / g[2][None, :, None, None]),
+                                   rtol=1e-4, atol=1e-5)
+    for bad, match in ((None, "pass a quality"), (7, "out of range"), (-1, "out of range"),
+                       (1.5, "must be an int"), (torch.tensor([0.5]), "integer tensor")):
+        with pytest.raises(ValueError, match=match):
+            m(x, bad)
+    with pytest.raises(ValueError, match="fixed-rate"):
+        fixed.latents(x, 0)
+    with pytest.raises(ValueError, match="ascending"):
+        create_model("c2f-xsmall-pruned-vr", lambdas=[0.02, 0.01])
+    q = sample_qualities(14, 7, torch.Generator().manual_seed(1))
+    assert sorted(q.tolist()) == sorted(list(range(7)) * 2)  # stratified: each twice
+
+
+VR_LADDER = "0.002,0.02,0.2"
+VR_STEPS = 150
+
+
+@pytest.fixture(scope="module")
+def vr_run(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vr") / "r"
+    cmd = [*CLI, "train", str(dataset), "--app", "toy", "--arch", "c2f-xsmall-pruned",
+           "--variable-rate", "--lambdas", VR_LADDER, "--out", str(out),
+           "--steps", str(VR_STEPS), "--batch", "3", "--crop", "64", "--lr", "2e-3",
+           "--val-every", str(VR_STEPS), "--device", "cpu", "--threads", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return out
+
+
+def test_variable_rate_training_orders_rate_and_quality(vr_run):
+    """One real training run of a variable-rate model: at the end, a higher quality index
+    spends more bits and gives a higher PSNR on the validation frames (eval mode), and the
+    trained gains keep the ladder's order."""
+    from models.checkpoint import load_checkpoint
+
+    log = pd.read_csv(vr_run / "log.csv")
+    val = log[log.phase == "validation"]
+    assert list(val.step) == [0, 0, 0, VR_STEPS, VR_STEPS, VR_STEPS]
+    end = val[val.step == VR_STEPS].sort_values("quality")
+    assert list(end.quality) == [0, 1, 2]
+    assert list(end["lambda"]) == [0.002, 0.02, 0.2]
+    assert end.bpp.is_monotonic_increasing and end.bpp.iloc[-1] > 1.5 * end.bpp.iloc[0]
+    assert end.psnr.is_monotonic_increasing and end.psnr.iloc[-1] > end.psnr.iloc[0] + 1.0
+    start = val[val.step == 0]
+    assert end.loss.mean() < 0.7 * start.loss.mean()
+    m, meta = load_checkpoint(vr_run / "best.pt")
+    assert m.arch == "c2f-xsmall-pruned-vr" and m.lambdas == (0.002, 0.02, 0.2)
+    assert meta["lambda"] is None and meta["lambdas"] == [0.002, 0.02, 0.2]
+    assert [p["quality"] for p in meta["metrics"]["per_quality"]] == [0, 1, 2]
+    mean_gain = m.gain_unit.log_gain.mean(1)
+    assert mean_gain[0] < mean_gain[1] < mean_gain[2]
+    with pytest.raises(Cloud3dError, match="architecture c2f-xsmall-pruned-vr, not c2f-xsmall-pruned"):
+        load_checkpoint(vr_run / "best.pt", arch="c2f-xsmall-pruned")
+
+
+def test_fixed_rate_checkpoints_still_load_and_code(run_dir):
+    from models.checkpoint import load_checkpoint
+    from models.codec import compress_image, decompress_image
+
+    m, meta = load_checkpoint(run_dir / "best.pt")
+    assert m.num_qualities == 0 and meta["lambda"] == 0.01 and meta["config"] == {}
+    rgb = make_game_like_frame(64, 64, 4, 0)
+    assert decompress_image(m, compress_image(m, rgb)).shape == rgb.shape
+
+
+def test_variable_rate_resume_and_cli_errors(vr_run, dataset, tmp_path, run_cli):
+    from models.train import TrainConfig, train
+
+    cfg = TrainConfig(dataset=str(dataset), out=str(vr_run), app="toy",
+                      arch="c2f-xsmall-pruned-vr", lambdas=(0.002, 0.02, 0.4), steps=VR_STEPS + 1,
+                      batch=3, crop=64, resume=True, threads=1, device="cpu", progress=False)
+    with pytest.raises(Cloud3dError, match="lambdas"):
+        train(cfg)
+    cfg.lambdas = (0.002, 0.02, 0.2)
+    assert train(cfg)["step"] == VR_STEPS + 1
+    base = ["train", dataset, "--app", "toy", "--out", tmp_path / "x", "--steps", "1"]
+    for extra, match in ((["--variable-rate", "--lambda", "0.01"], "--lambda is for fixed-rate"),
+                         (["--lambdas", "0.1,0.2"], "add --variable-rate"),
+                         (["--variable-rate", "--lambdas", "0.2,0.1"], "ascending"),
+                         (["--variable-rate", "--lambdas", "a,b"], "comma-separated numbers"),
+                         (["--schedule", "constant", "--cache-gb", "0"], "--cache-gb")):
+        p = run_cli(*base, *extra)
+        assert p.returncode == 1, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert lines[-1].startswith("error:") and match in lines[-1] and "Traceback" not in p.stderr
