@@ -21,11 +21,11 @@ Each *setting* is one way of running ``models.train_step.train_step`` (the step
 ``--settings default`` is the list in :data:`DEFAULT_SETTINGS` (from the old path to the
 new one, one change at a time). Every setting x crop x batch gets its own model (same
 seed) and warm-up steps, then all of them run ``--steps`` timed steps in turn for
-``--rounds`` rounds (round-robin, so load from other processes hits them alike). Reported
-per row: the median over rounds of the wall time per step (``time.perf_counter``) and of
-the CPU time per step (``time.process_time``: this process and its threads; DataLoader
+``--rounds`` rounds (round-robin, so load from other processes hits them alike). Reported first: the CPU
+time to make one batch both ways (one thread). Per row: the median over rounds of the wall
+time per step (``time.perf_counter``) and of the CPU time per step (``time.process_time``: this process and its threads; DataLoader
 workers are separate processes and not included), steps/s, megapixels/s, the fastest
-round, and the wall milliseconds per phase: data (getting the batch), forward (model +
+round, and the wall milliseconds (``ms``) and CPU milliseconds (``cpu``) per phase: data (getting the batch), forward (model +
 loss), backward, optimizer (clipping + Adam), aux (the entropy bottleneck's quantile loss
 and its Adam). ``--profile`` also prints torch's profiler table (top operators by self CPU
 time) for the first setting. ``--omp-wait`` sets ``OMP_WAIT_POLICY`` (``passive``, the
@@ -52,9 +52,9 @@ DEFAULT_SETTINGS = (
     "data=png,workers=2,threads=2,layout=nchw,adam=loop",  # cloud3d train before issue 13
     "data=png,workers=1,threads=1,layout=nchw,adam=loop",
     "data=bank,threads=2,layout=nchw,adam=loop",
-    "data=bank,threads=2,layout=cl,adam=loop",
-    "data=bank,threads=2,layout=cl,adam=fused",  # cloud3d train now
-    "data=bank,threads=1,layout=cl,adam=fused",
+    "data=bank,threads=2,layout=nchw,adam=fused",  # cloud3d train now
+    "data=bank,threads=1,layout=nchw,adam=fused",  # cloud3d train --threads 1
+    "data=bank,threads=2,layout=cl,adam=fused",  # tried, not kept
 )
 
 KEYS = {"data": ("bank", "png"), "workers": None, "threads": None, "layout": ("cl", "nchw"),
@@ -62,8 +62,8 @@ KEYS = {"data": ("bank", "png"), "workers": None, "threads": None, "layout": ("c
 
 
 def parse_setting(text: str) -> dict[str, str]:
-    """``"key=value,..."`` -> dict with defaults filled in (bank, 2 threads, cl, fused)."""
-    s = {"data": "bank", "workers": "0", "threads": "2", "layout": "cl", "adam": "fused",
+    """``"key=value,..."`` -> dict with defaults filled in (what ``cloud3d train`` does)."""
+    s = {"data": "bank", "workers": "0", "threads": "2", "layout": "nchw", "adam": "fused",
          "compile": "0", "vr": "0"}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
@@ -87,6 +87,9 @@ class Row:
         torch.manual_seed(0)
         arch = args.arch + ("-vr" if self.s["vr"] == "1" else "")
         self.model = create_model(arch).train()
+        if crop % self.model.stride:
+            raise SystemExit(f"--crops: {crop} is not a multiple of {arch}'s stride "
+                             f"({self.model.stride})")
         self.cl = self.s["layout"] == "cl"
         if self.cl:
             self.model.to(memory_format=torch.channels_last)
@@ -110,6 +113,7 @@ class Row:
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.phases: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.phases_cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.timed_steps = 0
 
     def batch_tensor(self):
@@ -148,6 +152,7 @@ class Row:
             self.cpu.append((time.process_time() - c0) / n)
             for k in PHASES:
                 self.phases[k] += timer.wall.get(k, 0.0)
+                self.phases_cpu[k] += timer.cpu.get(k, 0.0)
             self.timed_steps += n
 
     def result(self) -> dict:
@@ -158,8 +163,33 @@ class Row:
             "s/step": round(wall, 3), "steps/s": round(1 / wall, 3),
             "Mpx/s": round(px / wall / 1e6, 3), "best s/step": round(min(self.wall), 3),
             "cpu s/step": round(statistics.median(self.cpu), 3),
-            **{f"{k} ms": round(1e3 * v / self.timed_steps, 1) for k, v in self.phases.items()},
+            **{f"{k} ms": round(1e3 * v / self.timed_steps) for k, v in self.phases.items()},
+            **{f"{k} cpu": round(1e3 * v / self.timed_steps)
+               for k, v in self.phases_cpu.items()},
         }
+
+
+def data_cost(args, bank, crop: int, batch: int, repeats: int = 3) -> None:
+    """CPU time to make one batch: a PNG decoded per crop vs crops from the frame bank."""
+    import torch
+
+    from cloud3d_dataset.torch_dataset import Cloud3dImages
+
+    ds = Cloud3dImages(args.dataset, "train", app=args.app, crop=crop, random=True)
+    gen = torch.Generator().manual_seed(0)
+    png, mem = [], []
+    for r in range(repeats + 1):
+        c0 = time.process_time()
+        torch.stack([ds[(r * batch + i) % len(ds)] for i in range(batch)])
+        c1 = time.process_time()
+        bank.sample(batch, gen, crop=crop)
+        c2 = time.process_time()
+        if r:  # the first round warms up
+            png.append(c1 - c0)
+            mem.append(c2 - c1)
+    print(f"one batch of {batch} crops of {crop} px, CPU ms (median of {repeats}): "
+          f"a PNG decoded per crop {1e3 * statistics.median(png):.0f}, "
+          f"frame bank {1e3 * statistics.median(mem):.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={args.omp_wait}, load average "
           f"{os.getloadavg()[0]:.2f} at start; arch {args.arch}; {args.steps} steps x "
           f"{args.rounds} rounds per row after {args.warmup} warm-up steps")
+    data_cost(args, bank, max(crops), max(batches))
     rows = [Row(args, s, c, b, bank) for s in settings for c in crops for b in batches]
     for r in rows:
         r.steps(args.warmup, timed=False)

@@ -181,10 +181,10 @@ class FrameBank(Dataset):
 
     def sample(self, batch: int, generator: torch.Generator | None = None,
                hflip: bool = True, crop: int | None = None) -> torch.Tensor:
-        """A training batch: ``(batch, 3, c, c)`` float32 in 0..1 with ``c = crop`` (at most
-        the bank's crop; default: the bank's crop), channels-last memory format (call
-        ``.contiguous()`` for NCHW). Each crop comes from a frame drawn uniformly, at a
-        uniform position, mirrored left-right with probability 1/2 when ``hflip``."""
+        """A training batch: ``(batch, 3, c, c)`` float32 in 0..1 (contiguous) with
+        ``c = crop`` (at most the bank's crop; default: the bank's crop). Each crop comes from
+        a frame drawn uniformly, at a uniform position, mirrored left-right with probability
+        1/2 when ``hflip``."""
         if self.crop is None:
             raise Cloud3dError("this FrameBank was made without a crop size")
         c = self.crop if crop is None else crop
@@ -198,4 +198,4 @@ class FrameBank(Dataset):
             y, x = int(uy * (f.shape[0] - c + 1)), int(ux * (f.shape[1] - c + 1))
             win = f[y : y + c, x : x + c]
             out[b] = win.flip(1) if hflip and uf < 0.5 else win
-        return out.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        return out.permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)

@@ -5,7 +5,7 @@ Data: every frame of the train split is decoded once into memory
 (:class:`cloud3d_dataset.torch_dataset.FrameBank`, up to ``cache_gb``; beyond that a window
 of each frame) and each step draws ``batch`` random ``crop`` x ``crop`` crops from it,
 mirrored left-right at random, in the training process (no loader workers: both cores go
-to the network). On CPU the model and batches use the channels-last memory format.
+to the network).
 
 Loss, optimizers and the learning-rate schedule: :mod:`models.train_step`. A variable-rate
 model draws a quality index per crop (stratified over the ladder,
@@ -48,8 +48,10 @@ from models.train_step import (
 
 __all__ = ["LOG_FIELDS", "TrainConfig", "rd_loss", "train"]
 
+#: columns of log.csv; elapsed_s / cpu_s: wall / CPU seconds (this process, all threads) since
+#: the run (or its last resume) started
 LOG_FIELDS = ["step", "phase", "quality", "lambda", "loss", "bpp", "mse", "psnr", "aux_loss",
-              "lr", "elapsed_s"]
+              "lr", "elapsed_s", "cpu_s"]
 
 
 @dataclass
@@ -82,7 +84,6 @@ class TrainConfig:
     resolution: str | None = None
     threads: int = 0
     cache_gb: float = 8.0
-    channels_last: bool = True
     seed: int = 0
     clip: float = 1.0
     progress: bool = True
@@ -177,11 +178,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model = create_model(cfg.arch, **({"lambdas": list(cfg.lambdas)} if cfg.lambdas else {}))
     except ValueError as exc:
         raise Cloud3dError(str(exc)) from None
+    if cfg.crop % model.stride:
+        raise Cloud3dError(f"--crop {cfg.crop} is not a multiple of {cfg.arch}'s stride "
+                           f"({model.stride} px)")
     out.mkdir(parents=True, exist_ok=True)
     model.to(dev).train()
-    channels_last = cfg.channels_last and dev.type == "cpu"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     opt, aux_opt = make_optimizers(model, cfg.lr, cfg.aux_lr)
     step, best_loss = 0, math.inf
     if cfg.resume and last.exists():
@@ -215,8 +216,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ladder = torch.tensor(model.lambdas, dtype=torch.float32) if vr else None
     qualities = list(range(model.num_qualities)) if vr else None
     warmup = cfg.warmup_steps()
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     lam_meta = None if vr else cfg.lmbda
+
+    def _times() -> dict[str, float]:
+        return {"elapsed_s": round(time.perf_counter() - t_start, 3),
+                "cpu_s": round(time.process_time() - c_start, 3)}
 
     def save(metrics: dict[str, float], is_best: bool) -> None:
         meta = {"lambda": lam_meta, "app": cfg.app, "dataset": os.path.abspath(cfg.dataset),
@@ -232,9 +237,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     def validate() -> dict[str, float]:
         """Log one row per quality; returns the metrics of the point (mean over qualities)."""
         res = evaluate(model, val_set, dev, cfg.val_images, qualities=qualities, lmbda=lam_meta)
-        elapsed = round(time.perf_counter() - t_start, 3)
+        times = _times()
         for r in res:
-            _append_log(log, {"step": step, "phase": "validation", **r, "elapsed_s": elapsed})
+            _append_log(log, {"step": step, "phase": "validation", **r, **times})
         metrics = {k: sum(r[k] for r in res) / len(res) for k in ("loss", "bpp", "mse", "psnr")}
         if vr:
             metrics["per_quality"] = [{k: r[k] for k in ("quality", "lambda", "bpp", "psnr")}
@@ -254,7 +259,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             lr = lr_at(step, cfg.steps, cfg.lr, cfg.schedule, warmup, cfg.min_lr_ratio)
             set_lr(opt, lr)
             x = train_set.sample(cfg.batch, gen)
-            x = x if channels_last else x.contiguous()
             quality = sample_qualities(cfg.batch, model.num_qualities, gen) if vr else None
             lmbda = ladder[quality] if vr else cfg.lmbda
             vals = train_step(model, opt, aux_opt, x.to(dev, non_blocking=True), lmbda,
@@ -266,7 +270,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             bar.set_postfix(loss=f"{run_avg['loss']:.3f}", bpp=f"{run_avg['bpp']:.3f}",
                             psnr=f"{run_avg['psnr']:.2f}", lr=f"{lr:.2g}")
             _append_log(log, {"step": step, "phase": "train", "lambda": lam_meta, **vals,
-                              "lr": lr, "elapsed_s": round(time.perf_counter() - t_start, 3)})
+                              "lr": lr, **_times()})
             if step % cfg.val_every == 0 or step >= cfg.steps:
                 if val_set is not None:
                     metrics = validate()

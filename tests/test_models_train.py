@@ -1,19 +1,23 @@
-"""Training, checkpoints, the compress/decompress/train CLI and the ``learned`` baselines codec.
+"""Training (fixed and variable rate), checkpoints, the compress/decompress/train CLI, the
+``learned`` baselines codec and the training benchmark scripts.
 
-One tiny real dataset (PNG files + manifest) and one short real training run of
-c2f-xsmall-pruned (CPU, 64x64 crops) are shared by the tests of this module.
+One tiny real dataset (PNG files + manifest) and two short real training runs of
+c2f-xsmall-pruned (CPU, 64x64 crops: fixed-rate, and variable-rate with a 3-point ladder) are
+shared by the tests of this module; it is one module (a little over 400 lines) so that those
+runs are made once.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import CLI, make_game_like_frame
+from helpers import CLI, ROOT, make_game_like_frame
 from PIL import Image
 
 from cloud3d.cli import main as cli_main
@@ -384,8 +388,32 @@ def test_variable_rate_resume_and_cli_errors(vr_run, dataset, tmp_path, run_cli)
                          (["--lambdas", "0.1,0.2"], "add --variable-rate"),
                          (["--variable-rate", "--lambdas", "0.2,0.1"], "ascending"),
                          (["--variable-rate", "--lambdas", "a,b"], "comma-separated numbers"),
-                         (["--schedule", "constant", "--cache-gb", "0"], "--cache-gb")):
+                         (["--schedule", "constant", "--cache-gb", "0"], "--cache-gb"),
+                         (["--crop", "96"], "not a multiple of c2f-small-pruned's stride")):
         p = run_cli(*base, *extra)
         assert p.returncode == 1, p.stderr
         lines = p.stderr.strip().splitlines()
         assert lines[-1].startswith("error:") and match in lines[-1] and "Traceback" not in p.stderr
+
+
+def test_benchmark_scripts_run_on_a_real_dataset(dataset, run_dir, vr_run):
+    """benchmarks/train_speed.py and benchmarks/vr_cost.py end to end on the tiny dataset
+    (one step per row: whether they run and print their tables, not how fast)."""
+    speed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), str(dataset), "--app", "toy",
+         "--arch", "c2f-xsmall-pruned", "--crops", "64", "--batches", "2", "--steps", "1",
+         "--warmup", "0", "--rounds", "1", "--settings", "data=png,workers=0,threads=1",
+         "data=bank,threads=1", "data=bank,threads=1,vr=1,layout=cl,adam=loop"],
+        capture_output=True, text=True, timeout=600)
+    assert speed.returncode == 0, speed.stderr[-2000:]
+    out = speed.stdout
+    assert "a PNG decoded per crop" in out and "frame bank" in out
+    assert out.count("threads=1") == 3 and "forward cpu" in out and "steps/s" in out
+    cost = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vr_cost.py"), str(dataset), "--app", "toy",
+         "--split", "validation", "--fixed", str(run_dir / "best.pt"), "--vr",
+         str(vr_run / "best.pt"), "--real"],
+        capture_output=True, text=True, timeout=600)
+    assert cost.returncode == 0, cost.stderr[-2000:]
+    assert "fixed λ=0.01" in cost.stdout and "VR q=2" in cost.stdout
+    assert "real bpp" in cost.stdout and "BD-rate of VR" in cost.stdout
