@@ -10,10 +10,9 @@ rounded to 8 bits. The fixed models are points ``(bpp, PSNR)`` at their lambdas;
 variable-rate model gives one point per quality index (``--qualities`` to pick some). Printed:
 the points, the points of equal lambda side by side, and the BD-rate / BD-PSNR of the
 variable-rate curve against the fixed-lambda curve over their overlap
-(``baselines.bdrate``, PCHIP). ``--real`` also codes every frame with each fixed model
-through the real codec (``models.codec``: ``.c3d`` bytes, decoded pixels) and prints those
-points next to the estimates, to show how close the estimate is (a variable-rate model
-cannot be coded through the stream format until the codec takes a quality index).
+(``baselines.bdrate``, PCHIP). ``--real`` also codes every frame with every model and
+quality through the real codec (``models.codec``: ``.c3d`` bytes, decoded pixels), prints
+those points next to the estimates and gives the BD figures of the real points too.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _real_points(model, frames) -> tuple[float, float]:
+def _real_points(model, frames, quality: int | None = None) -> tuple[float, float]:
     """Mean bpp from real .c3d sizes and mean PSNR of the decoded 8-bit frames."""
     import numpy as np
 
@@ -37,8 +36,8 @@ def _real_points(model, frames) -> tuple[float, float]:
     bpp = psnr = 0.0
     for i in range(len(frames)):
         rgb = frames.frames[i].numpy()
-        data = compress_image(model, rgb, device="cpu")
-        rec = decompress_image(model, data, device="cpu")
+        data = compress_image(model, rgb, device="cpu", quality=quality)
+        rec = decompress_image(model, data, device="cpu", quality=quality)
         mse = float(np.mean((rec.astype(np.float64) - rgb) ** 2))
         bpp += 8 * len(data) / (rgb.shape[0] * rgb.shape[1]) / len(frames)
         psnr += (10 * math.log10(255**2 / mse) if mse > 0 else 100.0) / len(frames)
@@ -66,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from baselines.bdrate import bd_psnr, bd_rate
     from cloud3d_dataset.torch_dataset import FrameBank
     from models.checkpoint import load_checkpoint
+    from models.latent_model import model_qualities
+    from models.prepared import prepare
     from models.train_step import evaluate
 
     dev = torch.device("cpu")
@@ -74,25 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for ck in args.fixed:
         model, meta = load_checkpoint(ck)
-        if model.num_qualities:
+        if model_qualities(model):
             raise SystemExit(f"{ck} is variable-rate: pass it as --vr")
         t0 = time.perf_counter()
         (r,) = evaluate(model, frames, dev, lmbda=meta["lambda"])
         row = {"model": f"fixed λ={meta['lambda']:g}", "lambda": meta["lambda"],
                "step": meta.get("step"), "est bpp": r["bpp"], "PSNR": r["psnr"]}
         if args.real:
-            row["real bpp"], row["real PSNR"] = _real_points(model, frames)
+            row["real bpp"], row["real PSNR"] = _real_points(prepare(model, "cpu"), frames)
         row["s"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
     vr, vmeta = load_checkpoint(args.vr)
-    if not vr.num_qualities:
+    if not model_qualities(vr):
         raise SystemExit(f"{args.vr} is a fixed-rate checkpoint")
-    qs = (list(range(vr.num_qualities)) if args.qualities is None
+    qs = (list(range(model_qualities(vr))) if args.qualities is None
           else [int(q) for q in args.qualities.split(",")])
     t0 = time.perf_counter()
+    pvr = prepare(vr, "cpu") if args.real else None
     for r in evaluate(vr, frames, dev, qualities=qs):
         rows.append({"model": f"VR q={r['quality']}", "lambda": r["lambda"],
                      "step": vmeta.get("step"), "est bpp": r["bpp"], "PSNR": r["psnr"]})
+        if pvr is not None:
+            rows[-1]["real bpp"], rows[-1]["real PSNR"] = _real_points(pvr, frames, r["quality"])
     rows[-1]["s"] = round(time.perf_counter() - t0, 1)
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
@@ -105,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['est bpp fixed']:.4f} bpp {s['PSNR fixed']:.2f} dB "
               f"(rate {100 * (s['est bpp VR'] / s['est bpp fixed'] - 1):+.1f}%, "
               f"PSNR {s['PSNR VR'] - s['PSNR fixed']:+.2f} dB)")
-    args_bd = (fixed["est bpp"], fixed["PSNR"], var["est bpp"], var["PSNR"])
-    rate, why = bd_rate(*args_bd)
-    dq, why_q = bd_psnr(*args_bd)
-    print("BD-rate of VR against the fixed models (estimated bpp, PSNR): "
-          + (f"{rate:+.2f}%" if not why else f"n/a ({why})")
-          + "; BD-PSNR: " + (f"{dq:+.3f} dB" if not why_q else f"n/a ({why_q})"))
+    for what, b, q in (("estimated", "est bpp", "PSNR"), ("real", "real bpp", "real PSNR")):
+        if b not in table:
+            continue
+        args_bd = (fixed[b], fixed[q], var[b], var[q])
+        rate, why = bd_rate(*args_bd)
+        dq, why_q = bd_psnr(*args_bd)
+        print(f"BD-rate of VR against the fixed models ({what} bpp, PSNR): "
+              + (f"{rate:+.2f}%" if not why else f"n/a ({why})")
+              + "; BD-PSNR: " + (f"{dq:+.3f} dB" if not why_q else f"n/a ({why_q})"))
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0

@@ -1,24 +1,15 @@
 """Learned codec architectures: the paper's Coarse-to-Fine family (Table 1) and two compressai references.
 
-Every model here is a :class:`compressai.models.CompressionModel` exposing one small
-interface used by :mod:`models.codec` and :mod:`models.train`:
+Every model here is a :class:`compressai.models.CompressionModel` that implements
+:class:`models.latent_model.LatentModel` (the interface :mod:`models.codec` and
+:mod:`models.train` use: ``latents``, ``bottleneck``, ``gaussians``, ``param_nets``,
+``split_params``, ``synthesis``), variable-rate contract included: ``num_qualities`` (0 for a
+fixed-rate model) and ``lambdas`` (one per quality index, ascending; empty when fixed-rate).
 
-* ``arch`` (registry name), ``stride`` (total down-sampling; inputs are padded to a multiple),
-* ``latents(x, quality=None) -> [y, z]`` or ``[y, z, w]`` (float tensors, finest first),
-* ``bottleneck``: the :class:`EntropyBottleneck` (factorized prior) of the coarsest latent,
-* ``gaussians[k]``: the :class:`GaussianConditional` of latent ``k`` given latent ``k + 1``,
-* ``param_nets[k]``: module mapping the quantized latent ``k + 1`` to the raw entropy
-  parameters of latent ``k``; ``split_params(k, raw) -> (means | None, scales)``,
-* ``synthesis(y_hat, quality=None) -> x_hat`` (``(B, 3, H, W)``, nominal range 0..1),
-* ``num_qualities`` (0 for a fixed-rate model) and ``lambdas`` (one per quality index,
-  ascending; empty for a fixed-rate model).
-
-A variable-rate model (``c2f-*-vr``, :mod:`models.variable_rate`) has ``num_qualities > 0``
-and needs ``quality``: an int ``0..num_qualities-1`` for ``latents``, ``synthesis`` and
-``forward`` (``forward`` also takes a ``(B,)`` integer tensor, one index per sample). Its
-gains act only inside ``latents`` (after g_a) and ``synthesis`` (before g_s): the
-hyperprior, ``param_nets`` and ``gaussians`` see the scaled latent and take no quality. A
-fixed-rate model refuses a quality.
+The variable-rate models (``c2f-*-vr``) are the Coarse-to-Fine models with the gain units of
+:mod:`models.variable_rate` on y. Their ``latents``, ``synthesis`` and ``forward`` need a
+quality index ``0..num_qualities-1`` (``forward`` also takes a ``(B,)`` integer tensor, one
+index per sample); a fixed-rate model refuses one (ValueError).
 
 ``forward(x, quality=None)`` returns ``{"x_hat": ..., "likelihoods": {"y": ..., "z": ..., ["w": ...]}}`` for
 the rate-distortion loss (additive uniform noise in training mode, rounding around the

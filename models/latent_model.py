@@ -9,8 +9,9 @@ hyperprior models, ``w`` (level 2). The coarsest level is coded with the factori
 ``bottleneck``; every other level ``k`` with the Gaussian conditional ``gaussians[k]``, whose
 means and scales come from ``param_nets[k]`` applied to the dequantized level ``k + 1``.
 
-Variable-rate models (optional): ``num_qualities > 0`` and ``lambdas`` (one per quality
-index, ascending); their ``latents(x, quality)`` and ``synthesis(y_hat, quality)`` take an
+Variable-rate models (optional; the ``c2f-*-vr`` architectures, gain units of
+:mod:`models.variable_rate`): ``num_qualities > 0`` and ``lambdas`` (one per quality index,
+ascending); their ``latents(x, quality)`` and ``synthesis(y_hat, quality)`` take an
 int quality index in ``0 .. num_qualities - 1``. The quality only scales the analysis and
 synthesis transforms, never the entropy-parameter path, so the determinism rules of
 :mod:`models.entropy` hold for every quality. Fixed-rate models have no ``num_qualities``

@@ -308,7 +308,8 @@ def test_outputs_below_a_file_are_refused_before_any_work(checkpoint, legit, tmp
 
 @pytest.mark.parametrize("option,value", [("--lr", "-1"), ("--val-every", "0"),
                                           ("--lambda", "0"), ("--steps", "0"), ("--batch", "0"),
-                                          ("--val-images", "0"), ("--workers", "-1")])
+                                          ("--val-images", "0"), ("--threads", "-1"),
+                                          ("--warmup", "-1"), ("--cache-gb", "0")])
 def test_train_refuses_out_of_range_options_before_starting(tmp_path, run_cli, option, value):
     r = run_cli("train", tmp_path, "--app", "toy", "--out", tmp_path / "run", option, value)
     assert r.returncode == 2 and "Traceback" not in r.stderr

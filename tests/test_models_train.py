@@ -388,7 +388,6 @@ def test_variable_rate_resume_and_cli_errors(vr_run, dataset, tmp_path, run_cli)
                          (["--lambdas", "0.1,0.2"], "add --variable-rate"),
                          (["--variable-rate", "--lambdas", "0.2,0.1"], "ascending"),
                          (["--variable-rate", "--lambdas", "a,b"], "comma-separated numbers"),
-                         (["--schedule", "constant", "--cache-gb", "0"], "--cache-gb"),
                          (["--crop", "96"], "not a multiple of c2f-small-pruned's stride")):
         p = run_cli(*base, *extra)
         assert p.returncode == 1, p.stderr
