@@ -314,8 +314,8 @@ def _c2f(size: str, pruned: bool, variable_rate: bool = False) -> Callable[..., 
     def make(**kwargs: Any) -> _LatentModel:
         lambdas = kwargs.pop("lambdas", None) if variable_rate else None
         if kwargs:
-            raise ValueError(f"{name}: unknown options {', '.join(kwargs)}"
-                             + (" (takes lambdas=[...])" if variable_rate else " (takes none)"))
+            takes = "takes only lambdas=[...]" if variable_rate else "takes no options"
+            raise ValueError(f"{name}: {takes}, got {', '.join(kwargs)}")
         return C2FModel(size, pruned, lambdas=(lambdas or DEFAULT_LAMBDAS) if variable_rate
                         else None)
 

@@ -18,15 +18,23 @@ Outputs in ``out_dir``: ``last.pt`` (weights + optimizer states, for ``resume``)
 (lowest validation loss so far, the mean over qualities for a variable-rate model; training
 loss when there is no validation split) and ``log.csv`` (see :data:`LOG_FIELDS`; validation
 rows of a variable-rate model carry ``quality`` and ``lambda``).
+
+Stopping: SIGINT (Ctrl-C) and SIGTERM both stop a run at the step reached with ``last.pt``
+written (KeyboardInterrupt; the CLI exits 130). SIGINT is set up explicitly because a run
+started in the background by a non-interactive shell (``cmd &`` in a script) inherits an
+ignored SIGINT, which Python then leaves ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -153,8 +161,34 @@ def _check_resume(meta: dict[str, Any], cfg: TrainConfig, model: Any, last: Path
                                "use the original settings or another --out")
 
 
+@contextlib.contextmanager
+def _stop_signals():
+    """While inside: SIGINT and SIGTERM raise KeyboardInterrupt (main thread only; the
+    previous handlers come back afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in old:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final metrics. See the module docstring."""
+    with _stop_signals():
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     from cloud3d_dataset.torch_dataset import FrameBank

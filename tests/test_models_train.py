@@ -186,9 +186,11 @@ def test_learned_codec_through_the_baselines_registry(run_dir):
         parse_codec_spec(f"learned:checkpoint={ck};coder=zip")
 
 
-def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp_path):
-    """SIGINT mid-run (no periodic save yet) keeps the steps done in last.pt; --resume goes on
-    from there with one log row per step."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp_path, sig):
+    """SIGINT or SIGTERM mid-run (no periodic save yet) keeps the steps done in last.pt;
+    --resume goes on from there with one log row per step. The run starts with SIGINT
+    ignored, as a background job of a script (``cmd &``) does."""
     import os
     import signal
     import time
@@ -199,7 +201,8 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
     cmd = [*CLI, "train", str(dataset), "--app", "toy",
            "--arch", "c2f-xsmall-pruned", "--out", str(out), "--batch", "2", "--crop", "64",
            "--threads", "1", "--device", "cpu", "--val-every", "100000", "--steps", "100000"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     log = out / "log.csv"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and p.poll() is None:
@@ -207,7 +210,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
             break
         time.sleep(0.2)
     assert p.poll() is None, p.stderr.read()[-2000:]
-    os.kill(p.pid, signal.SIGINT)
+    os.kill(p.pid, getattr(signal, sig))
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-2000:]
     assert "continue with --resume" in err and "Traceback" not in err
