@@ -191,10 +191,6 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
       cloud3d train dataset --app supertuxkart --lambda 0.01 --out runs/stk-0.01
       cloud3d train dataset --app supertuxkart --variable-rate --out runs/stk-vr
     """
-    _passive_omp_wait()
-    from models.train import TrainConfig
-    from models.train import train as run
-
     if variable_rate and not arch.endswith("-vr"):
         arch += "-vr"
     ladder = None
@@ -209,6 +205,10 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
         raise Cloud3dError("--lambda is for fixed-rate training; a variable-rate model takes "
                            "--lambdas (a ladder)")
     lmbda = 0.01 if lmbda is None else lmbda
+    _passive_omp_wait()  # before torch loads OpenMP
+    from models.train import TrainConfig
+    from models.train import train as run
+
     cfg = TrainConfig(dataset=dataset_dir, out=out, app=app, arch=arch, lmbda=lmbda,
                       lambdas=ladder, steps=steps, batch=batch, crop=crop, lr=lr,
                       schedule=schedule, warmup=warmup, device=device, resume=resume,

@@ -37,8 +37,7 @@ __all__ = ["DEFAULT_LAMBDAS", "GainUnit", "check_lambdas", "sample_qualities"]
 
 #: default lambda ladder (loss = lambda * 255^2 * MSE + bpp), ascending; quality index q
 #: picks DEFAULT_LAMBDAS[q]. compressai's mean-scale lambdas for its qualities 1-7 (a factor
-#: of about 1.9 between neighbours), which span roughly 0.05-1 bpp on game frames
-#: (docs/models.md, "Variable rate").
+#: of about 1.9 between neighbours; docs/models.md, "Variable rate").
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
 
 
