@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,30 @@ from torch.utils.data import Dataset
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_png_rgb
 from cloud3d_dataset.manifest import image_paths
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class CropTooLarge(Cloud3dError):
+    """A crop side above some image's width or height. ``crop`` (px), ``count`` images too
+    small, ``example`` (path, width, height) one of them, ``fits`` the largest side that fits
+    every image of the selection (px)."""
+
+    def __init__(self, crop: int, small: pd.DataFrame, option: str = "crop") -> None:
+        r = small.iloc[0]
+        self.crop, self.count = crop, len(small)
+        self.example = (str(r["path"]), int(r["width"]), int(r["height"]))
+        self.fits = int(min(small["width"].min(), small["height"].min()))
+        super().__init__(self.describe(option))
+
+    def describe(self, option: str) -> str:
+        """The message, naming the setting as ``option`` (``crop`` for the API, ``--crop`` for
+        the CLI)."""
+        path, w, h = self.example
+        full = "crop=None" if option == "crop" else "another dataset"
+        return (f"{option} {self.crop} is larger than {self.count} image(s), e.g. {path} ({w}x{h}): "
+                f"use {option} {self.fits} or less, or {full}")
 
 
 class Cloud3dImages(Dataset):
@@ -62,11 +87,7 @@ class Cloud3dImages(Dataset):
                 raise Cloud3dError(f"crop must be a positive pixel count, got {crop}")
             small = self.rows[(self.rows["width"] < crop) | (self.rows["height"] < crop)]
             if len(small):
-                r = small.iloc[0]
-                raise Cloud3dError(
-                    f"crop {crop} is larger than {len(small)} image(s), e.g. {r['path']} "
-                    f"({r['width']}x{r['height']}): use a smaller crop or crop=None"
-                )
+                raise CropTooLarge(crop, small)
         self.paths: list[str] = list(self.rows["abspath"])
 
     def __len__(self) -> int:

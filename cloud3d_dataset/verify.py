@@ -156,7 +156,7 @@ def leftovers(root: Path) -> list[tuple[str, str]]:
     """What an interrupted build left behind: ``(relative path, why)`` pairs.
 
     Temporary files (``.NAME.*.tmp`` from atomic writes) anywhere in the layout or at the
-    root, and ``pending-*``/``staging-*`` entries in the ``.cloud3d`` state folder.
+    root, and ``pending-*``/``staging-*``/``trash-*`` entries in the ``.cloud3d`` state folder.
     """
     out: list[tuple[str, str]] = []
     dirs = [root] + [d for s in SPLITS for d in [root / s, *sorted((root / s).glob("*"))] if d.is_dir()]
@@ -167,6 +167,6 @@ def leftovers(root: Path) -> list[tuple[str, str]]:
     state = root / ".cloud3d"
     if state.is_dir():
         for f in sorted(state.iterdir()):
-            if f.name.startswith(("pending-", "staging-")) or f.name.endswith(".tmp"):
+            if f.name.startswith(("pending-", "staging-", "trash-")) or f.name.endswith(".tmp"):
                 out.append((f.relative_to(root).as_posix(), "state of an unfinished split"))
     return out

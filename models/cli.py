@@ -151,6 +151,7 @@ def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
 def train(dataset_dir, app, arch, lmbda, out, steps, batch, crop, lr, device, resume,
           val_every, val_images, resolution, workers, seed) -> None:
     """Train a learned codec on DATASET_DIR's train split (best.pt, last.pt, log.csv in --out)."""
+    from cloud3d_dataset.torch_dataset import CropTooLarge
     from models.train import TrainConfig
     from models.train import train as run
 
@@ -158,7 +159,10 @@ def train(dataset_dir, app, arch, lmbda, out, steps, batch, crop, lr, device, re
                       batch=batch, crop=crop, lr=lr, device=device, resume=resume,
                       val_every=val_every, val_images=val_images, resolution=resolution,
                       workers=workers, seed=seed)
-    res = run(cfg)
+    try:
+        res = run(cfg)
+    except CropTooLarge as exc:  # speak of the option, not of the Python argument
+        raise Cloud3dError(exc.describe("--crop")) from None
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in res.items())
     click.echo(f"{out}: {shown}")
