@@ -23,13 +23,14 @@ from pathlib import Path
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import check_image_size, parse_png_header
 from cloud3d_dataset.layout import SPLITS, scan_layout
-from cloud3d_dataset.manifest import load_manifest, row_problems
+from cloud3d_dataset.manifest import duplicate_paths, load_manifest, row_problems
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with one file: ``kind`` is ``missing``, ``size``, ``sha256``,
-    ``decode``, ``dimensions``, ``too-large``, ``format``, ``layout``, ``extra`` or ``leftover``."""
+    ``decode``, ``dimensions``, ``too-large``, ``format``, ``layout``, ``duplicate``, ``extra``
+    or ``leftover``."""
 
     path: str
     kind: str
@@ -108,6 +109,9 @@ def verify(
     root = Path(dataset_dir)
     df = load_manifest(root, strict=False)
     report = VerifyReport(dataset=root, checked=len(df))
+    report.problems.extend(Problem(p, "duplicate", "listed by more than one manifest row")
+                           for p in duplicate_paths(df))
+    df = df.drop_duplicates("path")
     jobs = []
     for r in df.itertuples(index=False):
         problems = row_problems(root, r)

@@ -346,19 +346,24 @@ MUTATIONS: tuple[tuple[Callable, float], ...] = (
 )
 
 
-def case(ctx: Context, seed: int, i: int) -> tuple[str, Callable[[], object]]:
-    """Case ``i``: ``(name, call)``. Every 50th case decodes a valid stream with the wrong
-    model (other weights, or another architecture)."""
-    from models.codec import decompress_image_timed as decompress_image
-
+def mutant(ctx: Context, seed: int, i: int) -> tuple[str, bytes, object]:
+    """Case ``i``'s ``(name, stream bytes, prepared model that decodes it)``. Every 50th case
+    is a valid stream with the wrong model (other weights, or another architecture)."""
     rng = np.random.default_rng([seed, i])
     b = ctx.bases[i % len(ctx.bases)]
     if i % 50 == 49:
         archs = sorted(ctx.models)
         wrong = ctx.other[b.stream.arch] if rng.random() < 0.5 else \
             ctx.models[archs[(archs.index(b.stream.arch) + 1) % len(archs)]]
-        return f"{b.name}/wrong-model", lambda: decompress_image(wrong, b.data, source="case")
+        return f"{b.name}/wrong-model", b.data, wrong
     weights = np.array([w for _, w in MUTATIONS])
     fn = MUTATIONS[int(rng.choice(len(MUTATIONS), p=weights / weights.sum()))][0]
-    data = fn(rng, b, ctx)
-    return f"{b.name}/{fn.__name__}", lambda: decompress_image(b.pm, data, source="case")
+    return f"{b.name}/{fn.__name__}", fn(rng, b, ctx), b.pm
+
+
+def case(ctx: Context, seed: int, i: int) -> tuple[str, Callable[[], object]]:
+    """Case ``i``: ``(name, call)`` decoding :func:`mutant` ``i`` in this process."""
+    from models.codec import decompress_image_timed
+
+    name, data, pm = mutant(ctx, seed, i)
+    return name, lambda: decompress_image_timed(pm, data, source="case")
