@@ -232,3 +232,33 @@ def test_non_numeric_manifest_fields_give_one_line(tmp_path, run_cli):
         assert r.returncode == 1, args
         assert "manifest line 3: width '12x80' is not a non-negative integer" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_empty_and_repeated_manifest_fields_are_findings_not_crashes(tmp_path):
+    ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=3, h=48, w=64, res="48p")
+
+    def no_sha(df):
+        df.loc[1, "sha256"] = ""  # pandas 3 read it back as a float NaN: verify raised TypeError
+    _rewrite_manifest(ds, no_sha)
+    report = verify(ds, workers=1, progress=False)
+    assert [p.kind for p in report.problems] == ["sha256"], report.problems
+    df = pd.read_csv(ds / MANIFEST_NAME, dtype=str)
+    pd.concat([df, df.iloc[[2, 2]]]).to_csv(ds / MANIFEST_NAME, index=False)
+    with pytest.raises(Cloud3dError, match="listed more than once"):
+        load_manifest(ds)
+    with pytest.raises(Cloud3dError, match="listed more than once"):
+        Cloud3dImages(ds, "test", crop=None)
+    dup = df.iloc[2]["path"]
+    assert ("duplicate", dup) in {(p.kind, p.path) for p in verify(ds, workers=1, progress=False).problems}
+
+
+def test_train_crop_error_speaks_of_the_option(tmp_path, run_cli):
+    ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=2, h=48, w=64, res="48p")
+    r = run_cli("train", ds, "--app", "alpha", "--out", tmp_path / "run", "--crop", "300",
+                "--steps", "1", "--workers", "0", "--arch", "c2f-xsmall-pruned")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --crop 300 is larger than 1 image(s)") and "use --crop 48 or less" in last
+    assert "crop=None" not in r.stderr
+    with pytest.raises(Cloud3dError, match=r"crop 300 .* use crop 48 or less, or crop=None"):
+        Cloud3dImages(ds, "train", crop=300)
