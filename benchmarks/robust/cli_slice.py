@@ -7,7 +7,8 @@ case_with_argv`: ``decompress -m FORGED.pt``, ``compress IMAGE``, ``unarchive AR
 ``entropy``/``verify``/``bench`` of a hostile manifest).
 
 Outcomes are those of :mod:`benchmarks.robust.guard`, read from the process: exit status 0
-is ``accepted``; status 1 whose last line of standard error starts with ``error: `` and
+is ``accepted``; status 1 whose last line of standard error starts with ``error: `` (or,
+for ``verify``, is its one-line ``FAILED: ...`` summary of the problems it lists) and
 holds no traceback is ``clean``; a traceback is ``traceback``, an error that is not one
 ``error:`` line ``multiline``, a signal ``crash``, a run past the time budget ``hang``.
 Memory is the process's peak resident set (``os.wait4``), against the budget in full
@@ -57,8 +58,9 @@ def run_cli(argv: list[object], budget: Budget, family: str, index: int, name: s
         outcome, detail = "traceback", last[:300]
     elif rc == 0:
         outcome, detail = "accepted", ""
-    elif rc == 1 and last.startswith("error: "):
-        outcome, detail = "clean", last[:300]
+    elif rc == 1 and (last.startswith("error: ")
+                      or (str(argv[0]) == "verify" and last.startswith("FAILED: "))):
+        outcome, detail = "clean", last[:300]  # verify's report of what it found counts too
     else:
         outcome, detail = "multiline", f"exit {rc}: {last[:280]}"
     if outcome in ("accepted", "clean") and rss > budget.rss:
