@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -17,6 +15,7 @@ import pytest
 from helpers import make_dataset, make_game_like_frame
 
 from baselines.runner import run_bench
+from benchmarks.robust.files import forged_png, png_bytes
 from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import (
     MAX_PIXELS_ENV,
@@ -28,26 +27,6 @@ from cloud3d.safepaths import resolve_inside
 from cloud3d_dataset.manifest import MANIFEST_NAME, index_dataset, load_manifest
 from cloud3d_dataset.torch_dataset import Cloud3dImages
 from cloud3d_dataset.verify import verify
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bytes(a: np.ndarray, bit_depth: int, color_type: int) -> bytes:
-    """A real PNG (filter 0 on every row) of ``a`` (uint8 or uint16, HxW or HxWxC)."""
-    h, w = a.shape[:2]
-    rows = a.astype(">u2" if bit_depth == 16 else np.uint8).reshape(h, -1)
-    raw = b"".join(b"\x00" + rows[i].tobytes() for i in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
-
-
-def forged_png(width: int, height: int) -> bytes:
-    """Valid chunk structure, a header claiming ``width`` x ``height``, a few bytes of pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + _chunk(b"IEND", b""))
 
 
 def _rewrite_manifest(root, edit) -> None:
