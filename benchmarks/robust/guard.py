@@ -35,6 +35,8 @@ from pathlib import Path
 
 OUTCOMES = ("accepted", "clean", "multiline", "traceback", "hang", "crash", "over-time",
             "over-memory")
+#: seconds a worker may spend setting up (building models, files) before its first case
+SETUP_LIMIT_S = 1800.0
 #: outcomes that are defects
 BAD = ("multiline", "traceback", "hang", "crash", "over-time", "over-memory")
 
@@ -139,9 +141,11 @@ def run_case(family: str, index: int, name: str, fn: Callable[[], object],
 def run_family(family: str, start: int, stop: int, seed: int, workdir: Path, budget: Budget,
                on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
     """Run cases ``start..stop-1`` of ``family`` in worker processes, one at a time, and
-    return their results. A worker that dies (or is silent for twice the time budget plus a
-    minute: a hang in native code) is killed and replaced; its case is a ``crash`` or
-    ``hang``. ``on_result`` sees each result as it comes (progress)."""
+    return their results. A worker that dies (or, once it has answered its first case, is
+    silent for twice the time budget plus a minute: a hang in native code) is killed and
+    replaced; its case is a ``crash`` or ``hang``. A worker's set-up (models, files) may take
+    up to :data:`SETUP_LIMIT_S` on a loaded machine before its first answer. ``on_result``
+    sees each result as it comes (progress)."""
     results: list[CaseResult] = []
     nxt = start
     while nxt < stop:
@@ -177,11 +181,13 @@ def run_family(family: str, start: int, stop: int, seed: int, workdir: Path, bud
 
 
 def _lines(proc: subprocess.Popen, silent_limit: float) -> Iterator[tuple[str, bool]]:
-    """The worker's stdout lines; ``(..., True)`` once when it stays silent too long."""
+    """The worker's stdout lines; ``(..., True)`` once when it stays silent too long (its
+    set-up, before the first line, may take :data:`SETUP_LIMIT_S`)."""
     buf = b""
     fd = proc.stdout.fileno()
+    first = True
     while True:
-        ready, _, _ = select.select([fd], [], [], silent_limit)
+        ready, _, _ = select.select([fd], [], [], SETUP_LIMIT_S if first else silent_limit)
         if not ready:
             yield "", True
             return
@@ -189,6 +195,7 @@ def _lines(proc: subprocess.Popen, silent_limit: float) -> Iterator[tuple[str, b
         if not chunk:
             return
         buf += chunk
+        first = first and b"\n" not in buf
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             if line.startswith(b"{"):
