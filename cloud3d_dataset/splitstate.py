@@ -99,9 +99,9 @@ def _temp_files(folder: Path) -> list[Path]:
     return [f for f in folder.glob(".*") if f.is_file() and f.name.endswith((".tmp", ".parquet"))]
 
 
-def remove_leftovers(root: Path, app: str, keep: Path | None = None) -> list[str]:
+def remove_leftovers(root: Path, app: str) -> list[str]:
     """Remove what interrupted runs for ``app`` left (call under :func:`locked`): its pending
-    marker, ``staging-{app}-*`` (except ``keep``) and ``trash-{app}-*`` folders, temporary
+    marker, ``staging-{app}-*`` and ``trash-{app}-*`` folders, temporary
     files in the root, the state folder and ``app``'s group folders. Returns the removed
     paths, relative to ``root``. Other apps' staging is theirs to resume and stays."""
     state = root / STATE_DIR
@@ -109,7 +109,7 @@ def remove_leftovers(root: Path, app: str, keep: Path | None = None) -> list[str
     if state.is_dir():
         for p in [state / f"pending-{app}.json", *state.glob(f"staging-{app}-*"),
                   *state.glob(f"trash-{app}-*")]:
-            if p == keep or not (p.exists() or p.is_symlink()):
+            if not (p.exists() or p.is_symlink()):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)

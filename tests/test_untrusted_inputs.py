@@ -15,7 +15,7 @@ import pytest
 from helpers import make_dataset, make_game_like_frame
 
 from baselines.runner import run_bench
-from benchmarks.robust.files import forged_png, png_bytes
+from benchmarks.robust.pngs import forged_png, png_bytes
 from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import (
     MAX_PIXELS_ENV,
