@@ -11,8 +11,9 @@ is ``accepted``; status 1 whose last line of standard error starts with ``error:
 for ``verify``, is its one-line ``FAILED: ...`` summary of the problems it lists) and
 holds no traceback is ``clean``; a traceback is ``traceback``, an error that is not one
 ``error:`` line ``multiline``, a signal ``crash``, a run past the time budget ``hang``.
-Memory is the process's peak resident set (``os.wait4``), against the budget in full
-(importing torch alone costs about 400 MB).
+Time is the process's CPU time and memory its peak resident set (both from ``os.wait4``),
+against the budget in full (importing torch alone costs about 400 MB); a process still
+running after ten times its CPU budget in wall time is killed as a hang.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def run_cli(argv: list[object], budget: Budget, family: str, index: int, name: s
         p = subprocess.Popen([sys.executable, "-m", "cloud3d.cli", *map(str, argv)],
                              stdout=subprocess.DEVNULL, stderr=err, cwd=cwd,
                              env={**os.environ, "MPLBACKEND": "Agg"})
-        timer = threading.Timer(budget.wall_s, p.kill)
+        timer = threading.Timer(10 * budget.cpu_s, p.kill)  # wall clock, for a starved machine
         timer.start()
         _, status, usage = os.wait4(p.pid, 0)
         timer.cancel()
@@ -49,9 +50,10 @@ def run_cli(argv: list[object], budget: Budget, family: str, index: int, name: s
     lines = [ln for ln in text.splitlines() if ln.strip()]
     last = lines[-1] if lines else ""
     rss = usage.ru_maxrss * 1024
+    cpu = usage.ru_utime + usage.ru_stime
     rc = p.returncode
-    if wall >= budget.wall_s and rc == -signal.SIGKILL:
-        outcome, detail = "hang", f"killed after {budget.wall_s:.0f} s"
+    if wall >= 10 * budget.cpu_s and rc == -signal.SIGKILL:
+        outcome, detail = "hang", f"killed after {10 * budget.cpu_s:.0f} s of wall time"
     elif rc < 0:
         outcome, detail = "crash", f"signal {-rc}: {last[:200]}"
     elif "Traceback (most recent call last)" in text:
@@ -63,9 +65,12 @@ def run_cli(argv: list[object], budget: Budget, family: str, index: int, name: s
         outcome, detail = "clean", last[:300]  # verify's report of what it found counts too
     else:
         outcome, detail = "multiline", f"exit {rc}: {last[:280]}"
-    if outcome in ("accepted", "clean") and rss > budget.rss:
+    if outcome in ("accepted", "clean") and cpu > budget.cpu_s:
+        outcome, detail = "over-time", f"{cpu:.1f} CPU s > {budget.cpu_s} s"
+    elif outcome in ("accepted", "clean") and rss > budget.rss:
         outcome, detail = "over-memory", f"{rss / 2**20:.0f} MiB > {budget.rss / 2**20:.0f} MiB"
-    return CaseResult(family, index, name, outcome, detail, round(wall, 3), rss, rss)
+    return CaseResult(family, index, name, outcome, detail, round(wall, 3), rss, rss,
+                      round(cpu, 3))
 
 
 def run_slice(n: int, seed: int, work: Path, budget: Budget,

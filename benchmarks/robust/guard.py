@@ -6,12 +6,15 @@ Outcomes (:data:`OUTCOMES`):
 * ``clean``: a :class:`~cloud3d.errors.Cloud3dError` with a non-empty one-line message;
 * ``multiline``: a ``Cloud3dError`` whose message is empty or spans several lines;
 * ``traceback``: any other exception (``ValueError``, a bare ``MemoryError``...);
-* ``hang``: still running when the time budget ran out (SIGALRM in the worker, or the
-  parent's watchdog when native code ignores the signal);
+* ``hang``: still running when the CPU-time budget ran out (SIGPROF in the worker), or
+  silent past the parent's wall-clock watchdog (native code ignoring the signal, a block);
 * ``crash``: the worker process died inside the case (signal, abort, OOM kill);
 * ``over-time`` / ``over-memory``: it ended well but used more than its budget.
 
-Memory is the case's own peak resident set: the kernel's high-water mark (``VmHWM``) is
+Time is CPU time (user + system) of the case, not wall time: on a shared machine a
+starved process can take 30 times its CPU time in wall time (seen here at a load of 23 on
+2 cores), and the budget is about what a case costs. Memory is the case's own peak
+resident set: the kernel's high-water mark (``VmHWM``) is
 reset before each case (``/proc/self/clear_refs``) and read after it, so the figure is
 what this case touched, on top of what the worker already held.
 
@@ -43,18 +46,19 @@ BAD = ("multiline", "traceback", "hang", "crash", "over-time", "over-memory")
 
 @dataclass(frozen=True)
 class Budget:
-    """What one case may cost: ``wall_s`` seconds and ``rss`` bytes of resident memory
-    above what its process held before it."""
+    """What one case may cost: ``cpu_s`` seconds of CPU time and ``rss`` bytes of resident
+    memory above what its process held before it."""
 
-    wall_s: float
+    cpu_s: float
     rss: int
 
 
 @dataclass
 class CaseResult:
     """How case ``index`` (``name``) of ``family`` ended; ``detail`` is the error's first
-    300 characters; ``peak_rss`` the case's peak resident set (bytes), ``extra_rss`` the part
-    above the worker's resident set before the case."""
+    300 characters; ``wall_s``/``cpu_s`` its wall and CPU seconds; ``peak_rss`` the case's
+    peak resident set (bytes), ``extra_rss`` the part above the worker's resident set
+    before the case."""
 
     family: str
     index: int
@@ -64,10 +68,11 @@ class CaseResult:
     wall_s: float = 0.0
     peak_rss: int = 0
     extra_rss: int = 0
+    cpu_s: float = 0.0
 
 
 class CaseTimeout(BaseException):
-    """Raised by SIGALRM in a case past its time budget (a BaseException, so that no
+    """Raised by SIGPROF in a case past its CPU-time budget (a BaseException, so that no
     ``except Exception`` in the code under test swallows it)."""
 
 
@@ -110,9 +115,9 @@ def run_case(family: str, index: int, name: str, fn: Callable[[], object],
     docstring)."""
     reset_peak()
     before = _status_kb("VmRSS")
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, budget.wall_s)
-    t0 = time.perf_counter()
+    old = signal.signal(signal.SIGPROF, _alarm)
+    signal.setitimer(signal.ITIMER_PROF, budget.cpu_s)
+    t0, c0 = time.perf_counter(), time.process_time()
     exc: BaseException | None = None
     try:
         fn()
@@ -121,18 +126,19 @@ def run_case(family: str, index: int, name: str, fn: Callable[[], object],
             raise
         exc = e
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    wall = time.perf_counter() - t0
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _status_kb("VmHWM")
     outcome, detail = classify(exc)
     extra = max(0, peak - before)
     if outcome in ("accepted", "clean"):
-        if wall > budget.wall_s:
-            outcome, detail = "over-time", f"{wall:.1f} s > {budget.wall_s} s; {detail}"
+        if cpu > budget.cpu_s:
+            outcome, detail = "over-time", f"{cpu:.1f} CPU s > {budget.cpu_s} s; {detail}"
         elif extra > budget.rss:
             outcome, detail = "over-memory", f"{extra / 2**20:.0f} MiB > {budget.rss / 2**20:.0f} MiB; {detail}"
-    return CaseResult(family, index, name, outcome, detail, round(wall, 4), peak, extra)
+    return CaseResult(family, index, name, outcome, detail, round(wall, 4), peak, extra,
+                      round(cpu, 4))
 
 
 # ----------------------------------------------------------------------------- workers
@@ -142,7 +148,7 @@ def run_family(family: str, start: int, stop: int, seed: int, workdir: Path, bud
                on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
     """Run cases ``start..stop-1`` of ``family`` in worker processes, one at a time, and
     return their results. A worker that dies (or, once it has answered its first case, is
-    silent for twice the time budget plus a minute: a hang in native code) is killed and
+    silent for 20 times the CPU budget plus two minutes of wall time) is killed and
     replaced; its case is a ``crash`` or ``hang``. A worker's set-up (models, files) may take
     up to :data:`SETUP_LIMIT_S` on a loaded machine before its first answer. ``on_result``
     sees each result as it comes (progress)."""
@@ -150,11 +156,14 @@ def run_family(family: str, start: int, stop: int, seed: int, workdir: Path, bud
     nxt = start
     while nxt < stop:
         argv = [sys.executable, "-m", "benchmarks.robust.worker", family, str(seed), str(nxt),
-                str(stop), str(workdir), str(budget.wall_s), str(budget.rss)]
+                str(stop), str(workdir), str(budget.cpu_s), str(budget.rss)]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "PYTHONFAULTHANDLER": "1"})
-        silent_limit = 2 * budget.wall_s + 60
+        silent_limit = 20 * budget.cpu_s + 120  # wall clock: a starved process is slow
         for line, timed_out in _lines(proc, silent_limit):
+            if timed_out and nxt >= stop:  # done, but slow to exit: not a case
+                proc.kill()
+                break
             if timed_out:
                 proc.kill()
                 r = CaseResult(family, nxt, "?", "hang", f"no answer in {silent_limit:.0f} s")
