@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import check_image_size, parse_png_header
+from cloud3d.lifetime import process_pool
 from cloud3d_dataset.layout import SPLITS, scan_layout
 from cloud3d_dataset.manifest import duplicate_paths, load_manifest, row_problems
 
@@ -127,7 +127,7 @@ def verify(
         results = map(_check_one, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=nworkers)
+        pool = process_pool(nworkers)
         results = pool.map(_check_one, jobs, chunksize=chunk)
     try:
         for probs in tqdm(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from benchmarks.robust.guard import BAD, Budget, run_case, run_family
+from benchmarks.robust.procs import alive
 from benchmarks.robustness import FILE_BUDGET, STREAM_BUDGET
 from cloud3d.errors import Cloud3dError
 from cloud3d_dataset.synthcapture import write_synthetic_capture
@@ -48,6 +50,22 @@ def test_the_guard_tells_outcomes_apart():
     outcomes["hang"] = run_case("t", 0, "hang", loop, Budget(0.5, 2**30)).outcome
     assert outcomes == {"ok": "accepted", "clean": "clean", "traceback": "traceback",
                         "multiline": "multiline", "hang": "hang", "memory": "over-memory"}
+
+
+def test_pool_workers_of_split_and_verify_die_with_their_parent():
+    # an idle ProcessPoolExecutor worker outlived a SIGKILLed parent forever (found by the
+    # harness's split trials); split and verify now make their pools with process_pool
+    code = ("import os, signal, time; from cloud3d.lifetime import process_pool;"
+            "pool = process_pool(2); list(pool.map(abs, range(4)));"
+            "print(*[p.pid for p in pool._processes.values()], flush=True);"
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    pids = [int(x) for x in r.stdout.split()]
+    assert r.returncode == -9 and len(pids) == 2
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if alive(p)]
 
 
 def _killat(call: str, n: int, *args) -> subprocess.CompletedProcess:
