@@ -21,13 +21,11 @@ decides), keep torch and OpenMP to one thread, and die with the main process
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -39,10 +37,8 @@ from baselines.codecs.base import Codec, CodecError
 from baselines.store import canonical_json
 from baselines.tasks import Task, label_slug, quality_slug
 from cloud3d.errors import Cloud3dError
+from cloud3d.lifetime import PR_SET_PDEATHSIG, die_with_parent  # noqa: F401 - tests import them here
 from cloud3d.provenance import utc_stamp
-
-#: Linux ``prctl`` option: signal this process when its parent dies (``<linux/prctl.h>``)
-PR_SET_PDEATHSIG = 1
 
 
 class TaskTimeout(Exception):
@@ -208,41 +204,3 @@ def worker_init(parent_pid: int) -> None:  # pragma: no cover - runs in worker p
     die_with_parent(parent_pid)
 
 
-def die_with_parent(parent_pid: int, use_prctl: bool = True, poll_s: float = 1.0) -> str:
-    """Make this process exit when its parent dies, even by SIGKILL; returns the method used.
-
-    ``parent_pid`` is the process expected to have started this one (a pool's main
-    process; with the ``forkserver`` start method the parent is the fork server, which
-    exits with it). On Linux the kernel sends SIGKILL the moment the parent goes
-    (``prctl(PR_SET_PDEATHSIG)``, no polling): ``"prctl"``. Elsewhere, or with
-    ``use_prctl=False``, a daemon thread checks every ``poll_s`` seconds whether this
-    process was re-parented (the parent is gone) and then ends it with ``os._exit``:
-    ``"thread"``. Either way a parent that died before this call ends the process at once.
-    Without this, pool workers of a killed ``cloud3d bench`` wait on their task queue forever.
-    """
-    method = "thread"
-    if use_prctl and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)  # the running program's symbols, libc's prctl among them
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
-            method = "prctl"
-    ppid = os.getppid()
-    if ppid != parent_pid and not _pid_alive(parent_pid):
-        os._exit(1)  # the parent died before the death signal was armed
-    if method == "thread":
-        def watch() -> None:
-            while os.getppid() == ppid:
-                time.sleep(poll_s)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
-    return method
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -68,8 +68,14 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
         df[c] = _int_column(df, c)
     df["capture_time"] = pd.to_numeric(df["capture_time"], errors="coerce").astype("float64")
     for c in ("split", "app", "resolution", "path", "sha256"):
-        df[c] = df[c].astype(str)
+        # an empty field is "" (pandas 3 keeps it as a float NaN through astype(str))
+        df[c] = df[c].where(df[c].notna(), "").astype(str)
     return _sort(df)
+
+
+def duplicate_paths(df: pd.DataFrame) -> list[str]:
+    """Paths listed by more than one row of a manifest (each once, sorted)."""
+    return sorted(set(df.loc[df["path"].duplicated(), "path"]))
 
 
 def _int_column(df: pd.DataFrame, column: str) -> pd.Series:
@@ -138,8 +144,8 @@ def load_manifest(dataset_dir: str | os.PathLike, strict: bool = True) -> pd.Dat
 
     A manifest may come from someone else, so with ``strict`` (the default, for every
     reader that then opens the files) a row whose path is not the layout's (e.g. one that
-    leaves the dataset folder) or whose recorded size is over the pixel budget stops the
-    command with one message (see :func:`row_problems`). ``cloud3d verify`` reads with
+    leaves the dataset folder), whose recorded size is over the pixel budget, or a path
+    listed twice stops the command with one message (see :func:`row_problems`). ``cloud3d verify`` reads with
     ``strict=False`` and reports such rows, and sizes that do not fit their group, instead.
 
     Raises :class:`Cloud3dError` if the folder or manifest is missing (with the hint to
@@ -160,6 +166,10 @@ def load_manifest(dataset_dir: str | os.PathLike, strict: bool = True) -> pd.Dat
         raise Cloud3dError(f"cannot read {path}: {exc}") from None
     df = normalize(df)
     if strict:
+        twice = duplicate_paths(df)
+        if twice:
+            raise Cloud3dError(f"{path}: {len(twice)} path(s) listed more than once, e.g. "
+                               f"{twice[0]!r} (run `cloud3d verify {root}` for every problem)")
         for row in df.itertuples(index=False):
             problems = [p for p in row_problems(root, row) if p[0] != "dimensions"]
             if problems:

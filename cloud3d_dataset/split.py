@@ -58,6 +58,7 @@ from cloud3d_dataset.splitstate import (
     STATE_DIR,
     commit,
     existing_app_groups,
+    finish_leftovers,
     fresh_staging,
     manifest_apps,
     read_json,
@@ -249,6 +250,7 @@ def _earlier_result(root: Path, app: str, key: str, force: bool) -> SplitResult 
         return None
     record = read_json(record_path(root, app))
     if record is not None and record.get("key") == key and app in manifest_apps(root):
+        finish_leftovers(root, app)  # a run killed after its record was written
         return SplitResult(app=app, dataset=root, counts=record["counts"],
                            resolutions=record["resolutions"], block=record["block"],
                            guard=record["guard"], files=record["files"], noop=True,

@@ -13,7 +13,6 @@ import io
 import math
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from cloud3d.atomic import atomic_path, atomic_write_bytes
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_image_rgb
+from cloud3d.lifetime import process_pool
 from cloud3d.provenance import sha256_bytes, sha256_file
 from cloud3d_dataset.layout import SPLITS, image_relpath
 from cloud3d_dataset.rawframes import Capture
@@ -150,7 +150,7 @@ def _encode_all(encodes: list, result, workers: int | None, progress: bool) -> N
     nworkers = workers or os.cpu_count() or 1
     by_dst = {j[1]: r for j, r in todo}
     notes: dict[str, int] = {}
-    with ProcessPoolExecutor(max_workers=nworkers) as pool:
+    with process_pool(nworkers) as pool:
         it = pool.map(_make_encoded, [j for j, _ in todo],
                       chunksize=max(1, len(todo) // (nworkers * 8)))
         for dst, nbytes, sha, note in tqdm(it, total=len(todo), desc=f"encode {result.app}",

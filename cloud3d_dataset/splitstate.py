@@ -5,7 +5,11 @@ fingerprint); ``pending-{app}.json`` marks a commit in progress; ``staging-{app}
 holds files being built; ``trash-{app}-{key}/`` the app's replaced folders during a commit.
 The commit swaps the staged ``{split}/{app}-{res}`` folders into place under a lock, then
 writes the manifest and the record, so a failure or Ctrl-C leaves either the old state or
-something the next identical run finishes.
+something the next identical run finishes. That run (or a no-op one, when the kill came
+after the record) also removes what the killed one left: its pending marker, staging and
+trash folders, and the temporary files of atomic writes in the root, the state folder and
+the app's group folders (:func:`remove_leftovers`; ``cloud3d verify`` reports them until
+then).
 """
 
 from __future__ import annotations
@@ -88,6 +92,45 @@ def fresh_staging(root: Path, app: str, key: str) -> Path:
     return staging
 
 
+def _temp_files(folder: Path) -> list[Path]:
+    """Temporary files of interrupted atomic writes (``.NAME.*.tmp``/``.NAME.*.parquet``)."""
+    if not folder.is_dir():
+        return []
+    return [f for f in folder.glob(".*") if f.is_file() and f.name.endswith((".tmp", ".parquet"))]
+
+
+def remove_leftovers(root: Path, app: str) -> list[str]:
+    """Remove what interrupted runs for ``app`` left (call under :func:`locked`): its pending
+    marker, ``staging-{app}-*`` and ``trash-{app}-*`` folders, temporary
+    files in the root, the state folder and ``app``'s group folders. Returns the removed
+    paths, relative to ``root``. Other apps' staging is theirs to resume and stays."""
+    state = root / STATE_DIR
+    gone: list[Path] = []
+    if state.is_dir():
+        for p in [state / f"pending-{app}.json", *state.glob(f"staging-{app}-*"),
+                  *state.glob(f"trash-{app}-*")]:
+            if not (p.exists() or p.is_symlink()):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            gone.append(p)
+    for folder in [root, state, *existing_app_groups(root, app)]:
+        for f in _temp_files(folder):
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return sorted(p.relative_to(root).as_posix() for p in gone)
+
+
+def finish_leftovers(root: Path, app: str) -> list[str]:
+    """:func:`remove_leftovers` under the dataset's lock (nothing to do: no lock taken)."""
+    if not (root / STATE_DIR).is_dir():
+        return []
+    with locked(root):
+        return remove_leftovers(root, app)
+
+
 def commit(root: Path, app: str, key: str, staging: Path, rows: list[dict], record: dict) -> None:
     """Swap the staged folders of ``app`` into place, then write the manifest and ``record``."""
     state = root / STATE_DIR
@@ -105,6 +148,8 @@ def commit(root: Path, app: str, key: str, staging: Path, rows: list[dict], reco
                 continue
             (root / split).mkdir(parents=True, exist_ok=True)
             for g in sorted(sdir.iterdir()):
+                for f in _temp_files(g):  # a killed run's half-written file: never moved in
+                    f.unlink()
                 os.replace(g, root / split / g.name)
         new = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
         if (root / MANIFEST_NAME).is_file():
@@ -115,3 +160,4 @@ def commit(root: Path, app: str, key: str, staging: Path, rows: list[dict], reco
         (state / f"pending-{app}.json").unlink(missing_ok=True)
         shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
+        remove_leftovers(root, app)

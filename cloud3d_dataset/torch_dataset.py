@@ -30,6 +30,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,20 +43,41 @@ from cloud3d_dataset.manifest import image_paths
 #: default memory budget of a :class:`FrameBank` (decoded uint8 pixels)
 DEFAULT_BANK_BYTES = 8 << 30
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class CropTooLarge(Cloud3dError):
+    """A crop side above some image's width or height. ``crop`` (px), ``count`` images too
+    small, ``example`` (path, width, height) one of them, ``fits`` the largest side that fits
+    every image of the selection (px)."""
+
+    def __init__(self, crop: int, small: pd.DataFrame, option: str = "crop") -> None:
+        r = small.iloc[0]
+        self.crop, self.count = crop, len(small)
+        self.example = (str(r["path"]), int(r["width"]), int(r["height"]))
+        self.fits = int(min(small["width"].min(), small["height"].min()))
+        super().__init__(self.describe(option))
+
+    def describe(self, option: str) -> str:
+        """The message, naming the setting as ``option`` (``crop`` for the API, ``--crop`` for
+        the CLI)."""
+        path, w, h = self.example
+        full = "crop=None" if option == "crop" else "another dataset"
+        return (f"{option} {self.crop} is larger than {self.count} image(s), e.g. {path} ({w}x{h}): "
+                f"use {option} {self.fits} or less, or {full}")
+
 
 def _check_crop(rows, crop: int | None) -> None:
-    """Cloud3dError unless every selected image is at least ``crop`` pixels on both sides."""
+    """Cloud3dError unless every selected image is at least ``crop`` pixels on both sides
+    (:class:`CropTooLarge` when some image is smaller)."""
     if crop is None:
         return
     if crop <= 0:
         raise Cloud3dError(f"crop must be a positive pixel count, got {crop}")
     small = rows[(rows["width"] < crop) | (rows["height"] < crop)]
     if len(small):
-        r = small.iloc[0]
-        raise Cloud3dError(
-            f"crop {crop} is larger than {len(small)} image(s), e.g. {r['path']} "
-            f"({r['width']}x{r['height']}): use a smaller crop or crop=None"
-        )
+        raise CropTooLarge(crop, small)
 
 
 class Cloud3dImages(Dataset):

@@ -16,20 +16,21 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import check_image_size, parse_png_header
+from cloud3d.lifetime import process_pool
 from cloud3d_dataset.layout import SPLITS, scan_layout
-from cloud3d_dataset.manifest import load_manifest, row_problems
+from cloud3d_dataset.manifest import duplicate_paths, load_manifest, row_problems
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with one file: ``kind`` is ``missing``, ``size``, ``sha256``,
-    ``decode``, ``dimensions``, ``too-large``, ``format``, ``layout``, ``extra`` or ``leftover``."""
+    ``decode``, ``dimensions``, ``too-large``, ``format``, ``layout``, ``duplicate``, ``extra``
+    or ``leftover``."""
 
     path: str
     kind: str
@@ -108,6 +109,9 @@ def verify(
     root = Path(dataset_dir)
     df = load_manifest(root, strict=False)
     report = VerifyReport(dataset=root, checked=len(df))
+    report.problems.extend(Problem(p, "duplicate", "listed by more than one manifest row")
+                           for p in duplicate_paths(df))
+    df = df.drop_duplicates("path")
     jobs = []
     for r in df.itertuples(index=False):
         problems = row_problems(root, r)
@@ -123,7 +127,7 @@ def verify(
         results = map(_check_one, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=nworkers)
+        pool = process_pool(nworkers)
         results = pool.map(_check_one, jobs, chunksize=chunk)
     try:
         for probs in tqdm(
@@ -156,7 +160,7 @@ def leftovers(root: Path) -> list[tuple[str, str]]:
     """What an interrupted build left behind: ``(relative path, why)`` pairs.
 
     Temporary files (``.NAME.*.tmp`` from atomic writes) anywhere in the layout or at the
-    root, and ``pending-*``/``staging-*`` entries in the ``.cloud3d`` state folder.
+    root, and ``pending-*``/``staging-*``/``trash-*`` entries in the ``.cloud3d`` state folder.
     """
     out: list[tuple[str, str]] = []
     dirs = [root] + [d for s in SPLITS for d in [root / s, *sorted((root / s).glob("*"))] if d.is_dir()]
@@ -167,6 +171,6 @@ def leftovers(root: Path) -> list[tuple[str, str]]:
     state = root / ".cloud3d"
     if state.is_dir():
         for f in sorted(state.iterdir()):
-            if f.name.startswith(("pending-", "staging-")) or f.name.endswith(".tmp"):
+            if f.name.startswith(("pending-", "staging-", "trash-")) or f.name.endswith(".tmp"):
                 out.append((f.relative_to(root).as_posix(), "state of an unfinished split"))
     return out

@@ -206,6 +206,7 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
                            "--lambdas (a ladder)")
     lmbda = 0.01 if lmbda is None else lmbda
     _passive_omp_wait()  # before torch loads OpenMP
+    from cloud3d_dataset.torch_dataset import CropTooLarge
     from models.train import TrainConfig
     from models.train import train as run
 
@@ -214,7 +215,10 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
                       schedule=schedule, warmup=warmup, device=device, resume=resume,
                       val_every=val_every, val_images=val_images, resolution=resolution,
                       threads=threads, cache_gb=cache_gb, seed=seed)
-    res = run(cfg)
+    try:
+        res = run(cfg)
+    except CropTooLarge as exc:  # speak of the option, not of the Python argument
+        raise Cloud3dError(exc.describe("--crop")) from None
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in res.items())
     click.echo(f"{out}: {shown}")

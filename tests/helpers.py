@@ -5,7 +5,6 @@ Test modules import from here, never from each other or from ``conftest``.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.robust.procs import alive, child_pids  # noqa: F401 - the tests' import point
 from cloud3d.imageio import write_png
 from cloud3d_dataset.manifest import index_dataset
 
@@ -130,29 +130,6 @@ def loud_latents(m, seed: int = 0) -> None:
             convs = [x for x in net.modules() if isinstance(x, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
             convs[-1].weight.mul_(30)
             convs[-1].bias.mul_(30)
-
-
-def child_pids(pid: int) -> set[int]:
-    """PIDs of the live children of process ``pid`` (from /proc)."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.add(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def alive(pid: int) -> bool:
-    """True while process ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def assert_gone(pids, grace: float = 5.0) -> None:

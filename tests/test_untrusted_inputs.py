@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -17,6 +15,7 @@ import pytest
 from helpers import make_dataset, make_game_like_frame
 
 from baselines.runner import run_bench
+from benchmarks.robust.pngs import forged_png, png_bytes
 from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import (
     MAX_PIXELS_ENV,
@@ -28,26 +27,6 @@ from cloud3d.safepaths import resolve_inside
 from cloud3d_dataset.manifest import MANIFEST_NAME, index_dataset, load_manifest
 from cloud3d_dataset.torch_dataset import Cloud3dImages
 from cloud3d_dataset.verify import verify
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bytes(a: np.ndarray, bit_depth: int, color_type: int) -> bytes:
-    """A real PNG (filter 0 on every row) of ``a`` (uint8 or uint16, HxW or HxWxC)."""
-    h, w = a.shape[:2]
-    rows = a.astype(">u2" if bit_depth == 16 else np.uint8).reshape(h, -1)
-    raw = b"".join(b"\x00" + rows[i].tobytes() for i in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
-
-
-def forged_png(width: int, height: int) -> bytes:
-    """Valid chunk structure, a header claiming ``width`` x ``height``, a few bytes of pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + _chunk(b"IEND", b""))
 
 
 def _rewrite_manifest(root, edit) -> None:
@@ -232,3 +211,33 @@ def test_non_numeric_manifest_fields_give_one_line(tmp_path, run_cli):
         assert r.returncode == 1, args
         assert "manifest line 3: width '12x80' is not a non-negative integer" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_empty_and_repeated_manifest_fields_are_findings_not_crashes(tmp_path):
+    ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=3, h=48, w=64, res="48p")
+
+    def no_sha(df):
+        df.loc[1, "sha256"] = ""  # pandas 3 read it back as a float NaN: verify raised TypeError
+    _rewrite_manifest(ds, no_sha)
+    report = verify(ds, workers=1, progress=False)
+    assert [p.kind for p in report.problems] == ["sha256"], report.problems
+    df = pd.read_csv(ds / MANIFEST_NAME, dtype=str)
+    pd.concat([df, df.iloc[[2, 2]]]).to_csv(ds / MANIFEST_NAME, index=False)
+    with pytest.raises(Cloud3dError, match="listed more than once"):
+        load_manifest(ds)
+    with pytest.raises(Cloud3dError, match="listed more than once"):
+        Cloud3dImages(ds, "test", crop=None)
+    dup = df.iloc[2]["path"]
+    assert ("duplicate", dup) in {(p.kind, p.path) for p in verify(ds, workers=1, progress=False).problems}
+
+
+def test_train_crop_error_speaks_of_the_option(tmp_path, run_cli):
+    ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=2, h=48, w=64, res="48p")
+    r = run_cli("train", ds, "--app", "alpha", "--out", tmp_path / "run", "--crop", "300",
+                "--steps", "1", "--arch", "c2f-xsmall-pruned")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --crop 300 is larger than 1 image(s)") and "use --crop 48 or less" in last
+    assert "crop=None" not in r.stderr
+    with pytest.raises(Cloud3dError, match=r"crop 300 .* use crop 48 or less, or crop=None"):
+        Cloud3dImages(ds, "train", crop=300)

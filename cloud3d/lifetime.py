@@ -1,0 +1,66 @@
+"""Worker processes that die with their parent, even when the parent is SIGKILLed.
+
+A ``ProcessPoolExecutor`` worker waits on its task queue forever once its parent is gone (it
+holds the queue's other end itself), so a ``kill -9`` of a command left its idle workers
+behind (issue 16 item 8 for ``bench``; the robustness harness found the same in ``split``).
+:func:`process_pool` makes pools whose workers call :func:`die_with_parent` first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+#: Linux ``prctl`` option: signal this process when its parent dies (``<linux/prctl.h>``)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int, use_prctl: bool = True, poll_s: float = 1.0) -> str:
+    """Make this process exit when its parent dies, even by SIGKILL; returns the method used.
+
+    ``parent_pid`` is the process expected to have started this one (a pool's main
+    process; with the ``forkserver`` start method the parent is the fork server, which
+    exits with it). On Linux the kernel sends SIGKILL the moment the parent goes
+    (``prctl(PR_SET_PDEATHSIG)``, no polling): ``"prctl"``. Elsewhere, or with
+    ``use_prctl=False``, a daemon thread checks every ``poll_s`` seconds whether this
+    process was re-parented (the parent is gone) and then ends it with ``os._exit``:
+    ``"thread"``. Either way a parent that died before this call ends the process at once.
+    Without this, pool workers of a killed ``cloud3d bench`` wait on their task queue forever.
+    """
+    method = "thread"
+    if use_prctl and sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)  # the running program's symbols, libc's prctl among them
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
+            method = "prctl"
+    ppid = os.getppid()
+    if ppid != parent_pid and not _pid_alive(parent_pid):
+        os._exit(1)  # the parent died before the death signal was armed
+    if method == "thread":
+        def watch() -> None:
+            while os.getppid() == ppid:
+                time.sleep(poll_s)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    return method
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` whose workers end when this process ends (even by SIGKILL)."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
+                               initargs=(os.getpid(),))
