@@ -233,11 +233,11 @@ def test_empty_and_repeated_manifest_fields_are_findings_not_crashes(tmp_path):
 
 def test_train_crop_error_speaks_of_the_option(tmp_path, run_cli):
     ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=2, h=48, w=64, res="48p")
-    r = run_cli("train", ds, "--app", "alpha", "--out", tmp_path / "run", "--crop", "300",
+    r = run_cli("train", ds, "--app", "alpha", "--out", tmp_path / "run", "--crop", "320",
                 "--steps", "1", "--arch", "c2f-xsmall-pruned")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --crop 300 is larger than 1 image(s)") and "use --crop 48 or less" in last
+    assert last.startswith("error: --crop 320 is larger than 1 image(s)") and "use --crop 48 or less" in last
     assert "crop=None" not in r.stderr
     with pytest.raises(Cloud3dError, match=r"crop 300 .* use crop 48 or less, or crop=None"):
         Cloud3dImages(ds, "train", crop=300)
