@@ -132,6 +132,36 @@ def loud_latents(m, seed: int = 0) -> None:
             convs[-1].bias.mul_(30)
 
 
+def tiny_gain_model(seed: int = 0):
+    """A tiny two-quality model in the variable-rate contract (``num_qualities``, ``lambdas``
+    0.01 and 0.04, quality-indexed gains 0.5 and 2.0 in the analysis and synthesis only),
+    loud latents, tables built, eval mode."""
+    import torch
+
+    from models.architectures import C2FModel
+
+    class GainModel(C2FModel):
+        num_qualities = 2
+        lambdas = [0.01, 0.04]
+
+        def __init__(self) -> None:
+            super().__init__("xsmall", pruned=True)
+            self.register_buffer("gains", torch.tensor([0.5, 2.0]).view(2, 1, 1, 1, 1))
+
+        def latents(self, x, quality):
+            y = self.g_a(x) * self.gains[quality]
+            return [y, self.h_a1(y)]
+
+        def synthesis(self, y_hat, quality):
+            return self.g_s(y_hat / self.gains[quality])
+
+    torch.manual_seed(seed)
+    m = GainModel()
+    loud_latents(m, seed)
+    m.update(force=True)
+    return m.eval()
+
+
 def child_pids(pid: int) -> set[int]:
     """PIDs of the live children of process ``pid`` (from /proc)."""
     out = set()

@@ -11,11 +11,10 @@ import struct
 import numpy as np
 import pytest
 import torch
-from helpers import loud_latents, make_game_like_frame, tiny_model
+from helpers import loud_latents, make_game_like_frame, tiny_gain_model, tiny_model
 
 from cloud3d.errors import Cloud3dError
 from models import bitstream
-from models.architectures import C2FModel
 from models.codec import (
     _encode_tile,
     _latent_shapes,
@@ -253,33 +252,9 @@ def test_encoder_and_decoder_walk_the_same_levels(arch, coder, odd_rgb):
     assert enc.indexes[0].unique().numel() > 10  # over many CDF tables
 
 
-class _GainModel(C2FModel):
-    """A two-quality model in the variable-rate contract (``num_qualities``, ``lambdas``,
-    quality-indexed gains in the analysis and synthesis only), to check that the codec
-    passes the quality through to both transforms."""
-
-    num_qualities = 2
-    lambdas = [0.01, 0.04]
-
-    def __init__(self) -> None:
-        super().__init__("xsmall", pruned=True)
-        self.register_buffer("gains", torch.tensor([0.5, 2.0]).view(2, 1, 1, 1, 1))
-
-    def latents(self, x, quality):
-        y = self.g_a(x) * self.gains[quality]
-        return [y, self.h_a1(y)]
-
-    def synthesis(self, y_hat, quality):
-        return self.g_s(y_hat / self.gains[quality])
-
-
 @pytest.mark.parametrize("fast", [True, False])
 def test_variable_rate_models_get_the_quality_in_both_transforms(fast, odd_rgb):
-    torch.manual_seed(0)
-    m = _GainModel()
-    loud_latents(m)
-    m.update(force=True)
-    pm = prepare(m.eval(), "cpu", fast=fast)
+    pm = prepare(tiny_gain_model(0), "cpu", fast=fast)
     streams = [compress_image(pm, odd_rgb, quality=q, fast=fast) for q in (0, 1)]
     assert streams[0] != streams[1] and len(streams[0]) < len(streams[1])  # finer at 2.0
     for q, data in enumerate(streams):
