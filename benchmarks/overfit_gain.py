@@ -183,4 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: the rows made so far are in --csv; run it again to resume",
+              file=sys.stderr)
+        sys.exit(130)
