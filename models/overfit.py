@@ -24,7 +24,9 @@ Method, per tile
    the distortion that of ``g_s(rounded y)`` on the tile's unpadded pixels, so the loss of a
    step is the cost of the quantized latents (up to the coder's CDF-table precision).
    Gradients reach z (and w) through the entropy parameters of the level below. Because
-   every step's loss is a quantized cost, the lowest seen is kept, not the last.
+   every step's loss is a quantized cost, the lowest seen is kept, not the last; after
+   ``max(PATIENCE_MIN, steps / 20)`` steps without a new lowest, Adam restarts from the
+   best latents with half the learning rate.
 2. **Greedy search on the quantized y** (our reading of the paper's greedy search; only the
    paper's first pages were at hand, see docs/models.md, "Latent overfitting"). With z
    (and w) fixed, the exact rate of every y symbol is known from the coder's CDF tables and
@@ -69,6 +71,9 @@ __all__ = ["MAX_STEPS", "OverfitResult", "RDPoint", "check_steps", "compress_ove
 MAX_STEPS = 100_000
 #: Adam learning rate on latents in quantization-step units
 DEFAULT_LR = 0.02
+#: steps without a new best before the learning rate halves and Adam restarts from the best
+#: latents (at least this many, else 5 % of the steps)
+PATIENCE_MIN = 10
 #: greedy-search batches tried per tile (each costs one synthesis, plus one backward if kept)
 DEFAULT_GREEDY_ROUNDS = 12
 
@@ -236,12 +241,24 @@ class _Refiner:
     def _adam(self, model: Any, x: Tensor, hw: tuple[int, int], quality: int | None,
               lat: list[Tensor]) -> list[Tensor]:
         params = [t.to(x.device, torch.float32).requires_grad_(True) for t in lat]
-        opt = torch.optim.Adam(params, lr=self.lr)
+        lr = self.lr
+        opt = torch.optim.Adam(params, lr=lr)
         best_cost, best = math.inf, [p.detach().clone() for p in params]
+        since = 0  # steps since the best was found
+        patience = max(PATIENCE_MIN, self.steps // 20)
         for _ in range(self.steps):
             loss = _surrogate(model, params, x, hw, quality, self.lmbda)
             if loss.item() < best_cost:
-                best_cost, best = loss.item(), [p.detach().clone() for p in params]
+                best_cost, best, since = loss.item(), [p.detach().clone() for p in params], 0
+            else:
+                since += 1
+            if since >= patience:  # stuck: go back to the best latents with half the step
+                lr, since = lr / 2, 0
+                with torch.no_grad():
+                    for p, b in zip(params, best, strict=True):
+                        p.copy_(b)
+                opt = torch.optim.Adam(params, lr=lr)
+                loss = _surrogate(model, params, x, hw, quality, self.lmbda)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
