@@ -156,7 +156,7 @@ def ckpt(tmp_path_factory):
             "without": save_checkpoint(d / "bare.pt", m, {"app": "toy"})}
 
 
-def _cli(*args, timeout=300):
+def _cli(*args, timeout=900):
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
 
