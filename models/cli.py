@@ -44,11 +44,23 @@ def _tile(value: str) -> int | str:
 @click.option("--coder", default="ans", type=click.Choice(["ans", "lzma"]), show_default=True,
               help="ans: learned entropy model + rANS; lzma: same symbols with LZMA (ablation).")
 @click.option("--fp16", is_flag=True, help="Run the transforms in float16 (CUDA only).")
-def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
+@click.option("--overfit", "overfit_steps", default=0, show_default=True,
+              type=click.IntRange(0, 100_000), metavar="STEPS",
+              help="Latent overfitting: refine this image's latents for STEPS steps against "
+                   "the checkpoint's own rate-distortion trade-off (its lambda), then a greedy "
+                   "search; the stream is kept only if its bytes + lambda*MSE are lower than "
+                   "the plain encode's. Same decoder. Each step runs the synthesis forwards "
+                   "and backwards (time per step: docs/models.md, 'Latent overfitting').")
+def compress(image, checkpoint, output, device, tile, coder, fp16, overfit_steps) -> None:
     """Compress IMAGE (PNG or any Pillow format) to a .c3d bitstream.
 
     Grayscale, palette and 16-bit images are converted to 8-bit RGB; alpha is dropped.
     Any size works (padded to the model's stride, cropped back on decode).
+
+    \b
+    Examples:
+      cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
+      cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d --overfit 200
     """
     from cloud3d.atomic import atomic_write_bytes
     from cloud3d.imageio import read_image_rgb
@@ -57,10 +69,16 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
     from models.codec import compress_image_timed
 
     _check_output(output)
+    if overfit_steps and fp16:
+        raise Cloud3dError("--overfit refines in float32: drop --fp16")
     rgb, note = read_image_rgb(image)
     if note:
         click.echo(f"note: {image}: {note}", err=True)
-    model, _ = load_checkpoint(checkpoint)
+    model, meta = load_checkpoint(checkpoint)
+    if overfit_steps:
+        _compress_overfit(model, meta, rgb, output, checkpoint, overfit_steps, _tile(tile),
+                          coder, device)
+        return
     r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16)
     atomic_write_bytes(output, r.data)
     h, w = rgb.shape[:2]
@@ -72,6 +90,29 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
         f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
         f"entropy coding {r.entropy_s * 1e3:.1f} ms"
     )
+
+
+def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, device) -> None:
+    """``compress --overfit STEPS``: refine, keep the better stream, write it atomically."""
+    from cloud3d.atomic import atomic_write_bytes
+    from models.overfit import compress_overfit
+
+    lmbda = meta.get("lambda")
+    if not isinstance(lmbda, int | float) or isinstance(lmbda, bool):
+        lmbda = None  # overfit_lambda says what is missing
+    try:
+        r = compress_overfit(model, rgb, steps, lmbda=lmbda, tile=tile, coder=coder,
+                             device=device, progress=True)
+    except Cloud3dError as exc:
+        raise Cloud3dError(f"{checkpoint}: {exc}") from None
+    atomic_write_bytes(output, r.data)
+    h, w = rgb.shape[:2]
+    p, o = r.plain, r.overfit
+    click.echo(
+        f"{output}: {len(r.data)} bytes, {8 * len(r.data) / (w * h):.4f} bpp, {w}x{h}; "
+        f"overfit {steps} steps (lambda {r.lmbda:g}) in {r.refine_s:.1f} s: plain "
+        f"{p.bpp:.4f} bpp {p.psnr:.2f} dB cost {p.cost:.4f}, overfitted {o.bpp:.4f} bpp "
+        f"{o.psnr:.2f} dB cost {o.cost:.4f}; kept {r.kept}")
 
 
 @click.command()

@@ -7,6 +7,7 @@ Public API::
     decompress_image(model, data, device=None, fp16=False, fast=True, quality=None,
                      max_pixels=None) -> (H, W, 3) uint8
     compress_image_timed(...) -> CompressResult(data, network_s, entropy_s, tile)
+    compress_image_timed(..., refine=hook)   # encoder-side latent refinement (models.overfit)
     decompress_image_timed(...) -> DecompressResult(rgb, network_s, entropy_s)
     quantized_reconstruction(model, rgb, tile="whole") -> (H, W, 3) uint8
     weights_hash(model) -> 32 bytes;  prepare(model, device) -> PreparedModel
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +70,14 @@ __all__ = [
 FALLBACK_TILE = 512
 
 Model = LatentModel | PreparedModel
+
+#: ``refine(pm, x, (h, w), quality, latents) -> latents``: an encoder-side hook that replaces
+#: a tile's float64 latents (finest first, on ``pm.param_device``) before they are coded;
+#: ``x`` is the padded tile ``(1, 3, H, W)`` on ``pm.device`` and ``(h, w)`` its size before
+#: padding. The stream is made from the returned latents exactly as from the analysis's, so
+#: the decoder needs nothing to read it (latent overfitting, :mod:`models.overfit`).
+Refine = Callable[[PreparedModel, torch.Tensor, tuple[int, int], int | None,
+                   list[torch.Tensor]], list[torch.Tensor]]
 
 
 @dataclass
@@ -147,12 +157,23 @@ def _tiles(w: int, h: int, tile: int, stride: int):
 
 
 def _encode_tile(pm: PreparedModel, x: torch.Tensor, fp16: bool, quality: int | None,
-                 times: Times) -> Levels:
-    """Analysis and quantization of one padded tile ``(1, 3, H, W)``."""
+                 times: Times, refine: Refine | None = None,
+                 valid: tuple[int, int] | None = None) -> Levels:
+    """Analysis and quantization of one padded tile ``(1, 3, H, W)``; ``refine`` (with the
+    tile's unpadded size ``valid``) may replace the latents first (see :data:`Refine`)."""
     t0 = time.perf_counter()
+    x = x.to(pm.device)
     with torch.inference_mode(), _autocast(pm.device, fp16):
-        lat = pm.latents(x.to(pm.device), quality)
+        lat = pm.latents(x, quality)
         # NCHW-contiguous float64: the decoder builds the same layout from the stream
+        lat = [t.to(pm.param_device, torch.float64).contiguous() for t in lat]
+    if refine is not None:
+        # outside inference mode (the hook differentiates); clones are ordinary tensors
+        shapes = [tuple(t.shape) for t in lat]
+        lat = refine(pm, x.clone(), valid or tuple(x.shape[-2:]), quality,
+                     [t.clone() for t in lat])
+        if [tuple(t.shape) for t in lat] != shapes:
+            raise CodecError("a latent refinement changed the latents' shapes")
         lat = [t.to(pm.param_device, torch.float64).contiguous() for t in lat]
     sync(pm.device)
     times["network"] += time.perf_counter() - t0
@@ -186,6 +207,7 @@ def compress_image_timed(
     param_device: str | torch.device | None = None,
     fast: bool = True,
     quality: int | None = None,
+    refine: Refine | None = None,
 ) -> CompressResult:
     """Compress ``rgb`` (``(H, W, 3) uint8``) to ``.c3d`` bytes; see module docstring.
 
@@ -196,6 +218,8 @@ def compress_image_timed(
     where the float64 entropy-parameter path runs (default: ``device``). ``fast``: run the
     float32 transforms through the inference copy (:mod:`models.fast_inference`); ``False``
     runs compressai's layers as they are (same streams). ``quality``: variable-rate models only.
+    ``refine``: encoder-side hook replacing each tile's latents (:data:`Refine`); its time
+    counts as ``network_s``.
     """
     if coder not in bitstream.CODERS:
         raise Cloud3dError(f"unknown coder {coder!r}; valid: {', '.join(bitstream.CODERS)}")
@@ -213,24 +237,24 @@ def compress_image_timed(
     x = _rgb_to_tensor(rgb)
     pm = prepare(model, device, param_device, fast)
     try:
-        return _compress(pm, x, t, coder, fp16, q)
+        return _compress(pm, x, t, coder, fp16, q, refine)
     except torch.OutOfMemoryError:
         if t != 0 or pm.device.type != "cuda":
             raise Cloud3dError(
                 f"out of memory compressing {w}x{h} with tile {t or 'whole'}: use a smaller --tile"
             ) from None
         torch.cuda.empty_cache()
-        return _compress(pm, x, FALLBACK_TILE, coder, fp16, q)
+        return _compress(pm, x, FALLBACK_TILE, coder, fp16, q, refine)
 
 
 def _compress(pm: PreparedModel, x: torch.Tensor, t: int, coder: str, fp16: bool,
-              quality: int | None) -> CompressResult:
+              quality: int | None, refine: Refine | None = None) -> CompressResult:
     h, w = x.shape[-2:]
     times = {"network": 0.0, "entropy": 0.0}
     strings = []
     for x0, y0, tw, th, _, _ in _tiles(w, h, t, pm.stride):
         levels = _encode_tile(pm, _pad(x[..., y0 : y0 + th, x0 : x0 + tw], pm.stride), fp16,
-                              quality, times)
+                              quality, times, refine, (th, tw))
         t0 = time.perf_counter()
         strings.append(encode_strings(pm.entropy, levels, coder))
         times["entropy"] += time.perf_counter() - t0

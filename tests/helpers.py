@@ -132,6 +132,20 @@ def loud_latents(m, seed: int = 0) -> None:
             convs[-1].bias.mul_(30)
 
 
+def tiny_gain_model(seed: int = 0):
+    """A real variable-rate model, c2f-xsmall-pruned-vr with the two-lambda ladder 0.01, 0.04
+    (initial gains on y 1/sqrt(2) and sqrt(2)), loud latents, tables built, eval mode."""
+    import torch
+
+    from models.architectures import create_model
+
+    torch.manual_seed(seed)
+    m = create_model("c2f-xsmall-pruned-vr", lambdas=[0.01, 0.04])
+    loud_latents(m, seed)
+    m.update(force=True)
+    return m.eval()
+
+
 def assert_gone(pids, grace: float = 5.0) -> None:
     """Every process in ``pids`` ends within ``grace`` seconds; survivors are named."""
     deadline = time.monotonic() + grace

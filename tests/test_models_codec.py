@@ -11,11 +11,10 @@ import struct
 import numpy as np
 import pytest
 import torch
-from helpers import loud_latents, make_game_like_frame, tiny_model
+from helpers import loud_latents, make_game_like_frame, tiny_gain_model, tiny_model
 
 from cloud3d.errors import Cloud3dError
 from models import bitstream
-from models.architectures import create_model
 from models.codec import (
     _encode_tile,
     _latent_shapes,
@@ -257,11 +256,7 @@ def test_encoder_and_decoder_walk_the_same_levels(arch, coder, odd_rgb):
 def test_variable_rate_models_get_the_quality_in_both_transforms(fast, odd_rgb):
     """A real variable-rate model (c2f-xsmall-pruned-vr, two-lambda ladder: its initial gains
     on y are 1/sqrt(2) and sqrt(2)) coded at each quality."""
-    torch.manual_seed(0)
-    m = create_model("c2f-xsmall-pruned-vr", lambdas=[0.01, 0.04])
-    loud_latents(m)
-    m.update(force=True)
-    pm = prepare(m.eval(), "cpu", fast=fast)
+    pm = prepare(tiny_gain_model(0), "cpu", fast=fast)
     streams = [compress_image(pm, odd_rgb, quality=q, fast=fast) for q in (0, 1)]
     assert streams[0] != streams[1] and len(streams[0]) < len(streams[1])  # finer at q=1
     for q, data in enumerate(streams):
