@@ -33,8 +33,12 @@ def _tile(value: str) -> int | str:
 
 @click.command()
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint (.pt) from `cloud3d train`.")
+@click.option("-m", "--model", "model_ref", required=True, metavar="NAME|FILE",
+              help="A bundled or user model's name (`cloud3d models` lists them), a model card "
+                   "(.json), or a checkpoint (.pt) from `cloud3d train`.")
+@click.option("-q", "--quality", type=click.IntRange(min=0), default=None,
+              help="Quality index of a variable-rate model, 0 (fewest bits) .. Q-1; the stream "
+                   "records it. Fixed-rate models take none.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Bitstream file to write (.c3d).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
@@ -44,24 +48,30 @@ def _tile(value: str) -> int | str:
 @click.option("--coder", default="ans", type=click.Choice(["ans", "lzma"]), show_default=True,
               help="ans: learned entropy model + rANS; lzma: same symbols with LZMA (ablation).")
 @click.option("--fp16", is_flag=True, help="Run the transforms in float16 (CUDA only).")
-def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
+def compress(image, model_ref, quality, output, device, tile, coder, fp16) -> None:
     """Compress IMAGE (PNG or any Pillow format) to a .c3d bitstream.
 
     Grayscale, palette and 16-bit images are converted to 8-bit RGB; alpha is dropped.
     Any size works (padded to the model's stride, cropped back on decode).
+
+    \b
+    Examples:
+      cloud3d compress frame.png -m supertuxkart --quality 3 -o frame.c3d
+      cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
     """
     from cloud3d.atomic import atomic_write_bytes
     from cloud3d.imageio import read_image_rgb
     from models.bitstream import MAX_DECODE_PIXELS
-    from models.checkpoint import load_checkpoint
     from models.codec import compress_image_timed
+    from models.library import open_model
 
     _check_output(output)
     rgb, note = read_image_rgb(image)
     if note:
         click.echo(f"note: {image}: {note}", err=True)
-    model, _ = load_checkpoint(checkpoint)
-    r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16)
+    model, _ = open_model(model_ref)
+    r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16,
+                             quality=quality)
     atomic_write_bytes(output, r.data)
     h, w = rgb.shape[:2]
     if w * h > MAX_DECODE_PIXELS:
@@ -78,8 +88,13 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
 @click.argument("stream", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG file to write.")
-@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="The checkpoint used to compress (its weights hash is checked).")
+@click.option("-m", "--model", "model_ref", default=None, metavar="NAME|FILE",
+              help="The model used to compress: checkpoint (.pt), model card (.json) or model "
+                   "name. Default: the bundled or user model whose weights hash the stream "
+                   "records.")
+@click.option("-q", "--quality", type=click.IntRange(min=0), default=None,
+              help="Only for streams of a variable-rate model made before streams recorded "
+                   "their quality index.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
               show_default=True)
 @click.option("--fp16", is_flag=True, help="Run the synthesis in float16 (CUDA only).")
@@ -88,11 +103,15 @@ def compress(image, checkpoint, output, device, tile, coder, fp16) -> None:
                    "CLOUD3D_MAX_DECODE_PIXELS, else 8847360 = 4096x2160). A larger claim is "
                    "refused before any work: decoding costs time and memory in proportion to "
                    "the pixels claimed, not to the file's size.")
-def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
+def decompress(stream, output, model_ref, quality, device, fp16, max_pixels) -> None:
     """Decode a .c3d STREAM to a PNG.
+
+    Without -m the model is found by the weights hash the stream records, among the bundled
+    models and those in the user model folder (`cloud3d models`).
 
     \b
     Example:
+      cloud3d decompress frame.c3d -o frame.png
       cloud3d decompress frame.c3d -m runs/stk-0.01/best.pt -o frame.png
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
@@ -107,18 +126,25 @@ def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
     except OSError as exc:
         raise Cloud3dError(describe_os_error(exc, stream)) from None
     # container and budget first: a stream refused here costs no torch import, no model
-    bitstream.check_decode_budget(bitstream.parse(data, str(stream)), max_pixels, str(stream))
+    s = bitstream.parse(data, str(stream))
+    bitstream.check_decode_budget(s, max_pixels, str(stream))
 
     from cloud3d.imageio import write_png
-    from models.checkpoint import load_checkpoint
     from models.codec import decompress_image_timed
+    from models.library import model_for_stream, open_model
 
-    model, _ = load_checkpoint(checkpoint)
+    if model_ref is None:
+        model, entry = model_for_stream(s.weights_hash, s.arch, str(stream))
+        used = f"{entry.origin} model {entry.name}"
+    else:
+        model, info = open_model(model_ref)
+        used = f"{info['kind']} {info['name']}"
     r = decompress_image_timed(model, data, device=device, fp16=fp16, source=str(stream),
-                               max_pixels=max_pixels)
+                               quality=quality, max_pixels=max_pixels)
     write_png(output, r.rgb)
     h, w = r.rgb.shape[:2]
-    click.echo(f"{output}: {w}x{h}, network {r.network_s * 1e3:.1f} ms, "
+    shown_q = "" if s.quality is None else f", quality {s.quality}"
+    click.echo(f"{output}: {w}x{h}, {used}{shown_q}, network {r.network_s * 1e3:.1f} ms, "
                f"entropy decoding {r.entropy_s * 1e3:.1f} ms")
 
 
@@ -221,6 +247,8 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
 
 
 def register(group: click.Group) -> None:
-    """Add ``compress``, ``decompress`` and ``train`` to the ``cloud3d`` group."""
-    for cmd in (compress, decompress, train):
+    """Add ``compress``, ``decompress``, ``train`` and ``models`` to the ``cloud3d`` group."""
+    from models.library_cli import models
+
+    for cmd in (compress, decompress, train, models):
         group.add_command(cmd)
