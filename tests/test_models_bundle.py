@@ -167,13 +167,21 @@ def _arrays(npz: Path) -> dict:
         return {k: z[k] for k in z.files}
 
 
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory) -> Path:
+    """A float16 bundle ``m`` of the tiny checkpoint (the forgery tests copy it)."""
+    return export_bundle(checkpoint, "m", tmp_path_factory.mktemp("bundle"), dtype="float16")
+
+
 @pytest.mark.parametrize("defect", ["card-hash", "file-bytes", "compressed", "shape", "dtype",
                                     "extra-member", "huge-config", "not-json", "name",
                                     "truncated"])
-def test_forged_bundles_are_refused(checkpoint, tmp_path, defect):
+def test_forged_bundles_are_refused(exported, tmp_path, defect):
     """Every defect is one Cloud3dError naming the file; none loads a model."""
-    card_path = export_bundle(checkpoint, "m", tmp_path, dtype="float16")
-    npz = tmp_path / "m.npz"
+    import shutil
+
+    card_path = Path(shutil.copy(exported, tmp_path))
+    npz = Path(shutil.copy(exported.with_suffix(".npz"), tmp_path))
     arrays = _arrays(npz)
 
     def reseal() -> None:  # a forger also fixes the file hash in the card
