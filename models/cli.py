@@ -79,7 +79,8 @@ def compress(image, model_ref, quality, output, device, tile, coder, fp16) -> No
                    f"pixels: decode it with --max-pixels {w * h}", err=True)
     click.echo(
         f"{output}: {len(r.data)} bytes, {8 * len(r.data) / (w * h):.4f} bpp, {w}x{h}, "
-        f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
+        + ("" if quality is None else f"quality {quality}, ")
+        + f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
         f"entropy coding {r.entropy_s * 1e3:.1f} ms"
     )
 

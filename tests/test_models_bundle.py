@@ -8,13 +8,14 @@ exported to real ``.npz``/``.json`` bundles, coded to real ``.c3d`` streams by t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_dataset, make_game_like_frame, rows, tiny_model
+from helpers import loud_latents, make_dataset, make_game_like_frame, rows, tiny_model
 
 from cloud3d.errors import Cloud3dError, CodecError
 from cloud3d.imageio import read_png_rgb, write_png
@@ -315,3 +316,86 @@ def test_every_shipped_model_loads_and_round_trips(card_path):
         np.testing.assert_array_equal(decompress_image(model, data, device="cpu"),
                                       quantized_reconstruction(model, rgb, device="cpu",
                                                                quality=q))
+
+
+VR_ARCH = "c2f-xsmall-pruned-vr"
+
+
+@pytest.fixture(scope="module")
+def vr_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vr")
+    return save_checkpoint(folder / "best.pt", tiny_model(VR_ARCH, seed=5, prepare=loud_latents),
+                           {"app": "alpha", "step": 3})
+
+
+@pytest.mark.slow
+def test_variable_rate_bundle_records_its_quality(vr_checkpoint, user_dir, frame, run_cli,
+                                                  tmp_path):
+    """compress -m NAME --quality Q writes a version-2 stream holding Q; decompress without
+    -m decodes it at Q; a forged quality byte is a one-line error."""
+    card = read_card(export_bundle(vr_checkpoint, "vr", user_dir))
+    n = card["qualities"]
+    assert n > 2 and card["lambdas"] == sorted(card["lambdas"]) and len(card["lambdas"]) == n
+    src, rgb = frame
+    out = tmp_path / "q.c3d"
+    r = run_cli("compress", src, "-m", "vr", "--quality", 1, "-o", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    s = bitstream.parse(out.read_bytes())
+    assert s.quality == 1 and out.read_bytes()[4] == 2
+    r = run_cli("decompress", out, "-o", tmp_path / "q.png", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "quality 1" in r.stdout
+    model, _ = load_bundle(user_dir / "vr.json")
+    np.testing.assert_array_equal(read_png_rgb(tmp_path / "q.png"),
+                                  quantized_reconstruction(model, rgb, device="cpu", quality=1))
+    # another quality gives another stream and another picture
+    assert compress_image(model, rgb, device="cpu", quality=n - 1) != out.read_bytes()
+    # no quality, or one the model lacks, for a variable-rate model: one line each
+    r = run_cli("compress", src, "-m", "vr", "-o", tmp_path / "x.c3d")
+    assert r.returncode == 1 and f"quality 0..{n - 1}" in r.stderr
+    r = run_cli("compress", src, "-m", "vr", "--quality", n, "-o", tmp_path / "x.c3d")
+    assert r.returncode == 1 and f"quality 0..{n - 1}" in r.stderr
+    s.quality = n
+    forged = tmp_path / "forged.c3d"
+    forged.write_bytes(bitstream.pack(s))
+    r = run_cli("decompress", forged, "-o", tmp_path / "f.png")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert f"records quality {n} but {VR_ARCH} has qualities 0..{n - 1}" in r.stderr
+    assert not (tmp_path / "f.png").exists()
+    # a stream made before streams recorded the quality (version 1) decodes with a quality
+    old = tmp_path / "old.c3d"
+    old.write_bytes(bitstream.pack(dataclasses.replace(s, quality=None)))
+    with pytest.raises(Cloud3dError, match="give a quality"):
+        decompress_image(model, old.read_bytes(), device="cpu")
+    r = run_cli("decompress", old, "-o", tmp_path / "old.png", "--quality", 1, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(read_png_rgb(tmp_path / "old.png"),
+                                  read_png_rgb(tmp_path / "q.png"))
+
+
+@pytest.mark.slow
+def test_bench_round_trip_over_qualities(vr_checkpoint, user_dir, tmp_path):
+    """learned:model=NAME@Q and checkpoint=PATH@Q through the real runner; a variable-rate
+    model without @Q means every quality."""
+    from baselines.codecs.registry import parse_codec_spec
+    from baselines.runner import run_bench
+
+    card = read_card(export_bundle(vr_checkpoint, "vr", user_dir))
+    n = card["qualities"]
+    assert parse_codec_spec("learned:model=vr").qualities == [f"vr@{q}" for q in range(n)]
+    ck = str(vr_checkpoint.resolve())
+    assert parse_codec_spec(f"learned:checkpoint={vr_checkpoint}@2").qualities == [f"{ck}@2"]
+    with pytest.raises(ValueError, match=f"qualities 0..{n - 1}"):
+        parse_codec_spec(f"learned:model=vr@{n}")
+    dataset = make_dataset(tmp_path / "ds", apps=("alpha",), n=1)
+    res = tmp_path / "r.sqlite"
+    specs = [f"learned:model=vr@0,vr@{n - 1};device=cpu",
+             f"learned:checkpoint={vr_checkpoint}@0;device=cpu"]
+    s = run_bench(dataset, specs, res, workers=1, progress=False)
+    assert (s.ok, s.failed) == (3, 0), s.failures
+    got = {(r["codec_label"], r["quality"]): r for r in rows(res)}
+    low, high = got[("learned-vr;device=cpu", "vr@0")], got[("learned-vr;device=cpu", f"vr@{n - 1}")]
+    assert low["bytes"] < high["bytes"]
+    assert json.loads(low["params"])["weights_sha256"] == card["weights_sha256"]
+    (ck_row,) = [r for (label, q), r in got.items() if q == f"{ck}@0"]
+    assert json.loads(ck_row["params"])["checkpoint_sha256"] == sha256_file(vr_checkpoint)
