@@ -244,7 +244,15 @@ def export_bundle(checkpoint: str | os.PathLike, name: str, out_dir: str | os.Pa
         raise Cloud3dError(f"card fields {', '.join(clash)} are set by the export, not by the "
                            "extra card JSON")
     src = str(checkpoint)
+    if not Path(src).is_file():
+        raise Cloud3dError(f"no such checkpoint: {src}")
+    # hashed before and after loading: a run still training rewrites best.pt (atomically),
+    # and the card must name the file whose weights it holds
+    checkpoint_sha = sha256_file(src)
     model, meta = load_checkpoint(checkpoint)
+    if sha256_file(src) != checkpoint_sha:
+        raise Cloud3dError(f"{src} changed while it was read (is a training run still writing "
+                           "it?): copy it first, or export once the run is done")
     source_hash = weights_hash(model).hex()
     if dtype == "float16":
         _round_to_float16(model, src)
@@ -266,7 +274,7 @@ def export_bundle(checkpoint: str | os.PathLike, name: str, out_dir: str | os.Pa
         "weights_file": npz.name, "weights_file_sha256": sha256_file(npz),
         "weights_dtype": dtype, "weights_sha256": weights_hash(model).hex(),
         "qualities": model_qualities(model), "lambdas": list(getattr(model, "lambdas", ()) or ()),
-        "source": {"checkpoint": os.path.abspath(src), "checkpoint_sha256": sha256_file(src),
+        "source": {"checkpoint": os.path.abspath(src), "checkpoint_sha256": checkpoint_sha,
                    "weights_sha256": source_hash},
         "exported": utc_stamp(),
     }
