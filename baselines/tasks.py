@@ -126,21 +126,21 @@ def plan_tasks(
     seen: set[TaskKey] = set()
     for img in images:
         for (spec, codec, version), label in zip(codecs, labels, strict=True):
-            qp = spec.cls.quality
+            qname = spec.quality_param or spec.cls.quality.name
             for q in spec.qualities:
-                pdict: dict[str, Any] = {"options": codec.options, qp.name: q}
+                pdict: dict[str, Any] = {"options": codec.options, qname: q, **codec.quality_key(q)}
                 if isinstance(q, str) and Path(q).is_file():
                     # quality given by a file (a learned codec's checkpoint): absolute path for the
                     # workers, and its hash in the key so a retrained file is benchmarked again
                     q = str(Path(q).resolve())
-                    pdict = {"options": codec.options, qp.name: q, f"{qp.name}_sha256": _file_sha(q)}
+                    pdict = {"options": codec.options, qname: q, f"{qname}_sha256": _file_sha(q)}
                 if spec.label:
                     # a row belongs to one curve: the same setting under a chosen label is
                     # its own result (default labels follow from what the key already holds)
                     pdict["label"] = spec.label
                 task = Task(
                     image_sha256=img["sha256"], codec=spec.cls.name, codec_version=version,
-                    params=canonical_json(pdict), codec_label=label, quality_param=qp.name,
+                    params=canonical_json(pdict), codec_label=label, quality_param=qname,
                     quality=q, options=dict(codec.options), dataset=dataset, relpath=img["path"],
                     app=img["app"], resolution=img["resolution"], split=img["split"],
                     width=int(img["width"]), height=int(img["height"]),

@@ -4,12 +4,14 @@ Layout (all integers little-endian)::
 
     offset  size  field
     0       4     magic b"C3DL"
-    4       1     format version (1)
+    4       1     format version: 1, or 2 for a stream that records a quality index
     5       1     latent coder: 0 = rANS with the learned entropy model, 1 = LZMA of the symbols
     6       1     n_levels: number of latents per tile (2 = y, z; 3 = y, z, w)
     7       1     length A of the architecture name (1..64)
     8       A     architecture name, ASCII (e.g. "c2f-small-pruned")
     8+A     32    SHA-256 of the model weights (see models.prepared.weights_hash)
+    (+32    1     version 2 only: quality index of a variable-rate model, 0..254; the
+                  offsets below then move by one byte)
     +32     4     image width  (pixels, 1..65535)
     +36     4     image height (pixels, 1..65535)
     +40     4     tile size in pixels (0 = whole frame)
@@ -17,6 +19,12 @@ Layout (all integers little-endian)::
     +48     4*T*L byte length of each string, tile-major (tile 0: level 0..L-1, tile 1: ...)
     ...           the strings, in the same order
     end-4   4     CRC-32 of every byte before it
+
+Versions: a stream of a fixed-rate model is written as version 1, byte for byte as before
+the quality field existed, so older cloud3d releases still read it; a stream of a
+variable-rate model is version 2 and carries the quality index it was coded at, which the
+decoder uses (a version-1 stream of a variable-rate model, written before the field
+existed, is decoded with a quality given by the caller). Both versions are read.
 
 Tiles cover the image row-major from the top-left corner; each tile is padded on the
 right/bottom (edge replication) to a multiple of the model's stride, so padding follows from
@@ -48,7 +56,12 @@ from dataclasses import dataclass, field
 from cloud3d.errors import Cloud3dError, CodecError
 
 MAGIC = b"C3DL"
-VERSION = 1
+#: newest format version written (version 1 is still written for fixed-rate models)
+VERSION = 2
+#: versions :func:`parse` reads
+READ_VERSIONS = (1, 2)
+#: largest quality index a version-2 stream can record
+MAX_QUALITY = 254
 CODERS = {"ans": 0, "lzma": 1}
 MAX_SIDE = 65535
 MAX_ARCH = 64
@@ -76,6 +89,8 @@ class Stream:
     coder: str
     n_levels: int
     strings: list[list[bytes]] = field(default_factory=list)
+    #: quality index of a variable-rate model (version 2), None for a fixed-rate model
+    quality: int | None = None
 
 
 def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -106,10 +121,15 @@ def pack(s: Stream) -> bytes:
     n_tiles = len(tile_grid(s.width, s.height, s.tile))
     if len(s.strings) != n_tiles or any(len(t) != per for t in s.strings):
         raise ValueError("strings do not match the tile layout")
+    if s.quality is not None and (isinstance(s.quality, bool) or not isinstance(s.quality, int)
+                                  or not 0 <= s.quality <= MAX_QUALITY):
+        raise ValueError(f"quality must be an int 0..{MAX_QUALITY} or None, got {s.quality!r}")
+    version = 1 if s.quality is None else 2
     parts = [
-        _FIXED.pack(MAGIC, VERSION, CODERS[s.coder], s.n_levels, len(arch)),
+        _FIXED.pack(MAGIC, version, CODERS[s.coder], s.n_levels, len(arch)),
         arch,
         s.weights_hash,
+        b"" if s.quality is None else bytes([s.quality]),
         _DIMS.pack(s.width, s.height, s.tile, n_tiles),
     ]
     flat = [b for t in s.strings for b in t]
@@ -134,8 +154,9 @@ def parse(data: bytes, source: str = "stream") -> Stream:
     magic, version, coder_id, n_levels, alen = _FIXED.unpack_from(mv, 0)
     if magic != MAGIC:
         raise bad("wrong magic bytes (not a .c3d file)")
-    if version != VERSION:
-        raise bad(f"format version {version}; this cloud3d reads version {VERSION} (upgrade cloud3d)")
+    if version not in READ_VERSIONS:
+        raise bad(f"format version {version}; this cloud3d reads versions "
+                  f"{', '.join(map(str, READ_VERSIONS))} (upgrade cloud3d)")
     coders = {v: k for k, v in CODERS.items()}
     if coder_id not in coders:
         raise bad(f"unknown latent coder id {coder_id}")
@@ -144,7 +165,8 @@ def parse(data: bytes, source: str = "stream") -> Stream:
     if not 1 <= alen <= MAX_ARCH:
         raise bad("bad architecture-name length")
     pos = _FIXED.size
-    head_end = pos + alen + 32 + _DIMS.size
+    qlen = 1 if version == 2 else 0
+    head_end = pos + alen + 32 + qlen + _DIMS.size
     if head_end + 4 > n:
         raise bad("header truncated")
     # The CRC covers everything; check it first so that flipped bytes anywhere are caught.
@@ -158,6 +180,12 @@ def parse(data: bytes, source: str = "stream") -> Stream:
     pos += alen
     whash = bytes(mv[pos : pos + 32])
     pos += 32
+    quality = None
+    if qlen:
+        quality = mv[pos]
+        pos += 1
+        if quality > MAX_QUALITY:
+            raise bad(f"quality index {quality} outside 0..{MAX_QUALITY}")
     width, height, tile, n_tiles = _DIMS.unpack_from(mv, pos)
     pos += _DIMS.size
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
@@ -194,7 +222,7 @@ def parse(data: bytes, source: str = "stream") -> Stream:
             row.append(bytes(mv[pos : pos + ln]))
             pos += ln
         strings.append(row)
-    return Stream(arch, whash, width, height, tile, coder, n_levels, strings)
+    return Stream(arch, whash, width, height, tile, coder, n_levels, strings, quality)
 
 
 def decode_pixel_budget(max_pixels: int | None = None) -> int:

@@ -26,6 +26,7 @@ import inspect
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +122,22 @@ def load_checkpoint(
             f"{path} is a checkpoint of architecture {got}, not {arch}: pass a {arch} checkpoint "
             f"or use --arch {got}"
         )
-    config = meta.get("config", {})
-    check_config(got, config, obj["state_dict"], str(path))
-    model = create_model(got, **config)
-    load_weights(model, obj["state_dict"], str(path))
+    return build_model(got, meta.get("config", {}), obj["state_dict"], str(path)).to(device), meta
+
+
+def build_model(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
+                source: str) -> LatentModel:
+    """The model ``arch`` built with ``config`` and holding ``state_dict``, in eval mode on the
+    CPU, after :func:`check_config`; the one way checkpoints and bundled models are built.
+    ``source`` names the file in errors (:class:`Cloud3dError`)."""
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise Cloud3dError(f"{source}: unknown architecture {arch!r}; known: "
+                           f"{', '.join(ARCHITECTURES)}")
+    check_config(arch, config, state_dict, source)
+    model = create_model(arch, **config)
+    load_weights(model, state_dict, source)
     model.eval()
-    return model.to(device), meta
+    return model
 
 
 def load_weights(model: LatentModel, state_dict: dict[str, Any], source: str) -> None:
@@ -141,12 +152,16 @@ def load_weights(model: LatentModel, state_dict: dict[str, Any], source: str) ->
         ) from None
 
 
-def check_config(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
-                 source: str) -> None:
+def check_config(arch: str, config: Any,
+                 state_dict: Mapping[str, torch.Tensor | tuple[int, ...]],
+                 source: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Refuse (:class:`Cloud3dError`, one line) what building ``arch`` with ``config`` must not
     do: unknown or ill-typed options, more than :data:`MAX_MODEL_PARAMS` elements, or tensors
     other than exactly those of ``state_dict`` (names, and shapes where the fresh model's
     tensor is not empty: entropy-coder tables are sized by ``update()``). Nothing is allocated.
+
+    ``state_dict`` maps names to tensors or to bare shapes (a file's headers, read before its
+    data). Returns the fresh model's ``{name: (shape, dtype)}``.
     """
     if not isinstance(config, dict):
         raise Cloud3dError(f"{source}: architecture config is {type(config).__name__} JSON, "
@@ -161,10 +176,11 @@ def check_config(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
                 isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise Cloud3dError(f"{source}: {arch} config {key}={value!r} is not a positive integer")
     try:
-        shapes = _fake_shapes(arch, json.dumps(config, sort_keys=True))
+        specs = _fake_state(arch, json.dumps(config, sort_keys=True))
     except (TypeError, ValueError, RuntimeError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise Cloud3dError(f"{source}: config {config} is not valid for {arch}: {first}") from None
+    shapes = {k: shape for k, (shape, _) in specs.items()}
     n = sum(math.prod(s) for s in shapes.values())
     if n > MAX_MODEL_PARAMS:
         raise Cloud3dError(f"{source}: {arch} with config {config} has {n:,} parameters, above the "
@@ -176,10 +192,12 @@ def check_config(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
         raise Cloud3dError(f"{source} does not match architecture {arch} {config}: its state dict "
                            f"{what} (checkpoint of another architecture or size?)")
     for key, shape in shapes.items():
-        got = tuple(state_dict[key].shape)
+        value = state_dict[key]
+        got = tuple(value.shape if isinstance(value, torch.Tensor) else value)
         if math.prod(shape) and got != shape:
             raise Cloud3dError(f"{source} does not match architecture {arch} {config}: {key} has "
                                f"shape {list(got)}, the model {list(shape)}")
+    return specs
 
 
 def _named_options(arch: str) -> dict[str, Any] | None:
@@ -192,11 +210,11 @@ def _named_options(arch: str) -> dict[str, Any] | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _fake_shapes(arch: str, config_json: str) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the state of ``create_model(arch, **config)``, built on fake
-    tensors (torch's FakeTensorMode: shapes without memory); the RNG state is kept."""
+def _fake_state(arch: str, config_json: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Names, shapes and dtypes of the state of ``create_model(arch, **config)``, built on
+    fake tensors (torch's FakeTensorMode: shapes without memory); the RNG state is kept."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with torch.random.fork_rng(devices=[]), FakeTensorMode():
         model = create_model(arch, **json.loads(config_json))
-        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}

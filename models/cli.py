@@ -33,8 +33,12 @@ def _tile(value: str) -> int | str:
 
 @click.command()
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint (.pt) from `cloud3d train`.")
+@click.option("-m", "--model", "model_ref", required=True, metavar="NAME|FILE",
+              help="A bundled or user model's name (`cloud3d models` lists them), a model card "
+                   "(.json), or a checkpoint (.pt) from `cloud3d train`.")
+@click.option("-q", "--quality", type=click.IntRange(min=0), default=None,
+              help="Quality index of a variable-rate model, 0 (fewest bits) .. Q-1; the stream "
+                   "records it. Fixed-rate models take none.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Bitstream file to write (.c3d).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
@@ -47,11 +51,11 @@ def _tile(value: str) -> int | str:
 @click.option("--overfit", "overfit_steps", default=0, show_default=True,
               type=click.IntRange(0, 100_000), metavar="STEPS",
               help="Latent overfitting: refine this image's latents for STEPS steps against "
-                   "the checkpoint's own rate-distortion trade-off (its lambda), then a greedy "
+                   "the model's own rate-distortion trade-off (its lambda, or the quality's), then a greedy "
                    "search; the stream is kept only if its bytes + lambda*MSE are lower than "
                    "the plain encode's. Same decoder. Each step runs the synthesis forwards "
                    "and backwards (time per step: docs/models.md, 'Latent overfitting').")
-def compress(image, checkpoint, output, device, tile, coder, fp16, overfit_steps) -> None:
+def compress(image, model_ref, quality, output, device, tile, coder, fp16, overfit_steps) -> None:
     """Compress IMAGE (PNG or any Pillow format) to a .c3d bitstream.
 
     Grayscale, palette and 16-bit images are converted to 8-bit RGB; alpha is dropped.
@@ -59,14 +63,15 @@ def compress(image, checkpoint, output, device, tile, coder, fp16, overfit_steps
 
     \b
     Examples:
+      cloud3d compress frame.png -m supertuxkart --quality 3 -o frame.c3d
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d --overfit 200
     """
     from cloud3d.atomic import atomic_write_bytes
     from cloud3d.imageio import read_image_rgb
     from models.bitstream import MAX_DECODE_PIXELS
-    from models.checkpoint import load_checkpoint
     from models.codec import compress_image_timed
+    from models.library import open_model
 
     _check_output(output)
     if overfit_steps and fp16:
@@ -74,12 +79,13 @@ def compress(image, checkpoint, output, device, tile, coder, fp16, overfit_steps
     rgb, note = read_image_rgb(image)
     if note:
         click.echo(f"note: {image}: {note}", err=True)
-    model, meta = load_checkpoint(checkpoint)
+    model, info = open_model(model_ref)
     if overfit_steps:
-        _compress_overfit(model, meta, rgb, output, checkpoint, overfit_steps, _tile(tile),
-                          coder, device)
+        _compress_overfit(model, info["meta"] or {}, rgb, output, model_ref, overfit_steps,
+                          _tile(tile), coder, device, quality)
         return
-    r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16)
+    r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16,
+                             quality=quality)
     atomic_write_bytes(output, r.data)
     h, w = rgb.shape[:2]
     if w * h > MAX_DECODE_PIXELS:
@@ -87,12 +93,14 @@ def compress(image, checkpoint, output, device, tile, coder, fp16, overfit_steps
                    f"pixels: decode it with --max-pixels {w * h}", err=True)
     click.echo(
         f"{output}: {len(r.data)} bytes, {8 * len(r.data) / (w * h):.4f} bpp, {w}x{h}, "
-        f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
+        + ("" if quality is None else f"quality {quality}, ")
+        + f"tile {r.tile or 'whole'}, network {r.network_s * 1e3:.1f} ms, "
         f"entropy coding {r.entropy_s * 1e3:.1f} ms"
     )
 
 
-def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, device) -> None:
+def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, device,
+                      quality) -> None:
     """``compress --overfit STEPS``: refine, keep the better stream, write it atomically."""
     from cloud3d.atomic import atomic_write_bytes
     from models.overfit import compress_overfit
@@ -101,8 +109,8 @@ def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, 
     if not isinstance(lmbda, int | float) or isinstance(lmbda, bool):
         lmbda = None  # overfit_lambda says what is missing
     try:
-        r = compress_overfit(model, rgb, steps, lmbda=lmbda, tile=tile, coder=coder,
-                             device=device, progress=True)
+        r = compress_overfit(model, rgb, steps, lmbda=lmbda, quality=quality, tile=tile,
+                             coder=coder, device=device, progress=True)
     except Cloud3dError as exc:
         raise Cloud3dError(f"{checkpoint}: {exc}") from None
     atomic_write_bytes(output, r.data)
@@ -119,8 +127,13 @@ def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, 
 @click.argument("stream", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG file to write.")
-@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="The checkpoint used to compress (its weights hash is checked).")
+@click.option("-m", "--model", "model_ref", default=None, metavar="NAME|FILE",
+              help="The model used to compress: checkpoint (.pt), model card (.json) or model "
+                   "name. Default: the bundled or user model whose weights hash the stream "
+                   "records.")
+@click.option("-q", "--quality", type=click.IntRange(min=0), default=None,
+              help="Only for streams of a variable-rate model made before streams recorded "
+                   "their quality index.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
               show_default=True)
 @click.option("--fp16", is_flag=True, help="Run the synthesis in float16 (CUDA only).")
@@ -129,11 +142,15 @@ def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, 
                    "CLOUD3D_MAX_DECODE_PIXELS, else 8847360 = 4096x2160). A larger claim is "
                    "refused before any work: decoding costs time and memory in proportion to "
                    "the pixels claimed, not to the file's size.")
-def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
+def decompress(stream, output, model_ref, quality, device, fp16, max_pixels) -> None:
     """Decode a .c3d STREAM to a PNG.
+
+    Without -m the model is found by the weights hash the stream records, among the bundled
+    models and those in the user model folder (`cloud3d models`).
 
     \b
     Example:
+      cloud3d decompress frame.c3d -o frame.png
       cloud3d decompress frame.c3d -m runs/stk-0.01/best.pt -o frame.png
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
@@ -148,18 +165,25 @@ def decompress(stream, output, checkpoint, device, fp16, max_pixels) -> None:
     except OSError as exc:
         raise Cloud3dError(describe_os_error(exc, stream)) from None
     # container and budget first: a stream refused here costs no torch import, no model
-    bitstream.check_decode_budget(bitstream.parse(data, str(stream)), max_pixels, str(stream))
+    s = bitstream.parse(data, str(stream))
+    bitstream.check_decode_budget(s, max_pixels, str(stream))
 
     from cloud3d.imageio import write_png
-    from models.checkpoint import load_checkpoint
     from models.codec import decompress_image_timed
+    from models.library import model_for_stream, open_model
 
-    model, _ = load_checkpoint(checkpoint)
+    if model_ref is None:
+        model, entry = model_for_stream(s.weights_hash, s.arch, str(stream))
+        used = f"{entry.origin} model {entry.name}"
+    else:
+        model, info = open_model(model_ref)
+        used = f"{info['kind']} {info['name']}"
     r = decompress_image_timed(model, data, device=device, fp16=fp16, source=str(stream),
-                               max_pixels=max_pixels)
+                               quality=quality, max_pixels=max_pixels)
     write_png(output, r.rgb)
     h, w = r.rgb.shape[:2]
-    click.echo(f"{output}: {w}x{h}, network {r.network_s * 1e3:.1f} ms, "
+    shown_q = "" if s.quality is None else f", quality {s.quality}"
+    click.echo(f"{output}: {w}x{h}, {used}{shown_q}, network {r.network_s * 1e3:.1f} ms, "
                f"entropy decoding {r.entropy_s * 1e3:.1f} ms")
 
 
@@ -266,6 +290,8 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
 
 
 def register(group: click.Group) -> None:
-    """Add ``compress``, ``decompress`` and ``train`` to the ``cloud3d`` group."""
-    for cmd in (compress, decompress, train):
+    """Add ``compress``, ``decompress``, ``train`` and ``models`` to the ``cloud3d`` group."""
+    from models.library_cli import models
+
+    for cmd in (compress, decompress, train, models):
         group.add_command(cmd)

@@ -22,8 +22,9 @@ float64 parameter path and the cross-device determinism rules are in :mod:`model
 the container in :mod:`models.bitstream`.
 
 Variable-rate models (``num_qualities > 0``) need ``quality`` (an index into their
-``lambdas``) on both sides. The container does not record it yet: decode with the quality
-used to compress. Fixed-rate models take no quality.
+``lambdas``) to compress; the stream records it (container version 2) and the decoder uses
+the recorded index. Only a version-1 stream of a variable-rate model (made before the field
+existed) needs ``quality`` to decode. Fixed-rate models take no quality.
 
 Decoder limits: a stream is decoded only if its image fits the pixel budget
 (:func:`models.bitstream.decode_pixel_budget`: ``max_pixels``, else the environment variable
@@ -150,6 +151,22 @@ def _check_quality(model: Model, quality: int | None) -> int | None:
     return int(quality)
 
 
+def _stream_quality(model: Model, s: bitstream.Stream, quality: int | None,
+                    source: str) -> int | None:
+    """The quality index to decode ``s`` at: the one it records, else the caller's."""
+    if s.quality is None:
+        return _check_quality(model, quality)
+    if quality is not None and quality != s.quality:
+        raise CodecError(f"{source} was coded at quality {s.quality}, not {quality}: decode "
+                         "without a quality (the stream records it)")
+    n = model_qualities(model.model if isinstance(model, PreparedModel) else model)
+    if not s.quality < n:
+        have = f"qualities 0..{n - 1}" if n else "no qualities (fixed-rate)"
+        raise CodecError(f"{source} records quality {s.quality} but {model.arch} has {have} "
+                         "(corrupt or forged stream)")
+    return s.quality
+
+
 def _tiles(w: int, h: int, tile: int, stride: int):
     """``(x0, y0, tw, th, ph, pw)`` per tile, row-major; ``ph x pw``: size padded to ``stride``."""
     for x0, y0, tw, th in bitstream.tile_grid(w, h, tile):
@@ -258,7 +275,8 @@ def _compress(pm: PreparedModel, x: torch.Tensor, t: int, coder: str, fp16: bool
         t0 = time.perf_counter()
         strings.append(encode_strings(pm.entropy, levels, coder))
         times["entropy"] += time.perf_counter() - t0
-    s = bitstream.Stream(pm.arch, pm.weights_hash, w, h, t, coder, len(pm.latent_strides), strings)
+    s = bitstream.Stream(pm.arch, pm.weights_hash, w, h, t, coder, len(pm.latent_strides), strings,
+                         quality)
     return CompressResult(bitstream.pack(s), times["network"], times["entropy"], t)
 
 
@@ -306,10 +324,13 @@ def decompress_image_timed(
     """Decode ``.c3d`` bytes made by :func:`compress_image` with the same weights.
 
     Raises :class:`~cloud3d.errors.CodecError` if the stream is corrupt, truncated, foreign,
-    was made by another architecture or other weights, claims an image above the pixel
-    budget (``max_pixels``; see :func:`models.bitstream.decode_pixel_budget`) or latents its
-    strings are too short for. ``fast``: as in :func:`compress_image_timed` (affects only the
-    float32 synthesis, never how the stream is read). ``source`` names the stream in errors.
+    was made by another architecture or other weights, records a quality the model does not
+    have, claims an image above the pixel budget (``max_pixels``; see
+    :func:`models.bitstream.decode_pixel_budget`) or latents its strings are too short for.
+    ``fast``: as in :func:`compress_image_timed` (affects only the float32 synthesis, never
+    how the stream is read). ``quality``: only for a version-1 stream of a variable-rate
+    model; a stream that records its quality is decoded at it (a different ``quality`` is an
+    error). ``source`` names the stream in errors.
     """
     s = bitstream.parse(data, source)
     bitstream.check_decode_budget(s, max_pixels, source)
@@ -323,7 +344,7 @@ def decompress_image_timed(
                          f"{len(model.latent_strides)}")
     if s.tile and s.tile % model.stride:
         raise CodecError(f"{source}: tile size {s.tile} is not a multiple of stride {model.stride}")
-    q = _check_quality(model, quality)
+    q = _stream_quality(model, s, quality, source)
     pm = prepare(model, device, param_device, fast)
     if s.weights_hash != pm.weights_hash:
         raise CodecError(

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import loud_latents, make_game_like_frame, tiny_gain_model, tiny_model
 
-from cloud3d.errors import Cloud3dError
+from cloud3d.errors import Cloud3dError, CodecError
 from models import bitstream
 from models.codec import (
     _encode_tile,
@@ -266,7 +266,10 @@ def test_variable_rate_models_get_the_quality_in_both_transforms(fast, odd_rgb):
     for bad in (None, 2, -1, 1.0, True):
         with pytest.raises(Cloud3dError, match="variable-rate model: give a quality 0..1"):
             compress_image(pm, odd_rgb, quality=bad, fast=fast)
-    with pytest.raises(Cloud3dError, match="variable-rate"):
-        decompress_image(pm, streams[0], fast=fast)
+    # the stream records its quality: decoding needs none, and refuses another
+    np.testing.assert_array_equal(decompress_image(pm, streams[1], fast=fast),
+                                  decompress_image(pm, streams[1], quality=1, fast=fast))
+    with pytest.raises(CodecError, match="coded at quality 0, not 1"):
+        decompress_image(pm, streams[0], quality=1, fast=fast)
     with pytest.raises(Cloud3dError, match="fixed-rate model: it takes no quality"):
         compress_image(_model("c2f-xsmall-pruned"), odd_rgb, quality=0)

@@ -147,6 +147,19 @@ class Codec:
             raise ValueError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; valid: {valid}")
         self.options: dict[str, Any] = {**self.options_defaults, **options}
 
+    # -- quality values ------------------------------------------------------------------
+    @classmethod
+    def parse_qualities(cls, key: str, values: list[str]) -> tuple[str, list[Any]] | None:
+        """``NAME:KEY=V1,V2`` read the codec's own way: ``(parameter name, quality values)``,
+        or None for the standard grammar (``KEY`` is :attr:`quality`'s name, values checked
+        by it). Raises ValueError with the reason for values it refuses."""
+        return None
+
+    def quality_key(self, quality: Any) -> dict[str, Any]:
+        """Extra result-key fields identifying what ``quality`` stands for (e.g. the hash of
+        the weights a name refers to), so that a changed model is benchmarked again."""
+        return {}
+
     # -- availability and provenance -------------------------------------------------
     @classmethod
     def curve_label(cls, qualities: list[Any]) -> str:

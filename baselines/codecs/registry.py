@@ -12,6 +12,8 @@ Spec syntax (one ``--codec`` option)::
     hevc-intra:q=30,50;preset=fast
     learned:checkpoint=runs/a/best.pt     (codecs whose quality is fixed by a file)
     learned:checkpoint=runs/all-0.01/best.pt,runs/all-0.04/best.pt;label=general
+    learned:model=supertuxkart              (a bundled model, every quality of it)
+    learned:model=supertuxkart@1,supertuxkart@4
 
 Without ``:PARAM=...`` the codec's default sweep is used. ``label=NAME`` (any codec) names
 the curve in results and reports; by default it is the codec's own curve name (see
@@ -109,6 +111,8 @@ class CodecSpec:
     options: dict[str, Any] = field(default_factory=dict)
     qualities: list[float | int] = field(default_factory=list)
     label: str | None = None  # curve name chosen with ``label=``; None: the default name
+    #: name of the quality parameter given (None: the codec's ``quality.name``)
+    quality_param: str | None = None
 
     def make(self) -> Codec:
         return self.cls(**self.options)
@@ -148,8 +152,16 @@ def parse_codec_spec(spec: str) -> CodecSpec:
         if not LABEL_RE.fullmatch(label):
             raise ValueError(f"{cls.name}: label {label!r} must be 1-64 letters, digits or . _ + - @")
     qp = cls.quality
+    param = None
+    custom = None
     if qpart:
         key, eq, vals = qpart.partition("=")
+        if eq:
+            custom = cls.parse_qualities(key.strip(), [v.strip() for v in vals.split(",")
+                                                       if v.strip()])
+    if custom is not None:
+        param, qualities = custom
+    elif qpart:
         if not eq or key.strip() != qp.name:
             raise ValueError(
                 f"{cls.name}: expected '{cls.name}:{qp.name}=V1,V2,...' ({qp.meaning}, "
@@ -161,4 +173,5 @@ def parse_codec_spec(spec: str) -> CodecSpec:
     if not qualities:
         raise ValueError(f"{cls.name}: no quality values given and no default sweep")
     cls(**options)  # validates option names early
-    return CodecSpec(cls=cls, options=options, qualities=qualities, label=label)
+    return CodecSpec(cls=cls, options=options, qualities=qualities, label=label,
+                     quality_param=param)
