@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cloud3d.errors import Cloud3dError
+from cloud3d.lifetime import exec_dies_with_parent
 from cloud3d.provenance import tool_version
 
 from . import xdisplay
@@ -50,6 +51,7 @@ class VirtualDisplay:
                  "-nolisten", "tcp", "-noreset"],
                 pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True,
+                preexec_fn=exec_dies_with_parent,  # no Xvfb left by a SIGKILLed capture
             )
         finally:
             os.close(w)
@@ -188,6 +190,7 @@ class LaunchSource(FrameSource):
                 self.app = subprocess.Popen(
                     [exe, *command[1:]], env=app_env, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=log, start_new_session=True,
+                    preexec_fn=exec_dies_with_parent,  # nor the app (its own children: see close)
                 )
             if on_start is not None:
                 on_start(self.xvfb.name, self.xvfb.pid, self.app.pid)

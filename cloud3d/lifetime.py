@@ -50,6 +50,19 @@ def die_with_parent(parent_pid: int, use_prctl: bool = True, poll_s: float = 1.0
     return method
 
 
+def exec_dies_with_parent() -> None:
+    """A ``subprocess.Popen(preexec_fn=...)`` hook: the program about to be executed gets
+    SIGKILL when the thread that started it ends, even by SIGKILL (Linux; elsewhere a no-op).
+
+    For helpers such as Xvfb and a captured app, whose clean stop the parent drives but
+    which must not outlive a ``kill -9`` of the parent. The kernel keeps the setting across
+    ``execve`` except for set-user-ID programs, and ties it to the creating *thread*: start
+    such children from a thread that lives as long as they should (the main thread).
+    Runs between fork and exec: no Python threads, no allocation-heavy work."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -119,6 +119,32 @@ def test_launch_interrupted_flushes_and_cleans_up(xvfb_binary, tmp_path, sig):
     assert all(v == [] for v in check_capture(tmp_path / "win").values())
 
 
+def test_launch_sigkilled_leaves_no_xvfb_or_app(xvfb_binary, tmp_path):
+    """kill -9 of the capture cannot run its clean-up: the kernel ends Xvfb and the app with it
+    (a parent-death signal), so nothing renders on for hours. The app's own children are
+    outside its reach and are not checked here."""
+    errf = tmp_path / "stderr.txt"
+    show = [sys.executable, "-m", "capture.showwindow", "--size", "320x180", "--pattern"]
+    with open(errf, "w") as err:
+        proc = subprocess.Popen(_launch_cmd(tmp_path, show, ("--duration", "300", "--fps", "10")),
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        log = tmp_path / "win" / "frames.csv"
+        deadline = time.monotonic() + 120
+        while not (log.exists() and log.read_text().count("\n") >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, errf.read_text()
+            time.sleep(0.05)
+        pids = _pids_from(errf.read_text())
+        assert all(alive(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if alive(p)], "Xvfb or the app outlived a SIGKILLed capture"
+
+
 def test_launch_key_presses_reach_the_window(xvfb_binary, tmp_path):
     import shutil
 
