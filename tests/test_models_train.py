@@ -209,9 +209,14 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
         if log.exists() and len(log.read_text().splitlines()) >= 1 + 1 + 3:  # header, val, 3 steps
             break
         time.sleep(0.2)
-    assert p.poll() is None, p.stderr.read()[-2000:]
-    os.kill(p.pid, getattr(signal, sig))
-    _, err = p.communicate(timeout=120)
+    try:
+        assert p.poll() is None, p.stderr.read()[-2000:]
+        os.kill(p.pid, getattr(signal, sig))
+        _, err = p.communicate(timeout=120)
+    finally:  # a failed wait must not leave a 100000-step training behind
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert p.returncode == 130, err[-2000:]
     assert "continue with --resume" in err and "Traceback" not in err
     step = read_checkpoint(out / "last.pt")["meta"]["step"]
