@@ -46,6 +46,8 @@ from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
 from models.variable_rate import DEFAULT_LAMBDAS, GainUnit
+from models.latent_model import walk_groups
+from models.msp import MSP_CHANNEL_GROUPS, MSP_SCALES, MSPContext, MSPParams
 
 __all__ = [
     "C2F_SIZES",
@@ -150,12 +152,34 @@ class _LatentModel(CompressionModel):
             upper, top_lik = self.bottleneck(lat[-1])
         likelihoods = {names[-1]: top_lik}
         for k in reversed(range(len(lat) - 1)):
-            raw = self.param_nets[k](upper).float()
+            means, scales = self._level_params(k, upper, lat[k])
             with torch.autocast(x.device.type, enabled=False):
-                means, scales = self.split_params(k, raw)
                 upper, lik = self.gaussians[k](lat[k], scales, means=means)
             likelihoods[names[k]] = lik
         return {"x_hat": self.synthesis(upper, quality).float(), "likelihoods": likelihoods}
+
+    def _level_params(self, k: int, upper: Tensor, latent: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Means (or None) and scales of level ``k`` for the forward pass, pass by pass for a
+        progressive level (:func:`~models.latent_model.walk_groups`). A pass sees the earlier
+        passes' elements as the coder will: with uniform noise in training, rounded around
+        their predicted means in eval mode."""
+        got: dict[str, Tensor | None] = {}
+
+        def step(g: int, mask: Tensor | None, raw: Tensor) -> Tensor:
+            with torch.autocast(raw.device.type, enabled=False):
+                means, scales = self.split_params(k, raw.float())
+            if mask is None:
+                got["means"], got["scales"] = means, scales
+                return latent
+            m = torch.zeros_like(scales) if means is None else means
+            got["means"] = m if g == 0 else torch.where(mask, m, got["means"])
+            got["scales"] = scales if g == 0 else torch.where(mask, scales, got["scales"])
+            if self.training:
+                return latent + torch.empty_like(latent).uniform_(-0.5, 0.5)
+            return torch.round(latent - m) + m
+
+        walk_groups(self.param_nets[k], upper, tuple(latent.shape), step)
+        return got["means"], got["scales"]
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments recorded in checkpoints (see :func:`create_model`)."""
@@ -164,17 +188,20 @@ class _LatentModel(CompressionModel):
 
 class C2FModel(_LatentModel):
     """Coarse-to-Fine hyperprior model slimmed as in Table 1; ``pruned`` drops h_a2/h_s2;
-    ``lambdas`` (a ladder) makes it variable-rate (arch name ending in ``-vr``)."""
+    ``lambdas`` (a ladder) makes it variable-rate (arch name ending in ``-vr``); ``msp`` codes y
+    with the multi-scale progressive model of :mod:`models.msp` (its first pass is the plain
+    model's prediction)."""
 
     def __init__(self, size: str, pruned: bool = False,
-                 lambdas: tuple[float, ...] | list[float] | None = None) -> None:
+                 lambdas: tuple[float, ...] | list[float] | None = None, msp: bool = False) -> None:
         super().__init__()
         if size not in C2F_SIZES:
             raise ValueError(f"unknown size {size!r}; valid: {', '.join(C2F_SIZES)}")
         s = C2F_SIZES[size]
         n = s.n
-        self.size_name, self.pruned = size, pruned
-        self.arch = f"c2f-{size}" + ("-pruned" if pruned else "") + ("-vr" if lambdas else "")
+        self.size_name, self.pruned, self.msp = size, pruned, msp
+        self.arch = (f"c2f-{size}" + ("-pruned" if pruned else "") + ("-msp" if msp else "")
+                     + ("-vr" if lambdas else ""))
         if lambdas:
             self.gain = GainUnit(lambdas, n)
             self.num_qualities = self.gain.num_qualities
@@ -199,7 +226,12 @@ class C2FModel(_LatentModel):
         )  # fmt: skip
         self.pe1 = _pro_est(s1[2])
         self.gaussian_y = GaussianConditional(None)
-        nets = [nn.Sequential(self.h_s1, self.pe1)]
+        if msp:
+            self.msp_context = MSPContext(s1[2], n, MSP_SCALES * MSP_CHANNEL_GROUPS)
+            nets: list[nn.Module] = [MSPParams(self.h_s1, self.pe1, self.msp_context,
+                                               MSP_SCALES, MSP_CHANNEL_GROUPS)]
+        else:
+            nets = [nn.Sequential(self.h_s1, self.pe1)]
         gaussians = [self.gaussian_y]
         if pruned:
             self.entropy_bottleneck = EntropyBottleneck(cz)
@@ -308,8 +340,10 @@ class Mbt2018Mean(MeanScaleHyperprior, _CompressaiReference):
         return [y, self.h_a(y)]
 
 
-def _c2f(size: str, pruned: bool, variable_rate: bool = False) -> Callable[..., _LatentModel]:
-    name = f"c2f-{size}" + ("-pruned" if pruned else "") + ("-vr" if variable_rate else "")
+def _c2f(size: str, pruned: bool, variable_rate: bool = False,
+         msp: bool = False) -> Callable[..., _LatentModel]:
+    name = (f"c2f-{size}" + ("-pruned" if pruned else "") + ("-msp" if msp else "")
+            + ("-vr" if variable_rate else ""))
 
     def make(**kwargs: Any) -> _LatentModel:
         lambdas = kwargs.pop("lambdas", None) if variable_rate else None
@@ -317,7 +351,7 @@ def _c2f(size: str, pruned: bool, variable_rate: bool = False) -> Callable[..., 
             takes = "takes only lambdas=[...]" if variable_rate else "takes no options"
             raise ValueError(f"{name}: {takes}, got {', '.join(kwargs)}")
         return C2FModel(size, pruned, lambdas=(lambdas or DEFAULT_LAMBDAS) if variable_rate
-                        else None)
+                        else None, msp=msp)
 
     return make
 
@@ -329,6 +363,8 @@ ARCHITECTURES: dict[str, Callable[..., _LatentModel]] = {
     **{f"c2f-{s}-pruned": _c2f(s, True) for s in C2F_SIZES},
     **{f"c2f-{s}-vr": _c2f(s, False, True) for s in C2F_SIZES},
     **{f"c2f-{s}-pruned-vr": _c2f(s, True, True) for s in C2F_SIZES},
+    **{f"c2f-{s}-msp": _c2f(s, False, msp=True) for s in C2F_SIZES},
+    **{f"c2f-{s}-pruned-msp": _c2f(s, True, msp=True) for s in C2F_SIZES},
     "bmshj2018-hyperprior": Bmshj2018Hyperprior,
     "mbt2018-mean": Mbt2018Mean,
 }

@@ -8,7 +8,7 @@ Public API::
                      max_pixels=None) -> (H, W, 3) uint8
     compress_image_timed(...) -> CompressResult(data, network_s, entropy_s, tile)
     compress_image_timed(..., refine=hook)   # encoder-side latent refinement (models.overfit)
-    decompress_image_timed(...) -> DecompressResult(rgb, network_s, entropy_s)
+    decompress_image_timed(...) -> DecompressResult(rgb, network_s, entropy_s, passes)
     quantized_reconstruction(model, rgb, tile="whole") -> (H, W, 3) uint8
     weights_hash(model) -> 32 bytes;  prepare(model, device) -> PreparedModel
 
@@ -34,6 +34,9 @@ both are checked before any tensor is allocated.
 
 Times: ``network_s`` covers g_a/hyper-analysis/parameter nets/g_s (CUDA synchronised);
 ``entropy_s`` covers rounding to symbols, index building and the rANS or LZMA coder.
+``passes``: entropy-decoding passes, i.e. sequential decoder steps, per stream (summed over
+tiles): one per level, or a progressive level's fixed number of passes
+(:func:`models.latent_model.level_passes`), whatever the image size.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class DecompressResult:
     rgb: np.ndarray
     network_s: float
     entropy_s: float
+    #: entropy-decoding passes (sequential decoder steps) over all tiles
+    passes: int = 0
 
 
 def _rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -194,8 +199,11 @@ def _encode_tile(pm: PreparedModel, x: torch.Tensor, fp16: bool, quality: int | 
         lat = [t.to(pm.param_device, torch.float64).contiguous() for t in lat]
     sync(pm.device)
     times["network"] += time.perf_counter() - t0
-    return code_levels(pm.entropy, [tuple(t.shape) for t in lat],
-                       lambda k, offset, _idx: torch.round(lat[k] - offset), times)
+    def symbols(k: int, mask: torch.Tensor | None, offset: torch.Tensor,
+                _idx: torch.Tensor) -> torch.Tensor:
+        return torch.round((lat[k] if mask is None else lat[k][mask]) - offset)
+
+    return code_levels(pm.entropy, [tuple(t.shape) for t in lat], symbols, times)
 
 
 def _latent_shapes(model: Model, ph: int, pw: int) -> list[tuple[int, ...]]:
@@ -357,15 +365,17 @@ def decompress_image_timed(
         check_strings(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder, source)
     times = {"network": 0.0, "entropy": 0.0}
     out = np.empty((s.height, s.width, 3), np.uint8)
+    passes = 0
     for (x0, y0, tw, th, ph, pw), strings in zip(pieces, s.strings, strict=True):
         levels = decode_levels(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder, times,
                                source)
+        passes += levels.passes
         x_hat = _synthesis(pm, levels.y_hat, fp16, q, times)
         t0 = time.perf_counter()
         out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
         sync(pm.device)
         times["network"] += time.perf_counter() - t0
-    return DecompressResult(out, times["network"], times["entropy"])
+    return DecompressResult(out, times["network"], times["entropy"], passes)
 
 
 def decompress_image(model: Model, data: bytes, device: str | torch.device | None = None,

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from cloud3d.errors import CodecError
-from models.latent_model import LatentModel
+from models.latent_model import LatentModel, walk_groups
 
 #: predicted means are rounded to multiples of this (a power of two: exact in binary)
 MEAN_GRID = 1.0 / 64
@@ -119,11 +119,10 @@ class EntropyParams:
         """Tables of level ``k`` (the coarsest level uses the factorized prior's)."""
         return self.gauss[k] if k < len(self.gauss) else self.top
 
-    def level_params(self, k: int, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Snapped means (zeros for scale-only models) and int32 CDF indexes of level ``k``,
-        from the dequantized level ``k + 1`` (float64 on ``pdev``)."""
-        with torch.inference_mode():
-            raw = self.nets64[k](upper)
+    def snap(self, k: int, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Snapped means (zeros for scale-only models) and int32 CDF indexes of level ``k``
+        from the raw float64 output of its parameter net (one pass's, for a progressive
+        level)."""
         means, scales = self.split_params(k, raw)
         if means is None:
             means = torch.zeros_like(scales)
@@ -143,16 +142,23 @@ class Levels:
 
     ``symbols[k]``: integer-valued float64 symbols; ``indexes[k]``: int32 CDF-table index of
     each element (the channel for the coarsest level); ``y_hat``: the dequantized finest
-    latent (float64 on the parameter device), the input of the synthesis.
+    latent (float64 on the parameter device), the input of the synthesis; ``masks[k]``: the
+    boolean masks of level ``k``'s passes in coding order, or None for a level coded in one
+    pass (its elements in NCHW order); ``passes``: entropy-coding passes over all levels
+    (each one a sequential step of the decoder; see :func:`~models.latent_model.level_passes`).
     """
 
     symbols: list[torch.Tensor]
     indexes: list[torch.Tensor]
     y_hat: torch.Tensor
+    masks: list[list[torch.Tensor] | None]
+    passes: int
 
 
-#: ``level_symbols(k, offset, index) -> symbols``: integer-valued float64 symbols of level ``k``
-LevelSymbols = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``level_symbols(k, mask, offset, index) -> symbols``: integer-valued float64 symbols of one
+#: pass over level ``k``: the whole level (``mask`` None; shaped like the level) or the
+#: elements of ``mask`` (``offset``, ``index`` and the result are then 1-D, NCHW order)
+LevelSymbols = Callable[[int, torch.Tensor | None, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def code_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], level_symbols: LevelSymbols,
@@ -162,30 +168,70 @@ def code_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], level_symbols:
     ``shapes[k]``: shape of latent ``k``. The coarsest level has offset = the factorized
     prior's medians and index = its channel; every other level ``k`` gets snapped means
     (offset) and CDF indexes from the float64 parameter net applied to the dequantized level
-    ``k + 1``. ``level_symbols`` yields the level's symbols (encoder: ``round(latent -
-    offset)``; decoder: read from the stream) and the dequantized level is ``symbols +
-    offset``. Parameter nets count as ``times["network"]``, the rest as
-    ``times["entropy"]``.
+    ``k + 1``, pass by pass for a progressive level (:func:`~models.latent_model.walk_groups`:
+    each pass's net also sees the passes decoded before it). ``level_symbols`` yields a
+    pass's symbols (encoder: ``round(latent - offset)``; decoder: read from the stream) and
+    the dequantized elements are ``symbols + offset``. Parameter nets count as
+    ``times["network"]``, the rest as ``times["entropy"]``.
     """
     n = len(shapes)
     syms: list[torch.Tensor] = [torch.empty(0)] * n
     idxs: list[torch.Tensor] = [torch.empty(0)] * n
+    masks: list[list[torch.Tensor] | None] = [None] * n
+    passes = 0
     t0 = time.perf_counter()
     c = shapes[-1][1]
     idxs[-1] = torch.arange(c, dtype=torch.int32, device=ep.pdev).view(1, c, 1, 1).expand(shapes[-1])
-    syms[-1] = level_symbols(n - 1, ep.medians, idxs[-1])
+    syms[-1] = level_symbols(n - 1, None, ep.medians, idxs[-1])
     upper = syms[-1] + ep.medians
+    passes += 1
     times["entropy"] += time.perf_counter() - t0
     for k in reversed(range(n - 1)):
-        t0 = time.perf_counter()
-        means, idxs[k] = ep.level_params(k, upper)
+        upper, syms[k], idxs[k], masks[k] = _code_level(ep, k, shapes[k], upper, level_symbols,
+                                                        times)
+        passes += 1 if masks[k] is None else len(masks[k])
+    return Levels(syms, idxs, upper, masks, passes)
+
+
+def _code_level(ep: EntropyParams, k: int, shape: tuple[int, ...], upper: torch.Tensor,
+                level_symbols: LevelSymbols, times: Times):
+    """One level of :func:`code_levels`: ``(dequantized, symbols, indexes, masks or None)``."""
+    syms = idxs = torch.empty(0)
+    masks: list[torch.Tensor] = []
+    whole: list[torch.Tensor] = []
+    entropy_s = 0.0
+
+    def step(g: int, mask: torch.Tensor | None, raw: torch.Tensor) -> torch.Tensor:
+        nonlocal entropy_s, syms, idxs
+        if mask is not None and g == 0:
+            syms = torch.zeros(shape, dtype=torch.float64, device=ep.pdev)
+            idxs = torch.zeros(shape, dtype=torch.int32, device=ep.pdev)
+        means, idx = ep.snap(k, raw)
         sync(ep.pdev)
         t1 = time.perf_counter()
-        syms[k] = level_symbols(k, means, idxs[k])
-        upper = syms[k] + means
-        times["network"] += t1 - t0
-        times["entropy"] += time.perf_counter() - t1
-    return Levels(syms, idxs, upper)
+        if mask is None:  # one pass over the whole level
+            s = level_symbols(k, None, means, idx)
+            whole[:] = [s, idx]
+            values = s + means
+        else:
+            m, i = means[mask], idx[mask]
+            s = level_symbols(k, mask, m, i)
+            syms[mask], idxs[mask] = s, i
+            masks.append(mask)
+            values = torch.zeros(shape, dtype=torch.float64, device=ep.pdev)
+            values[mask] = s + m
+        entropy_s += time.perf_counter() - t1
+        return values
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        upper = walk_groups(ep.nets64[k], upper, shape, step)
+    sync(ep.pdev)
+    times["network"] += time.perf_counter() - t0 - entropy_s
+    times["entropy"] += entropy_s
+    if whole:
+        return upper, whole[0], whole[1], None
+    return upper, syms, idxs, masks
 
 
 def _to_list(t: torch.Tensor) -> list[int]:
@@ -205,7 +251,12 @@ def encode_strings(ep: EntropyParams, levels: Levels, coder: str) -> list[bytes]
     out = []
     for k, (s, i) in enumerate(zip(levels.symbols, levels.indexes, strict=True)):
         tb = ep.tables(k)
-        out.append(enc.encode_with_indexes(_to_list(s), _to_list(i), tb.cdf, tb.lengths, tb.offsets))
+        if levels.masks[k] is None:
+            sl, il = _to_list(s), _to_list(i)
+        else:  # the passes one after the other, as the decoder reads them
+            sl = [v for m in levels.masks[k] for v in _to_list(s[m])]
+            il = [v for m in levels.masks[k] for v in _to_list(i[m])]
+        out.append(enc.encode_with_indexes(sl, il, tb.cdf, tb.lengths, tb.offsets))
     return out
 
 
@@ -245,20 +296,30 @@ def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
         t0 = time.perf_counter()
         flat = lzma_symbols(strings[0], shapes, source)
         times["entropy"] += time.perf_counter() - t0
-        return code_levels(ep, shapes, lambda k, _o, _i: flat[k].to(ep.pdev, torch.float64),
-                           times)
+        def lzma_pass(k: int, mask: torch.Tensor | None, _o: torch.Tensor,
+                      _i: torch.Tensor) -> torch.Tensor:
+            sym = flat[k].to(ep.pdev, torch.float64)
+            return sym if mask is None else sym[mask]
+
+        return code_levels(ep, shapes, lzma_pass, times)
     from compressai import ans
 
-    def rans(k: int, _offset: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    decoders: dict[int, Any] = {}
+
+    def rans(k: int, mask: torch.Tensor | None, _offset: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor:
         tb = ep.tables(k)
-        n = math.prod(shapes[k])
-        # Defensive zero padding: the rANS decoder reads at most one 32-bit word per symbol
-        # plus bypass bits whose count the stream itself encodes (<= 15 bits read per bit
-        # present), so a corrupt or forged string cannot make it read past the buffer.
-        data = strings[k] + bytes(8 * n + 16 * len(strings[k]) + 64)
-        vals = ans.RansDecoder().decode_with_indexes(data, _to_list(idx), tb.cdf, tb.lengths,
-                                                    tb.offsets)
-        return torch.tensor(vals, dtype=torch.float64, device=ep.pdev).reshape(shapes[k])
+        if k not in decoders:  # a level's passes continue reading its one string
+            n = math.prod(shapes[k])
+            # Defensive zero padding: the rANS decoder reads at most one 32-bit word per
+            # symbol plus bypass bits whose count the stream itself encodes (<= 15 bits read
+            # per bit present), so a corrupt or forged string cannot make it read past the
+            # buffer.
+            decoders[k] = ans.RansDecoder()
+            decoders[k].set_stream(strings[k] + bytes(8 * n + 16 * len(strings[k]) + 64))
+        vals = decoders[k].decode_stream(_to_list(idx), tb.cdf, tb.lengths, tb.offsets)
+        out = torch.tensor(vals, dtype=torch.float64, device=ep.pdev)
+        return out if mask is not None else out.reshape(shapes[k])
 
     return code_levels(ep, shapes, rans, times)
 

@@ -9,6 +9,13 @@ hyperprior models, ``w`` (level 2). The coarsest level is coded with the factori
 ``bottleneck``; every other level ``k`` with the Gaussian conditional ``gaussians[k]``, whose
 means and scales come from ``param_nets[k]`` applied to the dequantized level ``k + 1``.
 
+Progressive levels (optional): a ``param_nets[k]`` that is a :class:`ProgressiveNet` codes
+its level in a fixed number of passes (groups of elements given by boolean masks), each
+pass's parameters conditioned on the level above *and* on the groups coded before it
+(e.g. the multi-scale progressive model of :mod:`models.msp`). :func:`walk_groups` is the one
+loop over those passes, used by the training forward pass and by the coder
+(:func:`models.entropy.code_levels`) alike; a plain net is one pass over the whole level.
+
 Variable-rate models (optional; the ``c2f-*-vr`` architectures, gain units of
 :mod:`models.variable_rate`): ``num_qualities > 0`` and ``lambdas`` (one per quality index,
 ascending); their ``latents(x, quality)`` and ``synthesis(y_hat, quality)`` take an
@@ -20,11 +27,13 @@ synthesis transforms, never the entropy-parameter path, so the determinism rules
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["LatentModel", "model_qualities"]
+__all__ = ["LatentModel", "ProgressiveNet", "level_passes", "model_qualities", "walk_groups"]
 
 
 @runtime_checkable
@@ -92,3 +101,63 @@ def model_qualities(model: Any) -> int:
     """Number of quality indexes of a variable-rate model; 0 for a fixed-rate model."""
     n = getattr(model, "num_qualities", 0) or 0
     return int(n)
+
+
+@runtime_checkable
+class ProgressiveNet(Protocol):
+    """A ``param_nets[k]`` that codes level ``k`` in ``num_groups`` passes (see module docstring).
+
+    The raw parameters of every pass have the layout a plain net's output has (what
+    ``split_params(k, raw)`` takes), for the whole level; only the elements of that pass's
+    mask are used.
+    """
+
+    num_groups: int
+
+    def features(self, upper: Tensor) -> Tensor:
+        """Dequantized level ``k + 1`` -> features shared by all passes (hyper-synthesis)."""
+        ...
+
+    def group_masks(self, shape: tuple[int, ...], device: torch.device) -> list[Tensor]:
+        """``num_groups`` boolean masks of ``shape`` (level ``k``'s shape), disjoint and
+        covering it, in coding order. They depend on the shape alone."""
+        ...
+
+    def group_params(self, g: int, features: Tensor, decoded: Tensor, done: Tensor) -> Tensor:
+        """Raw parameters of pass ``g`` from the shared features and the level decoded so
+        far: ``decoded`` holds the dequantized values where ``done`` (bool, the union of
+        the masks of passes ``< g``) and zeros elsewhere."""
+        ...
+
+
+#: ``step(g, mask, raw) -> values``: code pass ``g`` (``mask`` None: one pass over the whole
+#: level) from its raw parameters; returns the dequantized level, valid where ``mask``
+GroupStep = Callable[[int, Tensor | None, Tensor], Tensor]
+
+
+def walk_groups(net: nn.Module, upper: Tensor, shape: tuple[int, ...], step: GroupStep) -> Tensor:
+    """The passes of one level, in order: the loop shared by training and coding.
+
+    A plain net is called once on ``upper`` and ``step(0, None, raw)`` codes the whole
+    level. A :class:`ProgressiveNet` gets its features once, then for each pass ``g`` its raw
+    parameters from the features and what the earlier passes decoded, and ``step(g, mask,
+    raw)`` codes that pass. Returns the dequantized level (``shape``), each element from the
+    pass that coded it.
+    """
+    if not isinstance(net, ProgressiveNet):
+        return step(0, None, net(upper))
+    feats = net.features(upper)
+    decoded = torch.zeros(shape, dtype=feats.dtype, device=feats.device)
+    done = torch.zeros(shape, dtype=torch.bool, device=feats.device)
+    for g, mask in enumerate(net.group_masks(shape, feats.device)):
+        values = step(g, mask, net.group_params(g, feats, decoded, done))
+        decoded = torch.where(mask, values.to(decoded.dtype), decoded)
+        done = done | mask
+    return decoded
+
+
+def level_passes(model: Any) -> list[int]:
+    """Entropy-coding passes of each level, finest first (1 for the coarsest level and for
+    every level whose parameter net is not a :class:`ProgressiveNet`)."""
+    nets = list(model.param_nets)
+    return [int(n.num_groups) if isinstance(n, ProgressiveNet) else 1 for n in nets] + [1]
