@@ -30,6 +30,11 @@ Choices the paper (Table 1, Sec. 3.3) leaves open, as implemented here:
 * The hyper-decoders end with N (resp. Cz) channels (Table 1), so a "Pro-Est" head of two 1x1
   convolutions (C -> 2C -> 2C, LeakyReLU between) turns h1 (h2) into the means and scales
   of a Gaussian conditional for y (z). w, and z in the pruned model, use a factorized prior.
+
+``c2f-{size}[-pruned]-msp``: the same model with y coded by the multi-scale progressive
+probability model of :mod:`models.msp` (4 passes: the stride-2 sub-grid of y, then the other
+three quarters, each in two channel slices; pass 0 is the plain model's Pro-Est prediction,
+the others add a context net over the passes decoded before them).
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ from compressai.models import CompressionModel, MeanScaleHyperprior, ScaleHyperp
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from models.variable_rate import DEFAULT_LAMBDAS, GainUnit
 from models.latent_model import walk_groups
 from models.msp import MSP_CHANNEL_GROUPS, MSP_SCALES, MSPContext, MSPParams
+from models.variable_rate import DEFAULT_LAMBDAS, GainUnit
 
 __all__ = [
     "C2F_SIZES",

@@ -184,7 +184,7 @@ def decompress(stream, output, model_ref, quality, device, fp16, max_pixels) -> 
     h, w = r.rgb.shape[:2]
     shown_q = "" if s.quality is None else f", quality {s.quality}"
     click.echo(f"{output}: {w}x{h}, {used}{shown_q}, network {r.network_s * 1e3:.1f} ms, "
-               f"entropy decoding {r.entropy_s * 1e3:.1f} ms")
+               f"entropy decoding {r.entropy_s * 1e3:.1f} ms in {r.passes} passes")
 
 
 def _passive_omp_wait() -> None:
@@ -206,8 +206,9 @@ def _passive_omp_wait() -> None:
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.option("--app", required=True, help="Application to train on, or 'all' for a general model.")
 @click.option("--arch", default="c2f-small-pruned", show_default=True,
-              help="Architecture (c2f-{large,medium,small,xsmall}[-pruned][-vr], mbt2018-mean, "
-                   "...); a name ending in -vr is variable-rate.")
+              help="Architecture (c2f-{large,medium,small,xsmall}[-pruned][-msp][-vr], "
+                   "mbt2018-mean, ...); -msp: multi-scale progressive probability model of y; "
+                   "a name ending in -vr is variable-rate.")
 @click.option("--variable-rate", is_flag=True,
               help="One model for a ladder of lambdas (gain units, quality index 0..Q-1): "
                    "adds -vr to --arch.")

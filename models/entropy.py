@@ -20,6 +20,16 @@ element, even when encoder (GPU) and decoder (CPU) differ. Three rules make this
 3. Decoded latents are ``symbol + snapped mean`` (exact), so each level's input to the next
    level's parameter network is identical on every device.
 
+Progressive levels (:class:`~models.latent_model.ProgressiveNet`, e.g. the MSP model of
+:mod:`models.msp`) keep all three: the whole progressive net is a parameter net, copied to
+float64 like the others (rule 1); each pass's means are snapped and its scales indexed like
+any level's (rule 2); its context is the dequantized level above plus the elements of the
+earlier passes, ``symbol + snapped mean`` (rule 3); the pass masks depend on the latent's
+shape alone. Encoder and decoder run the passes through the same loop
+(:func:`~models.latent_model.walk_groups` in :func:`code_levels`), so each pass sees the same
+context on both sides. A progressive level still has one rANS string: its passes' symbols
+one after the other, which the decoder reads on pass by pass (``decode_stream``).
+
 The synthesis g_s itself stays float32 (or fp16); it does not feed the entropy decoder, so
 device differences there only move reconstructed pixels by rounding noise (typically 0-1
 code values), never desynchronise the stream.

@@ -127,9 +127,11 @@ def loud_latents(m, seed: int = 0) -> None:
                 seq[-1].weight.mul_(20)
                 seq[-1].bias.mul_(20)
         for net in m.param_nets:
-            convs = [x for x in net.modules() if isinstance(x, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
-            convs[-1].weight.mul_(30)
-            convs[-1].bias.mul_(30)
+            for head in getattr(net, "heads", [net]):  # each pass of a progressive net
+                convs = [x for x in head.modules()
+                         if isinstance(x, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+                convs[-1].weight.mul_(30)
+                convs[-1].bias.mul_(30)
 
 
 def tiny_gain_model(seed: int = 0):
