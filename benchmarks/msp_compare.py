@@ -35,13 +35,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _frames(root: str, split: str, app: str, res: str, limit: int | None) -> list[str]:
+def _frames(root: str, split: str, app: str, res: str, every: int,
+            limit: int | None) -> list[str]:
     from cloud3d_dataset.manifest import image_paths
 
     rows = image_paths(Path(root), split=split, app=app, resolution=res)
     paths = list(rows["abspath"])
     if not paths:
         raise SystemExit(f"no {split} frames of {app} at {res} in {root}")
+    paths = paths[::every]
     return paths[:limit] if limit else paths
 
 
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--anchor", nargs="+", required=True, help="hyperprior checkpoints")
     ap.add_argument("--test", nargs="+", required=True, help="MSP checkpoints")
-    ap.add_argument("--limit", type=int, default=None, help="first N frames only")
+    ap.add_argument("--every", type=int, default=1, help="every K-th frame (manifest order)")
+    ap.add_argument("--limit", type=int, default=None, help="first N of those frames only")
     ap.add_argument("--timing-frames", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--csv", default=None)
@@ -126,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from baselines.bdrate import bd_overlap, bd_rate
 
-    frames = _frames(args.dataset, args.split, args.app, args.res, args.limit)
+    frames = _frames(args.dataset, args.split, args.app, args.res, args.every, args.limit)
     rows = measure(args.anchor + args.test, frames, args.timing_frames, args.threads)
     df = pd.DataFrame(rows)
     df["role"] = ["anchor"] * len(args.anchor) + ["test"] * len(args.test)
-    print(f"{len(frames)} {args.split} frames of {args.app} {args.res}; decode times: median of "
+    print(f"{len(frames)} {args.split} frames of {args.app} {args.res} (every {args.every}); "
+          f"decode times: median of "
           f"{min(args.timing_frames, len(frames))} frames after a warm-up, CPU, "
           f"{args.threads} threads")
     cols = ["role", "arch", "lambda", "steps", "bpp", "psnr", "decode_s", "network_s",
