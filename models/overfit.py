@@ -273,17 +273,19 @@ class _Refiner:
         """Quantize ``lat`` as the encoder does, then search on the y symbols (step 2)."""
         ep = pm.entropy
         lat64 = [t.to(ep.pdev, torch.float64).contiguous() for t in lat]
-        found: dict[int, tuple[Tensor, Tensor]] = {}
+        found: dict[int, tuple[Tensor, Tensor] | None] = {}
 
-        def symbols(k: int, offset: Tensor, idx: Tensor) -> Tensor:
-            found[k] = (offset, idx)
-            return torch.round(lat64[k] - offset)
+        def symbols(k: int, mask: Tensor | None, offset: Tensor, idx: Tensor) -> Tensor:
+            # a progressive (MSP) level is coded pass by pass: a symbol move there changes the
+            # parameters of the later passes, which this search does not model, so it skips them
+            found[k] = (offset, idx) if mask is None else None
+            return torch.round((lat64[k] if mask is None else lat64[k][mask]) - offset)
 
         levels = code_levels(ep, [tuple(t.shape) for t in lat64], symbols,
                              {"network": 0.0, "entropy": 0.0})
-        if self.rounds == 0 or len(lat64) < 2:
+        if self.rounds == 0 or len(lat64) < 2 or found.get(0) is None:
             return lat64
-        means, idx = found[0]
+        means, idx = found[0]  # type: ignore[misc]
         table = _BitTable(pm.model.gaussians[0], ep.pdev)
         s = levels.symbols[0].clone()
         h, w = hw
