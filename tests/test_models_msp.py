@@ -240,7 +240,7 @@ def test_cli_trains_compresses_and_benches_an_msp_model(tmp_path, run_cli):
     out = tmp_path / "run"
     p = run_cli("train", root, "--app", "toy", "--arch", "c2f-xsmall-msp", "--out", out,
                 "--steps", "4", "--batch", "2", "--crop", "64", "--val-every", "4",
-                "--workers", "0", "--device", "cpu", timeout=900)
+                "--threads", "1", "--device", "cpu", timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     ck = out / "best.pt"
     src, c3d, rec = root / "validation" / "toy-720p" / "4.png", tmp_path / "a.c3d", tmp_path / "a.png"
