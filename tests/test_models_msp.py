@@ -235,11 +235,11 @@ def test_cli_trains_compresses_and_benches_an_msp_model(tmp_path, run_cli):
     root = tmp_path / "ds"
     for split, ns in (("train", range(0, 4)), ("validation", range(4, 5))):
         for n in ns:
-            write_png(root / split / "toy-720p" / f"{n}.png", make_game_like_frame(64, 96, 3, n))
+            write_png(root / split / "toy-720p" / f"{n}.png", make_game_like_frame(128, 192, 3, n))
     index_dataset(root, progress=False)
     out = tmp_path / "run"
     p = run_cli("train", root, "--app", "toy", "--arch", "c2f-xsmall-msp", "--out", out,
-                "--steps", "4", "--batch", "2", "--crop", "64", "--val-every", "4",
+                "--steps", "4", "--batch", "2", "--crop", "128", "--val-every", "4",
                 "--threads", "1", "--device", "cpu", timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     ck = out / "best.pt"
@@ -247,7 +247,7 @@ def test_cli_trains_compresses_and_benches_an_msp_model(tmp_path, run_cli):
     assert run_cli("compress", src, "-m", ck, "-o", c3d).returncode == 0
     p = run_cli("decompress", c3d, "-m", ck, "-o", rec)
     assert p.returncode == 0 and "in 6 passes" in p.stdout, p.stdout + p.stderr
-    assert read_png_rgb(rec).shape == (64, 96, 3)
+    assert read_png_rgb(rec).shape == (128, 192, 3)
     assert bitstream.parse(c3d.read_bytes()).arch == "c2f-xsmall-msp"
 
     from baselines.codecs.registry import parse_codec_spec
