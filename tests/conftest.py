@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,13 @@ import pytest
 from helpers import cli_argv, make_game_like_frame
 
 from cloud3d.imageio import write_png
+
+# A suite started as a background job (`make test &`, nohup, a CI runner's job) inherits
+# SIGINT ignored, and so would every cloud3d process the tests start: Python installs no
+# KeyboardInterrupt handler then, and the Ctrl-C tests' SIGINT would do nothing. A handler
+# here (not an ignore) is reset to the default at exec, so the children get Ctrl-C back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _missing(msg: str, env_flag: str) -> None:
