@@ -140,6 +140,18 @@ def test_declared_size_is_checked_before_decoding(made, tmp_path):
     assert len(list((tmp_path / "out").rglob("*.png"))) == 4
 
 
+def test_lossless_entry_without_its_pixel_hash(made, tmp_path):
+    """Found by the robustness harness (files case 1353): a lossless archive's manifest entry
+    without ``pixel_sha256`` gave a KeyError traceback. It is a one-line refusal of that file;
+    the other files are restored."""
+    _, arcs = made
+    forged = _forge_body(arcs["webp-lossless"], tmp_path / "f.tar",
+                         lambda b: b["entries"][2].pop("pixel_sha256"))
+    with pytest.raises(Cloud3dError, match="1 of 5 files .*no pixel_sha256"):
+        unarchive(forged, tmp_path / "out", progress=False)
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 4
+
+
 def test_flipped_byte_in_a_bitstream(made, tmp_path):
     ds, arcs = made
     data = bytearray(arcs["webp-lossless"].read_bytes())

@@ -120,6 +120,9 @@ def _restore_one(job: tuple) -> dict[str, Any]:
                                f"{entry['width']}x{entry['height']}")
         got = pixel_sha256(rgb)
         if ac.lossless:
+            if entry.get("pixel_sha256") is None:
+                raise Cloud3dError(f"{path}: the manifest gives no pixel_sha256, which a lossless "
+                                   "archive needs to check the restored pixels: not restored")
             if got != entry["pixel_sha256"]:
                 raise Cloud3dError(f"{path}: the decoded pixels differ from the original's (pixel "
                                    "SHA-256 mismatch): not restored")
