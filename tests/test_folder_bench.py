@@ -85,6 +85,14 @@ def test_learned_rows(archivers, dataset, tmp_path):
     assert (df["bit_exact"] == "no").all() and (df["mean_psnr"] > 0).all()
     assert (df["mean_ms_ssim"] > 0).all() and (df["compressed_bytes"] > 0).all()
     assert df["command"].str.contains("coder=lzma").iloc[0]
+    # the same codec spelled as two specs that differ only in their options: two rows (they
+    # used to share a label, and the second was skipped as "already in the CSV")
+    specs = [f"learned:checkpoint={ckpt};coder={c}" for c in ("lzma", "ans")]
+    df = run_folder_bench(dataset, split="test", app="alpha", methods=specs,
+                          csv_path=tmp_path / "s.csv", progress=False, echo=lambda s: None)
+    assert len(df) == 2 and df["method"].str.endswith(";coder=lzma").iloc[0]
+    assert df["method"].str.endswith(";coder=ans").iloc[1]
+    assert df["command"].str.contains("coder=ans").iloc[1]
 
 
 def test_missing_program(dataset, tmp_path, run_cli):

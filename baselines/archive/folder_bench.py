@@ -160,6 +160,8 @@ def codec_method(spec: str, name: str | None = None, workers: int = 1, progress:
 
     ac = cached_codec(spec)
     label = name or (ac.name if ac.codec is None else f"{ac.name}:{ac.codec.quality.name}={ac.quality}")
+    if name is None and ";" in spec:  # options (coder=..., tile=...) make another row
+        label += ";" + spec.split(";", 1)[1]
 
     def compress(src: Sources, out: Path) -> None:
         archive_folder(src.root, out, spec, split=src.selection.get("split"), app=src.selection.get("app"),
