@@ -244,9 +244,13 @@ def _passive_omp_wait() -> None:
               type=click.FloatRange(min=0, min_open=True),
               help="Memory for the decoded train frames (beyond it, a window of each frame).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--init", "init", default=None, metavar="REF",
+              help="Start from the weights of REF (checkpoint, model card or model name) of "
+                   "the same architecture, with fresh optimizer states: continue a run on "
+                   "another machine, or fine-tune the general model on one app.")
 def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, batch, crop, lr,
           schedule, warmup, device, resume, val_every, val_images, resolution, threads,
-          cache_gb, seed) -> None:
+          cache_gb, seed, init) -> None:
     """Train a learned codec on DATASET_DIR's train split (best.pt, last.pt, log.csv in --out).
 
     The train frames are decoded once into memory; each step takes random crops of them.
@@ -256,6 +260,7 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
     Examples:
       cloud3d train dataset --app supertuxkart --lambda 0.01 --out runs/stk-0.01
       cloud3d train dataset --app supertuxkart --variable-rate --out runs/stk-vr
+      cloud3d train dataset --app 0ad --variable-rate --init general --out runs/0ad-ft
     """
     if variable_rate and not arch.endswith("-vr"):
         arch += "-vr"
@@ -280,7 +285,7 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
                       lambdas=ladder, steps=steps, batch=batch, crop=crop, lr=lr,
                       schedule=schedule, warmup=warmup, device=device, resume=resume,
                       val_every=val_every, val_images=val_images, resolution=resolution,
-                      threads=threads, cache_gb=cache_gb, seed=seed)
+                      threads=threads, cache_gb=cache_gb, seed=seed, init=init)
     try:
         res = run(cfg)
     except CropTooLarge as exc:  # speak of the option, not of the Python argument

@@ -67,7 +67,9 @@ class TrainConfig:
     """Everything ``cloud3d train`` takes (see the CLI help for meanings).
 
     ``arch`` ending in ``-vr`` trains a variable-rate model over ``lambdas`` (None: the
-    architecture's default ladder); ``lmbda`` is then unused. ``warmup=None``: 5% of
+    architecture's default ladder); ``lmbda`` is then unused. ``init``: a checkpoint, model
+    card or model name whose weights a new run starts from (same architecture and
+    configuration; optimizer states start fresh; ignored when resuming). ``warmup=None``: 5% of
     ``steps``, at most 1000. ``threads=0``: torch's default (one per core).
     """
 
@@ -95,6 +97,7 @@ class TrainConfig:
     seed: int = 0
     clip: float = 1.0
     progress: bool = True
+    init: str | None = None
 
     @property
     def variable_rate(self) -> bool:
@@ -182,6 +185,23 @@ def _stop_signals():
             signal.signal(sig, handler)
 
 
+def _load_init(model: Any, ref: str) -> dict[str, Any]:
+    """Copy the weights of ``ref`` (see :func:`models.library.open_model`) into ``model``;
+    returns what the checkpoint metadata records of it. Cloud3dError when ``ref`` is another
+    architecture or configuration (e.g. another lambda ladder)."""
+    from models.checkpoint import load_weights
+    from models.library import open_model
+
+    src, info = open_model(ref)
+    if src.arch != model.arch or src.config() != model.config():
+        raise Cloud3dError(f"--init {ref} is {src.arch} {src.config()}, this run trains "
+                           f"{model.arch} {model.config()}: the architecture and its "
+                           "configuration must be the same")
+    load_weights(model, src.state_dict(), ref)
+    meta = info.get("meta") or {}
+    return {"ref": ref, "kind": info["kind"], "step": meta.get("step"), "app": meta.get("app")}
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final metrics. See the module docstring."""
     with _stop_signals():
@@ -219,6 +239,9 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     model.to(dev).train()
     opt, aux_opt = make_optimizers(model, cfg.lr, cfg.aux_lr)
     step, best_loss = 0, math.inf
+    init_meta = None
+    if cfg.init is not None and not (cfg.resume and last.exists()):
+        init_meta = _load_init(model, cfg.init)
     if cfg.resume and last.exists():
         ck = read_checkpoint(last)
         meta = ck["meta"]
@@ -263,6 +286,8 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
                 "train_config": asdict(cfg)}
         if vr:
             meta["lambdas"] = list(model.lambdas)
+        if init_meta is not None:
+            meta["init"] = init_meta
         extra = {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
         if is_best:
             save_checkpoint(best, model, meta)

@@ -7,13 +7,13 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import cli_argv, make_dataset
 
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_png_rgb
 from cloud3d_dataset.crops import make_crops
 from cloud3d_dataset.torch_dataset import FrameBank
 from cloud3d_dataset.verify import verify
-from helpers import cli_argv, make_dataset
 
 
 def test_windows_are_the_source_pixels_and_the_result_is_a_dataset(tmp_path):

@@ -90,6 +90,37 @@ def test_resume_continues_from_last_step(run_dir, dataset):
         train(cfg)
 
 
+def test_init_starts_from_other_weights_with_fresh_optimizers(run_dir, dataset, tmp_path):
+    from models.checkpoint import load_checkpoint, read_checkpoint
+    from models.train import TrainConfig, train
+    from models.train_step import evaluate
+
+    src, _ = load_checkpoint(run_dir / "best.pt")
+    cfg = TrainConfig(dataset=str(dataset), out=str(tmp_path / "ft"), app="toy",
+                      arch="c2f-xsmall-pruned", lmbda=0.01, steps=1, batch=2, crop=64, lr=1e-9,
+                      val_every=100, threads=1, device="cpu", progress=False,
+                      init=str(run_dir / "best.pt"))
+    train(cfg)
+    # step 0 validates the model as it starts: the trained one, not a fresh initialisation
+    log = pd.read_csv(tmp_path / "ft" / "log.csv")
+    start = log[(log.phase == "validation") & (log.step == 0)].loss.iloc[0]
+    from cloud3d_dataset.torch_dataset import FrameBank
+    bank = FrameBank(dataset, "validation", app="toy", crop=None, limit=cfg.val_images)
+    assert start == pytest.approx(evaluate(src, bank, torch.device("cpu"), cfg.val_images,
+                                           lmbda=0.01)[0]["loss"], rel=1e-5)
+    fresh = pd.read_csv(run_dir / "log.csv")
+    assert start < 0.7 * fresh[(fresh.phase == "validation") & (fresh.step == 0)].loss.iloc[0]
+    ck = read_checkpoint(tmp_path / "ft" / "last.pt")
+    assert ck["meta"]["init"] == {"ref": str(run_dir / "best.pt"), "kind": "checkpoint",
+                                  "step": STEPS, "app": "toy"}
+    assert ck["optimizer"]["state"][0]["step"] == 1  # Adam starts over: one step taken
+    bad = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "bad"), "arch": "c2f-small-pruned"})
+    with pytest.raises(Cloud3dError, match="must be the same"):
+        train(bad)
+    with pytest.raises(Cloud3dError, match="no such checkpoint file, and not a model name"):
+        train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "b2"), "init": "nope.pt"}))
+
+
 def test_checkpoint_round_trip_and_wrong_architecture(run_dir, tmp_path):
     from models.checkpoint import load_checkpoint, save_checkpoint
     from models.codec import compress_image, weights_hash
