@@ -68,10 +68,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=3, help="torch threads per run")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--runs", default=",".join(r[0] for r in RUNS), help="comma list of run names")
+    ap.add_argument("--run", action="append", default=[], metavar="NAME:APP:ARCH:GROUP",
+                    help="a run of your own instead of the defaults (repeatable)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     deadline = t0 + args.budget
-    runs = [r for r in RUNS if r[0] in args.runs.split(",")]
+    if args.run:
+        runs = [tuple(r.split(":")) for r in args.run]
+        if any(len(r) != 4 for r in runs):
+            ap.error("--run takes NAME:APP:ARCH:GROUP")
+    else:
+        runs = [r for r in RUNS if r[0] in args.runs.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

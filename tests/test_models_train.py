@@ -455,3 +455,23 @@ def test_benchmark_scripts_run_on_a_real_dataset(dataset, run_dir, vr_run):
     assert cost.returncode == 0, cost.stderr[-2000:]
     assert "fixed λ=0.01" in cost.stdout and "VR q=2" in cost.stdout
     assert "real bpp" in cost.stdout and "BD-rate of VR" in cost.stdout
+
+
+def test_train_bundled_calibrates_then_resumes_to_a_shared_step_count(dataset, tmp_path):
+    """benchmarks/train_bundled.py on the CPU with two tiny runs of one group: a calibration,
+    then both resumed to the same step count, which ends within the budget."""
+    runs = tmp_path / "runs"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_bundled.py"), str(dataset), "--out",
+         str(runs), "--budget", "45", "--calibrate", "12", "--batch", "2", "--crop", "64",
+         "--warmup", "5", "--val-images", "1", "--threads", "1", "--device", "cpu",
+         "--run", "a:toy:c2f-xsmall-pruned-vr:g", "--run", "b:all:c2f-xsmall-pruned-vr:g"],
+        capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "calibration:" in p.stdout and "steps/s" in p.stdout
+    steps = {}
+    for name in ("a", "b"):
+        log = pd.read_csv(runs / name / "log.csv")
+        steps[name] = int(log[log.phase == "train"].step.max())
+        assert (runs / name / "best.pt").is_file()
+    assert steps["a"] == steps["b"] > 12, steps
