@@ -459,19 +459,21 @@ def test_benchmark_scripts_run_on_a_real_dataset(dataset, run_dir, vr_run):
 
 def test_train_bundled_calibrates_then_resumes_to_a_shared_step_count(dataset, tmp_path):
     """benchmarks/train_bundled.py on the CPU with two tiny runs of one group: a calibration,
-    then both resumed to the same step count, which ends within the budget."""
+    then both resumed to one step count for the group, which both reach."""
     runs = tmp_path / "runs"
     p = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "train_bundled.py"), str(dataset), "--out",
-         str(runs), "--budget", "45", "--calibrate", "12", "--batch", "2", "--crop", "64",
+         str(runs), "--budget", "50", "--calibrate", "12", "--batch", "2", "--crop", "64",
          "--warmup", "5", "--val-images", "1", "--threads", "1", "--device", "cpu",
          "--run", "a:toy:c2f-xsmall-pruned-vr:g", "--run", "b:all:c2f-xsmall-pruned-vr:g"],
         capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "calibration:" in p.stdout and "steps/s" in p.stdout
-    steps = {}
+    # one step count for the group (at least the calibration's; how many more depends on the
+    # machine's speed), and both runs reached it
+    planned = dict(kv.split() for kv in p.stdout.split("steps: ", 1)[1].splitlines()[0].split(", "))
+    assert planned["a"] == planned["b"] and int(planned["a"]) >= 12, p.stdout
     for name in ("a", "b"):
         log = pd.read_csv(runs / name / "log.csv")
-        steps[name] = int(log[log.phase == "train"].step.max())
+        assert int(log[log.phase == "train"].step.max()) == int(planned[name])
         assert (runs / name / "best.pt").is_file()
-    assert steps["a"] == steps["b"] > 12, steps
