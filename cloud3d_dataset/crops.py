@@ -16,6 +16,7 @@ arguments give the same crops).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,8 +39,8 @@ def _windows(rows: pd.DataFrame, size: int, per_frame: int, seed: int) -> list[t
     """``per_frame`` (x, y) window corners per row, reproducible per (seed, source path)."""
     out = []
     for path, w, h in zip(rows["path"], rows["width"], rows["height"], strict=True):
-        key = int.from_bytes(path.encode()[-16:].ljust(16, b"\0"), "little")
-        rng = np.random.default_rng([seed, key & (2**63 - 1), key >> 63])
+        key = hashlib.sha256(path.encode()).digest()[:16]  # the whole path, not its tail
+        rng = np.random.default_rng([seed, *np.frombuffer(key, dtype="<u4").tolist()])
         for _ in range(per_frame):
             out.append((int(rng.integers(0, int(w) - size + 1)), int(rng.integers(0, int(h) - size + 1))))
     return out
