@@ -5,6 +5,11 @@ Numbering convention (as in the reference Cloud 3D dataset, e.g.
 capture order of its app (all kept frames, across every split). A split folder
 therefore holds a subset of 0..N-1, and the same ``n`` names the same source
 frame at every resolution.
+
+Frames we write are named ``{n}.png`` (no leading zeros). Frames a user brings may be
+zero-padded (``0001.png``): every reader accepts any ASCII decimal name, and the frame's
+number is its value (``0001.png`` is frame 1). Two files of one group with the same
+number (``1.png`` and ``01.png``) are refused by ``cloud3d index``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 _GROUP_RE = re.compile(r"^(?P<app>[A-Za-z0-9_.+]+(?:-[A-Za-z0-9_.+]+)*?)-(?P<res>\d+p)$")
 _APP_RE = re.compile(r"^[A-Za-z0-9_.+][A-Za-z0-9_.+-]*$")
+# a frame file's name: ASCII digits only (str.isdigit() would also take other scripts'
+# digits), at most 12 of them (a trillion frames), so that int() stays cheap on any name
+_FRAME_RE = re.compile(r"^(?P<n>[0-9]{1,12})\.png$")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,26 @@ def image_relpath(split: str, app: str, resolution: str, n: int) -> str:
     return f"{split}/{group_dirname(app, resolution)}/{int(n)}.png"
 
 
+def frame_number(name: str) -> int | None:
+    """The frame number of a file name: ``"12.png" -> 12``, ``"0012.png" -> 12``; ``None``
+    for a name that is not ASCII digits (1-12 of them) followed by ``.png``."""
+    m = _FRAME_RE.match(name)
+    return int(m.group("n")) if m else None
+
+
+def layout_problem(path: str, split: str, app: str, resolution: str, n: int) -> str | None:
+    """Why ``path`` is not frame ``n`` of ``{split}/{app}-{res}`` in the layout (``None``: it is).
+
+    The folder must be exactly the group's, and the file name any decimal spelling of ``n``
+    (``7.png`` or ``0007.png``). Raises :class:`ValueError` for a bad split or app name.
+    """
+    expect = image_relpath(split, app, resolution, n)
+    folder, _, name = path.rpartition("/")
+    if folder != expect.rpartition("/")[0] or frame_number(name) != int(n):
+        return f"path {path!r} is not the layout's {expect!r} (or a zero-padded form of it)"
+    return None
+
+
 def scan_layout(root: str | Path) -> tuple[list[tuple[Group, int, Path]], list[Path]]:
     """Find every ``{split}/{app}-{res}/{n}.png`` under ``root``.
 
@@ -87,10 +115,10 @@ def scan_layout(root: str | Path) -> tuple[list[tuple[Group, int, Path]], list[P
             for f in sorted(gdir.iterdir()):
                 if f.name.startswith("."):
                     continue
-                stem, dot, ext = f.name.partition(".")
-                if f.is_file() and ext == "png" and stem.isdigit():
-                    images.append((group, int(stem), f))
+                n = frame_number(f.name)
+                if n is not None and f.is_file():
+                    images.append((group, n, f))
                 else:
                     extras.append(f)
-    images.sort(key=lambda t: (t[0].split, t[0].app, t[0].resolution, t[1]))
+    images.sort(key=lambda t: (t[0].split, t[0].app, t[0].resolution, t[1], t[2].name))
     return images, extras

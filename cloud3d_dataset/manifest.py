@@ -35,7 +35,7 @@ from cloud3d.imageio import check_image_size, read_png_header
 from cloud3d.provenance import sha256_file
 from cloud3d.resolutions import size_problem
 from cloud3d.safepaths import resolve_inside
-from cloud3d_dataset.layout import SPLITS, image_relpath, scan_layout
+from cloud3d_dataset.layout import SPLITS, layout_problem, scan_layout
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -96,17 +96,17 @@ def row_problems(root: Path, row: Any) -> list[tuple[str, str]]:
     ``too-large`` (over the pixel budget) (empty list: nothing).
 
     Checked: the path is the layout's ``{split}/{app}-{res}/{n}.png`` for the row's own
-    fields and stays inside ``root`` (symlinks resolved); the recorded size belongs to the
+    fields (``n`` may be zero-padded, see :func:`~cloud3d_dataset.layout.layout_problem`) and stays inside ``root`` (symlinks resolved); the recorded size belongs to the
     row's resolution group and fits the pixel budget.
     """
     out = []
     try:
-        expect = image_relpath(row.split, row.app, row.resolution, row.source_index)
+        why = layout_problem(row.path, row.split, row.app, row.resolution, row.source_index)
     except ValueError as exc:
         out.append(("layout", str(exc)))
     else:
-        if row.path != expect:
-            out.append(("layout", f"path {row.path!r} is not the layout's {expect!r}"))
+        if why:
+            out.append(("layout", why))
         else:
             try:
                 resolve_inside(root, row.path, "manifest")
@@ -229,10 +229,22 @@ def _row_for(root: Path, group, n: int, path: Path) -> dict:
     }
 
 
+def _refuse_same_number(root: Path, images: list) -> None:
+    """One message for two files of one group that name the same frame (``1.png``, ``01.png``)."""
+    seen: dict[tuple, Path] = {}
+    for group, n, path in images:
+        first = seen.setdefault((group, n), path)
+        if first is not path:
+            raise Cloud3dError(
+                f"{root}: {first.relative_to(root).as_posix()} and {path.relative_to(root).as_posix()} "
+                f"are both frame {n} of {group.relpath}: rename or remove one, then index again")
+
+
 def index_dataset(dataset_dir: str | os.PathLike, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Build and write ``manifest.csv`` for a dataset that has the layout but no manifest.
 
-    Reads each PNG's header (size) and bytes (sha256); does not decode pixels.
+    Reads each PNG's header (size) and bytes (sha256); does not decode pixels. Frame names
+    may be zero-padded (``0001.png`` is frame 1); two names for one frame are refused.
     Files that do not fit the layout are ignored here (``cloud3d verify``
     reports them). Returns the manifest.
     """
@@ -246,6 +258,7 @@ def index_dataset(dataset_dir: str | os.PathLike, workers: int | None = None, pr
         raise Cloud3dError(
             f"no images found under {root}: expected {{train,validation,test}}/{{app}}-{{res}}/{{n}}.png"
         )
+    _refuse_same_number(root, images)
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cloud3d.errors import Cloud3dError
@@ -121,3 +122,58 @@ def test_verify_does_not_follow_paths_outside_the_layout(dataset):
     kinds = {(p.path, p.kind) for p in rep.problems}
     assert ("../../etc/passwd", "layout") in kinds
     assert not any(p.path == "../../etc/passwd" and p.kind != "layout" for p in rep.problems)
+
+
+def test_a_zero_padded_dataset_indexes_and_every_reader_takes_it(tmp_path, run_cli):
+    """Regression (issue 23): frames named ``0001.png`` by a user's own tool. ``index`` wrote a
+    manifest that ``bench``, ``entropy`` and ``verify`` then refused as "not the layout's"."""
+    import sqlite3
+
+    import numpy as np
+
+    from cloud3d.imageio import write_png
+
+    ds = tmp_path / "mine"
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        img = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        write_png(ds / "test" / "app-48p" / f"{i + 1:04d}.png", img)
+    write_png(ds / "train" / "app-48p" / "0007.png", rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    r = run_cli("index", ds, "--quiet")
+    assert r.returncode == 0, r.stderr
+    df = load_manifest(ds)
+    assert sorted(df["source_index"]) == [1, 2, 3, 7]
+    assert "test/app-48p/0002.png" in set(df["path"])
+    r = run_cli("verify", ds, "--quiet")
+    assert r.returncode == 0 and "ok: 4 files" in r.stdout, r.stdout + r.stderr
+    res = tmp_path / "r.sqlite"
+    r = run_cli("bench", ds, "--codec", "jpeg:q=50", "--results", res)
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(res) as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 3  # the test split
+    r = run_cli("entropy", ds, "--out", tmp_path / "ent", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    per_image = pd.read_csv(tmp_path / "ent" / "per_image.csv")
+    assert "test/app-48p/0003.png" in set(per_image["path"])
+
+
+def test_index_refuses_two_names_for_one_frame(tmp_path, run_cli):
+    import numpy as np
+
+    from cloud3d.imageio import write_png
+
+    ds = tmp_path / "mine"
+    img = np.zeros((48, 64, 3), np.uint8)
+    write_png(ds / "test" / "app-48p" / "1.png", img)
+    write_png(ds / "test" / "app-48p" / "001.png", img)
+    r = run_cli("index", ds, "--quiet")
+    assert r.returncode == 1 and "both frame 1 of test/app-48p" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (ds / "manifest.csv").exists()
+    # a forged row whose number does not match its (padded) name is still refused
+    (ds / "test" / "app-48p" / "001.png").unlink()
+    assert run_cli("index", ds, "--quiet").returncode == 0
+    m = pd.read_csv(ds / "manifest.csv")
+    m.loc[0, "path"] = "test/app-48p/0002.png"
+    m.to_csv(ds / "manifest.csv", index=False)
+    with pytest.raises(Cloud3dError, match="not the layout's"):
+        load_manifest(ds)
