@@ -27,9 +27,15 @@ Choices the paper (Table 1, Sec. 3.3) leaves open, as implemented here:
 * h_a2: 3x3 stride-1, 3x3 stride-1, 5x5 stride-2 -> w at 1/128; h_s2: 5x5 transposed
   stride-2, 3x3, 3x3. One stride-2 layer only, so the total stride is 128 (padding a 1080-row
   frame to 1152 rather than 1280 rows).
-* The hyper-decoders end with N (resp. Cz) channels (Table 1), so a "Pro-Est" head of two 1x1
+* The hyper-decoders end with M (resp. Cz) channels (Table 1: M = N), so a "Pro-Est" head of two 1x1
   convolutions (C -> 2C -> 2C, LeakyReLU between) turns h1 (h2) into the means and scales
   of a Gaussian conditional for y (z). w, and z in the pruned model, use a factorized prior.
+
+``c2f-{size}-m{M}[-pruned]...``: our extension of Table 1, a wide latent. The transforms keep
+N channels, but the last g_a layer, the first g_s layer, h_a1's input and h_s1's output (and
+so the Pro-Est head) have M > N channels. Those layers run at 1/16 of the pixels, so the cost
+is small, while a 48-channel y caps the slim models' quality (docs/models.md, "Wide latents").
+Registered: M in :data:`WIDE_LATENTS` for the sizes in :data:`WIDE_SIZES`.
 
 ``c2f-{size}[-pruned]-msp``: the same model with y coded by the multi-scale progressive
 probability model of :mod:`models.msp` (4 passes: the stride-2 sub-grid of y, then the other
@@ -81,6 +87,18 @@ C2F_SIZES: dict[str, C2FSize] = {
     "small": C2FSize(96, (192, 384, 256), (384, 192, 96), (256, 128, 128), (128, 256, 256)),
     "xsmall": C2FSize(48, (96, 192, 256), (192, 96, 48), (256, 128, 128), (128, 256, 256)),
 }
+
+
+#: latent widths M registered as ``c2f-{size}-m{M}...`` (for the sizes in WIDE_SIZES)
+WIDE_LATENTS: tuple[int, ...] = (96, 128, 192)
+WIDE_SIZES: tuple[str, ...] = ("xsmall", "small")
+
+
+def c2f_name(size: str, m: int | None = None, pruned: bool = False, msp: bool = False,
+             variable_rate: bool = False) -> str:
+    """Architecture name of a Coarse-to-Fine model, e.g. ``c2f-xsmall-m192-pruned-vr``."""
+    return (f"c2f-{size}" + (f"-m{m}" if m else "") + ("-pruned" if pruned else "")
+            + ("-msp" if msp else "") + ("-vr" if variable_rate else ""))
 
 
 def _pro_est(c: int) -> nn.Module:
@@ -195,34 +213,37 @@ class C2FModel(_LatentModel):
     """Coarse-to-Fine hyperprior model slimmed as in Table 1; ``pruned`` drops h_a2/h_s2;
     ``lambdas`` (a ladder) makes it variable-rate (arch name ending in ``-vr``); ``msp`` codes y
     with the multi-scale progressive model of :mod:`models.msp` (its first pass is the plain
-    model's prediction)."""
+    model's prediction); ``m``: the latent width M of y (None: M = N, Table 1)."""
 
     def __init__(self, size: str, pruned: bool = False,
-                 lambdas: tuple[float, ...] | list[float] | None = None, msp: bool = False) -> None:
+                 lambdas: tuple[float, ...] | list[float] | None = None, msp: bool = False,
+                 m: int | None = None) -> None:
         super().__init__()
         if size not in C2F_SIZES:
             raise ValueError(f"unknown size {size!r}; valid: {', '.join(C2F_SIZES)}")
         s = C2F_SIZES[size]
         n = s.n
-        self.size_name, self.pruned, self.msp = size, pruned, msp
-        self.arch = (f"c2f-{size}" + ("-pruned" if pruned else "") + ("-msp" if msp else "")
-                     + ("-vr" if lambdas else ""))
+        if m is not None and m < 1:
+            raise ValueError(f"latent width must be positive, got {m}")
+        ym = m or n
+        self.size_name, self.pruned, self.msp, self.latent_width = size, pruned, msp, ym
+        self.arch = c2f_name(size, m, pruned, msp, bool(lambdas))
         if lambdas:
-            self.gain = GainUnit(lambdas, n)
+            self.gain = GainUnit(lambdas, ym)
             self.num_qualities = self.gain.num_qualities
             self.lambdas = tuple(float(v) for v in lambdas)
         act = nn.LeakyReLU
         self.g_a = nn.Sequential(
-            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, n)
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, ym)
         )
         self.g_s = nn.Sequential(
-            deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(ym, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
             deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
         )  # fmt: skip
-        a1, s1 = s.h_a1, s.h_s1
+        a1, s1 = s.h_a1, (*s.h_s1[:2], ym)
         cz = a1[2]
         self.h_a1 = nn.Sequential(
-            conv(n, a1[0], stride=1, kernel_size=3), act(inplace=True),
+            conv(ym, a1[0], stride=1, kernel_size=3), act(inplace=True),
             conv(a1[0], a1[1]), act(inplace=True), conv(a1[1], a1[2]),
         )  # fmt: skip
         self.h_s1 = nn.Sequential(
@@ -232,7 +253,7 @@ class C2FModel(_LatentModel):
         self.pe1 = _pro_est(s1[2])
         self.gaussian_y = GaussianConditional(None)
         if msp:
-            self.msp_context = MSPContext(s1[2], n, MSP_SCALES * MSP_CHANNEL_GROUPS)
+            self.msp_context = MSPContext(s1[2], ym, MSP_SCALES * MSP_CHANNEL_GROUPS)
             nets: list[nn.Module] = [MSPParams(self.h_s1, self.pe1, self.msp_context,
                                                MSP_SCALES, MSP_CHANNEL_GROUPS)]
         else:
@@ -241,7 +262,7 @@ class C2FModel(_LatentModel):
         if pruned:
             self.entropy_bottleneck = EntropyBottleneck(cz)
             self.stride = 64
-            self.latent_strides, self.latent_channels = [16, 64], [n, cz]
+            self.latent_strides, self.latent_channels = [16, 64], [ym, cz]
         else:
             a2, s2 = s.h_a2, s.h_s2
             self.h_a2 = nn.Sequential(
@@ -262,7 +283,7 @@ class C2FModel(_LatentModel):
             nets.append(nn.Sequential(self.h_s2, self.pe2))
             gaussians.append(self.gaussian_z)
             self.stride = 128
-            self.latent_strides, self.latent_channels = [16, 64, 128], [n, cz, a2[2]]
+            self.latent_strides, self.latent_channels = [16, 64, 128], [ym, cz, a2[2]]
         # plain lists (not ModuleLists): the modules are registered under their own names
         self._nets = nets
         self._gaussians = gaussians
@@ -346,9 +367,8 @@ class Mbt2018Mean(MeanScaleHyperprior, _CompressaiReference):
 
 
 def _c2f(size: str, pruned: bool, variable_rate: bool = False,
-         msp: bool = False) -> Callable[..., _LatentModel]:
-    name = (f"c2f-{size}" + ("-pruned" if pruned else "") + ("-msp" if msp else "")
-            + ("-vr" if variable_rate else ""))
+         msp: bool = False, m: int | None = None) -> Callable[..., _LatentModel]:
+    name = c2f_name(size, m, pruned, msp, variable_rate)
 
     def make(**kwargs: Any) -> _LatentModel:
         lambdas = kwargs.pop("lambdas", None) if variable_rate else None
@@ -356,7 +376,7 @@ def _c2f(size: str, pruned: bool, variable_rate: bool = False,
             takes = "takes only lambdas=[...]" if variable_rate else "takes no options"
             raise ValueError(f"{name}: {takes}, got {', '.join(kwargs)}")
         return C2FModel(size, pruned, lambdas=(lambdas or DEFAULT_LAMBDAS) if variable_rate
-                        else None, msp=msp)
+                        else None, msp=msp, m=m)
 
     return make
 
@@ -370,6 +390,8 @@ ARCHITECTURES: dict[str, Callable[..., _LatentModel]] = {
     **{f"c2f-{s}-pruned-vr": _c2f(s, True, True) for s in C2F_SIZES},
     **{f"c2f-{s}-msp": _c2f(s, False, msp=True) for s in C2F_SIZES},
     **{f"c2f-{s}-pruned-msp": _c2f(s, True, msp=True) for s in C2F_SIZES},
+    **{c2f_name(s, m, p, variable_rate=v): _c2f(s, p, v, m=m)
+       for s in WIDE_SIZES for m in WIDE_LATENTS for p in (False, True) for v in (False, True)},
     "bmshj2018-hyperprior": Bmshj2018Hyperprior,
     "mbt2018-mean": Mbt2018Mean,
 }
@@ -392,8 +414,9 @@ def create_model(arch: str, **config: Any) -> _LatentModel:
 
 
 def reference_for(arch: str) -> tuple[str, dict[str, int]]:
-    """compressai ``mbt2018-mean`` config with the same channel count as a c2f model (N = M)."""
-    if arch.startswith("c2f-"):
-        n = C2F_SIZES[arch.split("-")[1]].n
-        return "mbt2018-mean", {"N": n, "M": n}
+    """compressai ``mbt2018-mean`` config with the channel counts of a c2f model (N, and M of
+    a wide-latent model, else M = N)."""
+    if arch.startswith("c2f-") and arch in ARCHITECTURES:
+        model = create_model(arch) if "-vr" not in arch else create_model(arch, lambdas=[0.01])
+        return "mbt2018-mean", {"N": C2F_SIZES[model.size_name].n, "M": model.latent_width}
     raise ValueError(f"{arch} is not a c2f model")

@@ -207,6 +207,7 @@ def _passive_omp_wait() -> None:
 @click.option("--app", required=True, help="Application to train on, or 'all' for a general model.")
 @click.option("--arch", default="c2f-small-pruned", show_default=True,
               help="Architecture (c2f-{large,medium,small,xsmall}[-pruned][-msp][-vr], "
+                   "c2f-{xsmall,small}-m{96,128,192}[-pruned][-vr] (wide latent), "
                    "mbt2018-mean, ...); -msp: multi-scale progressive probability model of y; "
                    "a name ending in -vr is variable-rate.")
 @click.option("--variable-rate", is_flag=True,
@@ -225,9 +226,13 @@ def _passive_omp_wait() -> None:
               help="Random crop side (px), a multiple of the architecture's stride.")
 @click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Peak learning rate.")
-@click.option("--schedule", default="cosine", show_default=True,
-              type=click.Choice(["cosine", "constant"]),
-              help="After the warm-up: cosine decay to lr/100 at --steps, or constant.")
+@click.option("--schedule", default="plateau", show_default=True,
+              type=click.Choice(["plateau", "cosine", "constant"]),
+              help="After the warm-up: plateau (constant, then a cosine decay to lr/100 over the "
+                   "last --decay steps; --resume with more --steps continues from the "
+                   "un-decayed plateau.pt), cosine decay over the whole run, or constant.")
+@click.option("--decay", default=None, type=click.IntRange(min=0),
+              help="Steps of the plateau schedule's final decay [default: 10% of --steps].")
 @click.option("--warmup", default=None, type=click.IntRange(min=0),
               help="Linear warm-up steps [default: 5% of --steps, at most 1000].")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
@@ -249,12 +254,13 @@ def _passive_omp_wait() -> None:
                    "the same architecture, with fresh optimizer states: continue a run on "
                    "another machine, or fine-tune the general model on one app.")
 def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, batch, crop, lr,
-          schedule, warmup, device, resume, val_every, val_images, resolution, threads,
+          schedule, decay, warmup, device, resume, val_every, val_images, resolution, threads,
           cache_gb, seed, init) -> None:
     """Train a learned codec on DATASET_DIR's train split (best.pt, last.pt, log.csv in --out).
 
     The train frames are decoded once into memory; each step takes random crops of them.
-    Interrupt with Ctrl-C at any time: last.pt keeps the step reached, --resume goes on.
+    Interrupt with Ctrl-C at any time: last.pt keeps the step reached, --resume goes on
+    exactly as an unbroken run would; --resume with more --steps extends the run.
 
     \b
     Examples:
@@ -283,7 +289,7 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
 
     cfg = TrainConfig(dataset=dataset_dir, out=out, app=app, arch=arch, lmbda=lmbda,
                       lambdas=ladder, steps=steps, batch=batch, crop=crop, lr=lr,
-                      schedule=schedule, warmup=warmup, device=device, resume=resume,
+                      schedule=schedule, decay=decay, warmup=warmup, device=device, resume=resume,
                       val_every=val_every, val_images=val_images, resolution=resolution,
                       threads=threads, cache_gb=cache_gb, seed=seed, init=init)
     try:

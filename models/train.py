@@ -16,8 +16,20 @@ every quality of a variable-rate model.
 
 Outputs in ``out_dir``: ``last.pt`` (weights + optimizer states, for ``resume``), ``best.pt``
 (lowest validation loss so far, the mean over qualities for a variable-rate model; training
-loss when there is no validation split) and ``log.csv`` (see :data:`LOG_FIELDS`; validation
-rows of a variable-rate model carry ``quality`` and ``lambda``).
+loss when there is no validation split), ``plateau.pt`` (``plateau`` schedule: the state at
+the first step of the final decay, weights + optimizer states, never decayed) and ``log.csv``
+(see :data:`LOG_FIELDS`; validation rows of a variable-rate model carry ``quality`` and
+``lambda``).
+
+Resuming is exact: the crops, flips, qualities and training noise of step ``k`` come from
+generators seeded with ``(seed, k)``, so a run killed at any step and resumed with the same
+settings ends with the same weights as one that ran through (on the same machine and thread
+count). ``resume`` with a larger ``steps`` than the run was planned for continues the
+schedule: a ``plateau`` run already in its final decay goes back to ``plateau.pt`` and trains
+on at the constant rate, so the decay happens once, at the new end.
+
+Every checkpoint records ``gpx_seen``: the gigapixels of training crops the weights have
+seen, those of its ``init`` source included.
 
 Stopping: SIGINT (Ctrl-C) and SIGTERM both stop a run at the step reached with ``last.pt``
 written (KeyboardInterrupt; the CLI exits 130). SIGINT is set up explicitly because a run
@@ -46,6 +58,7 @@ from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
 from models.train_step import (
     SCHEDULES,
+    decay_start,
     evaluate,
     lr_at,
     make_optimizers,
@@ -59,7 +72,7 @@ __all__ = ["LOG_FIELDS", "TrainConfig", "rd_loss", "train"]
 #: columns of log.csv; elapsed_s / cpu_s: wall / CPU seconds (this process, all threads) since
 #: the run (or its last resume) started
 LOG_FIELDS = ["step", "phase", "quality", "lambda", "loss", "bpp", "mse", "psnr", "aux_loss",
-              "lr", "elapsed_s", "cpu_s"]
+              "lr", "elapsed_s", "cpu_s", "gpx"]
 
 
 @dataclass
@@ -70,7 +83,8 @@ class TrainConfig:
     architecture's default ladder); ``lmbda`` is then unused. ``init``: a checkpoint, model
     card or model name whose weights a new run starts from (same architecture and
     configuration; optimizer states start fresh; ignored when resuming). ``warmup=None``: 5% of
-    ``steps``, at most 1000. ``threads=0``: torch's default (one per core).
+    ``steps``, at most 1000. ``decay=None``: the ``plateau`` schedule's final decay is 10% of
+    ``steps``. ``threads=0``: torch's default (one per core).
     """
 
     dataset: str
@@ -83,8 +97,9 @@ class TrainConfig:
     batch: int = 8
     crop: int = 256
     lr: float = 1e-4
-    schedule: str = "cosine"
+    schedule: str = "plateau"
     warmup: int | None = None
+    decay: int | None = None
     min_lr_ratio: float = 0.01
     aux_lr: float = 1e-3
     device: str = "auto"
@@ -106,6 +121,22 @@ class TrainConfig:
     def warmup_steps(self) -> int:
         return min(1000, self.steps // 20) if self.warmup is None else self.warmup
 
+    def decay_steps(self) -> int:
+        return max(1, self.steps // 10) if self.decay is None else self.decay
+
+    def decay_start(self) -> int:
+        """First step of the final decay (``steps`` when the schedule has none)."""
+        return decay_start(self.steps, self.schedule, self.warmup_steps(), self.decay_steps())
+
+    def gpx_per_step(self) -> float:
+        """Gigapixels of training crops one step sees."""
+        return self.batch * self.crop * self.crop / 1e9
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Seed of step ``step``'s random draws (crops, flips, qualities, noise): a function of the
+    run's seed and the step only, so that a resumed run draws what an unbroken one does."""
+    return (seed * 1_000_003 + step * 7919 + 12345) % (2**63 - 1)
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
     new = not path.exists()
@@ -144,6 +175,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise Cloud3dError(f"unknown --schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}")
     if cfg.warmup is not None and cfg.warmup < 0:
         raise Cloud3dError("--warmup must be 0 or more steps")
+    if cfg.decay is not None and cfg.decay < 0:
+        raise Cloud3dError("--decay must be 0 or more steps")
     if cfg.lambdas is not None and not cfg.variable_rate:
         raise Cloud3dError("a lambda ladder needs a variable-rate architecture (--variable-rate)")
     if cfg.cache_gb <= 0:
@@ -199,7 +232,8 @@ def _load_init(model: Any, ref: str) -> dict[str, Any]:
                            "configuration must be the same")
     load_weights(model, src.state_dict(), ref)
     meta = info.get("meta") or {}
-    return {"ref": ref, "kind": info["kind"], "step": meta.get("step"), "app": meta.get("app")}
+    return {"ref": ref, "kind": info["kind"], "step": meta.get("step"), "app": meta.get("app"),
+            "gpx_seen": meta.get("gpx_seen")}
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -208,18 +242,58 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         return _train(cfg)
 
 
+def _restore(cfg: TrainConfig, model: Any, opt: Any, aux_opt: Any, out: Path
+             ) -> tuple[int, float, float, dict[str, Any] | None]:
+    """Load the state a run starts from: ``(step, best_loss, gpx_seen, init_meta)``.
+
+    A fresh run starts at step 0 (from ``cfg.init``'s weights when given). A resumed run
+    starts from ``last.pt``, or from ``plateau.pt`` when ``cfg.steps`` moved the end of a
+    ``plateau`` schedule past a decay that had already begun (module docstring)."""
+    from models.checkpoint import load_weights, read_checkpoint
+
+    last = out / "last.pt"
+    if not (cfg.resume and last.exists()):
+        init_meta = _load_init(model, cfg.init) if cfg.init is not None else None
+        gpx = float((init_meta or {}).get("gpx_seen") or 0.0)
+        return 0, math.inf, gpx, init_meta
+    ck = read_checkpoint(last)
+    meta = ck["meta"]
+    _check_resume(meta, cfg, model, last)
+    planned = int(meta.get("steps_total") or cfg.steps)
+    old = TrainConfig(**{**asdict(cfg), "steps": planned})
+    src = last
+    if cfg.steps > planned and int(meta["step"]) > old.decay_start() and old.schedule == "plateau":
+        src = out / "plateau.pt"
+        if not src.exists():
+            raise Cloud3dError(f"{last} is already in its final decay and {src} is missing: "
+                               "continue with --init from best.pt in another --out instead")
+        ck = read_checkpoint(src)
+        meta = ck["meta"]
+        if cfg.progress:
+            print(f"note: {out} was planned for {planned} steps and had begun its decay: going "
+                  f"on from {src.name} (step {meta['step']}) at the constant rate",
+                  file=sys.stderr)
+    load_weights(model, ck["state_dict"], str(src))
+    opt.load_state_dict(ck["optimizer"])
+    aux_opt.load_state_dict(ck["aux_optimizer"])
+    step = int(meta["step"])
+    _truncate_log(out / "log.csv", step)
+    return (step, float(meta.get("best_loss", math.inf)), float(meta.get("gpx_seen") or 0.0),
+            meta.get("init"))
+
+
 def _train(cfg: TrainConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     from cloud3d_dataset.torch_dataset import FrameBank
     from models.architectures import create_model
-    from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
+    from models.checkpoint import save_checkpoint
     from models.codec import resolve_device
     from models.variable_rate import sample_qualities
 
     _check_config(cfg)
     out = Path(cfg.out)
-    last, best, log = out / "last.pt", out / "best.pt", out / "log.csv"
+    last, best, log, plateau = out / "last.pt", out / "best.pt", out / "log.csv", out / "plateau.pt"
     if last.exists() and not cfg.resume:
         raise Cloud3dError(f"{out} already holds a run (last.pt): pass --resume to continue it "
                            "or choose another --out")
@@ -238,21 +312,9 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model.to(dev).train()
     opt, aux_opt = make_optimizers(model, cfg.lr, cfg.aux_lr)
-    step, best_loss = 0, math.inf
-    init_meta = None
-    if cfg.init is not None and not (cfg.resume and last.exists()):
-        init_meta = _load_init(model, cfg.init)
-    if cfg.resume and last.exists():
-        ck = read_checkpoint(last)
-        meta = ck["meta"]
-        _check_resume(meta, cfg, model, last)
-        load_weights(model, ck["state_dict"], str(last))
-        opt.load_state_dict(ck["optimizer"])
-        aux_opt.load_state_dict(ck["aux_optimizer"])
-        step, best_loss = int(meta["step"]), float(meta.get("best_loss", math.inf))
-        _truncate_log(log, step)
+    step, best_loss, gpx_seen, init_meta = _restore(cfg, model, opt, aux_opt, out)
     if step >= cfg.steps:
-        return {"step": step, "done": True, "best_loss": best_loss}
+        return {"step": step, "done": True, "best_loss": best_loss, "gpx_seen": gpx_seen}
 
     threads = torch.get_num_threads()
     train_set = FrameBank(cfg.dataset, "train", app=app, resolution=cfg.resolution,
@@ -266,32 +328,30 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
                             crop=None, limit=cfg.val_images, threads=threads)
     except Cloud3dError:
         val_set = None
-    # the crop (and quality) stream depends on the seed and the step it starts from
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    gen = torch.Generator()
     amp = dev.type == "cuda"
     vr = cfg.variable_rate
     ladder = torch.tensor(model.lambdas, dtype=torch.float32) if vr else None
     qualities = list(range(model.num_qualities)) if vr else None
-    warmup = cfg.warmup_steps()
+    warmup, decay, d_start = cfg.warmup_steps(), cfg.decay_steps(), cfg.decay_start()
     t_start, c_start = time.perf_counter(), time.process_time()
     lam_meta = None if vr else cfg.lmbda
 
     def _times() -> dict[str, float]:
         return {"elapsed_s": round(time.perf_counter() - t_start, 3),
-                "cpu_s": round(time.process_time() - c_start, 3)}
+                "cpu_s": round(time.process_time() - c_start, 3), "gpx": round(gpx_seen, 9)}
 
-    def save(metrics: dict[str, float], is_best: bool) -> None:
+    def save(metrics: dict[str, float], paths: tuple[Path, ...]) -> None:
         meta = {"lambda": lam_meta, "app": cfg.app, "dataset": os.path.abspath(cfg.dataset),
-                "step": step, "metrics": metrics, "best_loss": best_loss,
-                "train_config": asdict(cfg)}
+                "step": step, "steps_total": cfg.steps, "metrics": metrics,
+                "best_loss": best_loss, "gpx_seen": gpx_seen, "train_config": asdict(cfg)}
         if vr:
             meta["lambdas"] = list(model.lambdas)
         if init_meta is not None:
             meta["init"] = init_meta
         extra = {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
-        if is_best:
-            save_checkpoint(best, model, meta)
-        save_checkpoint(last, model, meta, extra)
+        for p in paths:
+            save_checkpoint(p, model, meta, None if p == best else extra)
 
     def validate() -> dict[str, float]:
         """Log one row per quality; returns the metrics of the point (mean over qualities)."""
@@ -315,14 +375,20 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     saved_step = step
     try:
         while step < cfg.steps:
-            lr = lr_at(step, cfg.steps, cfg.lr, cfg.schedule, warmup, cfg.min_lr_ratio)
+            if step == d_start and d_start < cfg.steps and cfg.schedule == "plateau":
+                save({k: run_avg.get(k, math.nan) for k in ("loss", "bpp", "mse", "psnr")},
+                     (plateau,))
+            lr = lr_at(step, cfg.steps, cfg.lr, cfg.schedule, warmup, cfg.min_lr_ratio, decay)
             set_lr(opt, lr)
+            gen.manual_seed(step_seed(cfg.seed, step))
+            torch.manual_seed(step_seed(cfg.seed, step) + 1)  # the training noise
             x = train_set.sample(cfg.batch, gen)
             quality = sample_qualities(cfg.batch, model.num_qualities, gen) if vr else None
             lmbda = ladder[quality] if vr else cfg.lmbda
             vals = train_step(model, opt, aux_opt, x.to(dev, non_blocking=True), lmbda,
                               quality=quality, clip=cfg.clip, amp=amp)
             step += 1
+            gpx_seen += cfg.gpx_per_step()
             for k, v in vals.items():
                 run_avg[k] = v if k not in run_avg else 0.9 * run_avg[k] + 0.1 * v
             bar.update(1)
@@ -338,15 +404,15 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
                 is_best = metrics["loss"] < best_loss
                 if is_best:
                     best_loss = metrics["loss"]
-                save(metrics, is_best)
+                save(metrics, (best, last) if is_best else (last,))
                 saved_step = step
     except KeyboardInterrupt:
         bar.close()
         if step > saved_step:
-            save({k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}, False)
+            save({k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}, (last,))
         print(f"\ninterrupted at step {step}: {last} holds it; continue with --resume",
               file=sys.stderr)
         raise
     bar.close()
-    return {"step": step, "done": True, "best_loss": best_loss,
+    return {"step": step, "done": True, "best_loss": best_loss, "gpx_seen": round(gpx_seen, 4),
             **{k: v for k, v in metrics.items() if k != "per_quality"}}

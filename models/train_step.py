@@ -11,8 +11,10 @@ by the entropy models. ``lambda_i`` is one number for a fixed-rate model, or the
 the quality index drawn for sample ``i`` (variable-rate models, :mod:`models.variable_rate`).
 
 Learning rate: linear warm-up from ``lr / warmup`` to ``lr`` over ``warmup`` steps, then
-``cosine`` decay to ``min_lr_ratio * lr`` at the last step (or ``constant``), see
-:func:`lr_at`.
+``plateau`` (the default: constant ``lr``, and a cosine decay to ``min_lr_ratio * lr`` over the
+last ``decay`` steps only), ``cosine`` decay over the whole run, or ``constant``, see
+:func:`lr_at`. A plateau run can be continued to more steps from its un-decayed state
+(``plateau.pt``, :mod:`models.train`), where a cosine run would have to restart its schedule.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from models.fast_inference import inference_copy, to_channels_last
 
 #: learning-rate schedules :func:`lr_at` knows
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("plateau", "cosine", "constant")
 
 
 class PhaseTimer:
@@ -85,21 +87,34 @@ def make_optimizers(model: torch.nn.Module, lr: float, aux_lr: float
     return torch.optim.Adam(main, lr=lr, fused=True), torch.optim.Adam(aux, lr=aux_lr)
 
 
-def lr_at(step: int, total: int, lr: float, schedule: str = "cosine", warmup: int = 0,
-          min_lr_ratio: float = 0.01) -> float:
+def decay_start(total: int, schedule: str, warmup: int, decay: int) -> int:
+    """First step of the final decay: ``total - decay`` for ``plateau`` (never inside the
+    warm-up), ``warmup`` for ``cosine``, ``total`` for ``constant`` (no decay)."""
+    if schedule == "plateau":
+        return max(warmup, total - decay)
+    return warmup if schedule == "cosine" else total
+
+
+def lr_at(step: int, total: int, lr: float, schedule: str = "plateau", warmup: int = 0,
+          min_lr_ratio: float = 0.01, decay: int = 0) -> float:
     """Learning rate for step ``step`` (0-based: the step about to run) of ``total``.
 
-    Warm-up: ``lr * (step + 1) / warmup`` for ``step < warmup``. Then ``constant``: ``lr``;
-    ``cosine``: ``lr * (r + (1 - r) * (1 + cos(pi * t)) / 2)`` with ``r = min_lr_ratio`` and
-    ``t = (step - warmup) / (total - warmup)`` in 0..1 (held at ``r * lr`` past ``total``).
+    Warm-up: ``lr * (step + 1) / warmup`` for ``step < warmup``. Then ``lr`` until the decay
+    start ``d`` (:func:`decay_start`: ``total - decay`` for ``plateau``, ``warmup`` for
+    ``cosine``, never for ``constant``), and from there
+    ``lr * (r + (1 - r) * (1 + cos(pi * t)) / 2)`` with ``r = min_lr_ratio`` and
+    ``t = (step - d) / (total - d)`` in 0..1 (``step - d + 1`` for ``plateau``, whose last
+    step runs at ``r * lr``; held at ``r * lr`` past ``total``).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     if step < warmup:
         return lr * (step + 1) / warmup
-    if schedule == "constant":
+    d = decay_start(total, schedule, warmup, decay)
+    if step < d:
         return lr
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    # a plateau's decay ends on its last step (t = 1 there), a whole-run cosine just before
+    t = min(1.0, (step - d + (schedule == "plateau")) / max(1, total - d))
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 

@@ -65,10 +65,13 @@ def test_training_lowers_the_loss_and_writes_checkpoints_and_log(run_dir):
     assert train.loss.iloc[-4:].mean() < 0.5 * train.loss.iloc[:4].mean()
     assert val.loss.iloc[-1] < 0.7 * val.loss.iloc[0]
     assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
-    # the default schedule: cosine decay from --lr (no warm-up for so few steps) to lr/100
-    expected = [lr_at(s - 1, STEPS, 1e-3, "cosine", 0) for s in train.step]
+    # the default schedule: plateau at --lr (no warm-up for so few steps), then a decay over
+    # the last 10% of the steps (here 1) to lr/100
+    expected = [lr_at(s - 1, STEPS, 1e-3, "plateau", 0, decay=1) for s in train.step]
     np.testing.assert_allclose(train.lr, expected, rtol=1e-9)
-    assert train.lr.iloc[0] == 1e-3 and train.lr.iloc[-1] < 0.02 * 1e-3
+    assert (train.lr.iloc[:-1] == 1e-3).all() and train.lr.iloc[-1] == pytest.approx(1e-5)
+    assert train.gpx.iloc[-1] == pytest.approx(STEPS * 2 * 64 * 64 / 1e9)
+    assert (run_dir / "plateau.pt").is_file()
     assert (train["lambda"] == 0.01).all() and val["quality"].isna().all()
 
 
@@ -112,7 +115,10 @@ def test_init_starts_from_other_weights_with_fresh_optimizers(run_dir, dataset, 
     assert start < 0.7 * fresh[(fresh.phase == "validation") & (fresh.step == 0)].loss.iloc[0]
     ck = read_checkpoint(tmp_path / "ft" / "last.pt")
     assert ck["meta"]["init"] == {"ref": str(run_dir / "best.pt"), "kind": "checkpoint",
-                                  "step": STEPS, "app": "toy"}
+                                  "step": STEPS, "app": "toy",
+                                  "gpx_seen": pytest.approx(STEPS * 2 * 64 * 64 / 1e9)}
+    # the pixels seen add up along the chain: the source's and this run's one step
+    assert ck["meta"]["gpx_seen"] == pytest.approx((STEPS + 1) * 2 * 64 * 64 / 1e9)
     assert ck["optimizer"]["state"][0]["step"] == 1  # Adam starts over: one step taken
     bad = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "bad"), "arch": "c2f-small-pruned"})
     with pytest.raises(Cloud3dError, match="must be the same"):
@@ -265,6 +271,83 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_cleanly(dataset, tmp
     assert steps == list(range(1, step + 3))
 
 
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from models.checkpoint import read_checkpoint
+
+    return read_checkpoint(path)["state_dict"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_a_killed_and_resumed_run_ends_where_an_unbroken_one_does(dataset, tmp_path):
+    """Issue 21: SIGTERM at whatever step a loaded machine reaches, then --resume, gives the
+    weights of the same run done in one go (per-step seeds, optimizer states in last.pt)."""
+    import os
+    import signal
+    import time
+
+    from models.train import TrainConfig, train
+
+    steps = 40
+    common = dict(dataset=str(dataset), app="toy", arch="c2f-xsmall-pruned", steps=steps,
+                  batch=2, crop=64, lr=1e-3, val_every=15, threads=1, device="cpu",
+                  progress=False, seed=7)
+    train(TrainConfig(out=str(tmp_path / "whole"), **common))
+    out = tmp_path / "broken"
+    cmd = [*CLI, "train", str(dataset), "--app", "toy", "--arch", "c2f-xsmall-pruned",
+           "--out", str(out), "--batch", "2", "--crop", "64", "--lr", "1e-3", "--threads", "1",
+           "--device", "cpu", "--val-every", "15", "--steps", str(steps), "--seed", "7"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log.csv"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and p.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 1 + 1 + 4:
+                break
+            time.sleep(0.05)
+        assert p.poll() is None, "the run ended before it could be killed"
+        os.kill(p.pid, signal.SIGTERM)
+        p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130
+    train(TrainConfig(out=str(out), resume=True, **common))
+    _assert_same_weights(tmp_path / "whole" / "last.pt", out / "last.pt")
+    whole, broken = (pd.read_csv(d / "log.csv") for d in (tmp_path / "whole", out))
+    t1, t2 = (d[d.phase == "train"].reset_index(drop=True) for d in (whole, broken))
+    pd.testing.assert_series_equal(t1.loss, t2.loss)
+    pd.testing.assert_series_equal(t1.lr, t2.lr)
+
+
+def test_resume_with_more_steps_continues_from_the_undecayed_plateau(dataset, tmp_path):
+    """A plateau run that has decayed, extended with --resume to more steps, goes back to
+    plateau.pt and ends with the weights of a run planned that long from the start."""
+    from models.checkpoint import read_checkpoint
+    from models.train import TrainConfig, train
+
+    common = dict(dataset=str(dataset), app="toy", arch="c2f-xsmall-pruned", batch=2, crop=64,
+                  lr=1e-3, val_every=10, threads=1, device="cpu", progress=False, warmup=0,
+                  decay=5)
+    short = tmp_path / "short"
+    train(TrainConfig(out=str(short), steps=20, **common))
+    assert read_checkpoint(short / "plateau.pt")["meta"]["step"] == 15
+    train(TrainConfig(out=str(short), steps=30, resume=True, **common))
+    train(TrainConfig(out=str(tmp_path / "long"), steps=30, **common))
+    _assert_same_weights(tmp_path / "long" / "last.pt", short / "last.pt")
+    lr = pd.read_csv(short / "log.csv").query("phase == 'train'").set_index("step").lr
+    assert list(lr.index) == list(range(1, 31))  # the decayed steps 16..20 were dropped
+    assert (lr.loc[1:25] == 1e-3).all() and lr.loc[30] == pytest.approx(1e-5)
+    assert read_checkpoint(short / "last.pt")["meta"]["gpx_seen"] == \
+        pytest.approx(30 * 2 * 64 * 64 / 1e9)
+
+
 def test_cuda_training_with_amp_and_cpu_use_of_its_checkpoint(dataset, tmp_path, cuda_device):
     """bf16-autocast training steps on the GPU lower the loss; the checkpoint then codes on CPU."""
     from models.checkpoint import load_checkpoint
@@ -300,6 +383,19 @@ def test_lr_schedule_warms_up_then_decays_by_cosine():
     assert {lr_at(s, 100, 1e-3, "constant", 5) for s in range(5, 100)} == {1e-3}
     with pytest.raises(ValueError, match="schedule"):
         lr_at(0, 10, 1e-3, "linear")
+
+
+def test_plateau_schedule_is_constant_then_decays_over_the_last_steps_only():
+    from models.train_step import lr_at
+
+    lrs = [lr_at(s, 100, 1e-3, "plateau", warmup=10, decay=20) for s in range(100)]
+    assert lrs[:2] == pytest.approx([1e-4, 2e-4])
+    assert set(lrs[9:80]) == {1e-3}  # constant until the decay
+    assert all(b < a for a, b in zip(lrs[80:], lrs[81:], strict=False))
+    assert lrs[-1] == pytest.approx(1e-5)  # the last step runs at min_lr_ratio * lr
+    # extending the run moves the decay: the constant part is the same function of the step
+    assert [lr_at(s, 200, 1e-3, "plateau", 10, decay=20) for s in range(180)] == \
+        [lr_at(s, 180, 1e-3, "constant", 10) for s in range(180)]
 
 
 def test_per_sample_lambdas_weigh_each_crops_loss():
