@@ -301,9 +301,53 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
     click.echo(f"{out}: {shown}")
 
 
+@click.command("lap")
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("--stage", default="general", show_default=True,
+              help="Model of the plan: general, supertuxkart, redeclipse, 0ad.")
+@click.option("--budget", default=600.0, show_default=True, type=click.FloatRange(min=30),
+              help="Wall seconds for the whole lap (throughput probe, training, validation).")
+@click.option("--runs", default="runs/laps", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the lap runs (RUNS/STAGE: checkpoints, log.csv, laps.csv).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
+              show_default=True)
+@click.option("--bundle-dir", default=None, type=click.Path(file_okay=False),
+              help="Where the weights are read and kept [default: the bundled models' folder].")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop", default=256, show_default=True, type=click.IntRange(min=64))
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Torch threads (0: one per core).")
+@click.option("--val-frames", default=12, show_default=True, type=click.IntRange(min=1))
+def lap(dataset_dir, stage, budget, runs, device, bundle_dir, batch, crop, threads,
+        val_frames) -> None:
+    """One training lap of the bundled models' plan on DATASET_DIR, within --budget seconds.
+
+    Continues the stage from its lap run (or from the weights in the repository), trains at
+    a constant rate with a short decay at the end, validates against JPEG with the real
+    codec, appends RUNS/STAGE/laps.csv and keeps the weights as a bundled model when the
+    saving vs JPEG improved by 3 points or more. On a CPU, run it with nice in the
+    background; Ctrl-C keeps last.pt.
+
+    \b
+    Examples:
+      cloud3d lap dataset --budget 3600 --device cpu
+      cloud3d lap dataset --stage supertuxkart --budget 600 --device cuda
+    """
+    _passive_omp_wait()
+    from models.codec import resolve_device
+    from models.lap import run_lap
+
+    dev = resolve_device(device).type
+    row = run_lap(dataset_dir, runs, budget, stage=stage, device=dev, bundle_dir=bundle_dir,
+                  batch=batch, crop=crop, threads=threads, val_frames=val_frames)
+    click.echo(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in row.items()))
+
+
 def register(group: click.Group) -> None:
-    """Add ``compress``, ``decompress``, ``train`` and ``models`` to the ``cloud3d`` group."""
+    """Add ``compress``, ``decompress``, ``train``, ``lap`` and ``models`` to the ``cloud3d``
+    group."""
     from models.library_cli import models
 
-    for cmd in (compress, decompress, train, models):
+    for cmd in (compress, decompress, train, lap, models):
         group.add_command(cmd)

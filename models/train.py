@@ -82,7 +82,9 @@ class TrainConfig:
     ``arch`` ending in ``-vr`` trains a variable-rate model over ``lambdas`` (None: the
     architecture's default ladder); ``lmbda`` is then unused. ``init``: a checkpoint, model
     card or model name whose weights a new run starts from (same architecture and
-    configuration; optimizer states start fresh; ignored when resuming). ``warmup=None``: 5% of
+    configuration; optimizer states start fresh; ignored when resuming). ``deadline``: a
+    ``time.time()`` after which the run stops as on SIGTERM (``last.pt`` keeps the step
+    reached; :class:`KeyboardInterrupt`). ``warmup=None``: 5% of
     ``steps``, at most 1000. ``decay=None``: the ``plateau`` schedule's final decay is 10% of
     ``steps``. ``threads=0``: torch's default (one per core).
     """
@@ -113,6 +115,7 @@ class TrainConfig:
     clip: float = 1.0
     progress: bool = True
     init: str | None = None
+    deadline: float | None = None
 
     @property
     def variable_rate(self) -> bool:
@@ -260,9 +263,9 @@ def _restore(cfg: TrainConfig, model: Any, opt: Any, aux_opt: Any, out: Path
     meta = ck["meta"]
     _check_resume(meta, cfg, model, last)
     planned = int(meta.get("steps_total") or cfg.steps)
-    old = TrainConfig(**{**asdict(cfg), "steps": planned})
+    old_decay = int(meta.get("decay_start") or planned)  # as that run planned it
     src = last
-    if cfg.steps > planned and int(meta["step"]) > old.decay_start() and old.schedule == "plateau":
+    if cfg.steps > planned and int(meta["step"]) > old_decay and meta.get("schedule") == "plateau":
         src = out / "plateau.pt"
         if not src.exists():
             raise Cloud3dError(f"{last} is already in its final decay and {src} is missing: "
@@ -343,7 +346,8 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
 
     def save(metrics: dict[str, float], paths: tuple[Path, ...]) -> None:
         meta = {"lambda": lam_meta, "app": cfg.app, "dataset": os.path.abspath(cfg.dataset),
-                "step": step, "steps_total": cfg.steps, "metrics": metrics,
+                "step": step, "steps_total": cfg.steps, "decay_start": d_start,
+                "schedule": cfg.schedule, "metrics": metrics,
                 "best_loss": best_loss, "gpx_seen": gpx_seen, "train_config": asdict(cfg)}
         if vr:
             meta["lambdas"] = list(model.lambdas)
@@ -375,6 +379,8 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     saved_step = step
     try:
         while step < cfg.steps:
+            if cfg.deadline is not None and time.time() > cfg.deadline:
+                raise KeyboardInterrupt("deadline")
             if step == d_start and d_start < cfg.steps and cfg.schedule == "plateau":
                 save({k: run_avg.get(k, math.nan) for k in ("loss", "bpp", "mse", "psnr")},
                      (plateau,))

@@ -1,0 +1,80 @@
+"""Training laps (issue 21): a lap continues the plan within a wall budget, validates against
+JPEG with the real codec, and keeps improved weights as a preview bundle; a lap on a machine
+without the run folder starts from the repository's weights. Real tiny runs on the CPU."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import make_game_like_frame
+
+from cloud3d.imageio import write_png
+from cloud3d_dataset.manifest import index_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lapds")
+    for split, ns in (("train", range(0, 5)), ("validation", range(5, 7))):
+        for n in ns:
+            write_png(root / split / "toy-128p" / f"{n}.png", make_game_like_frame(128, 192, 3, n))
+    index_dataset(root, progress=False)
+    return root
+
+
+def test_laps_continue_validate_keep_and_restart_from_the_repository(dataset, tmp_path):
+    from models.bundle import read_card
+    from models.checkpoint import read_checkpoint
+    from models.lap import KEEP_GAIN_PCT, Stage, run_lap
+
+    stage = Stage("toy", "toy", "c2f-xsmall-m96-pruned", 0.013)
+    bundles, runs = tmp_path / "bundles", tmp_path / "runs"
+    kw = dict(device="cpu", bundle_dir=bundles, batch=2, crop=64, threads=1, val_frames=2,
+              progress=False)
+    first = run_lap(str(dataset), runs, 20, stage=stage, **kw)
+    assert first["kept"] and first["gain_pct"] == math.inf  # nothing in the repository yet
+    card = read_card(bundles / "toy.json")
+    assert card["status"] == "preview" and card["arch"] == "c2f-xsmall-m96-pruned"
+    assert card["step"] == first["step"] and card["validation"]["bpp"] == first["bpp"]
+    assert card["gpx_seen"] == pytest.approx(first["step"] * 2 * 64 * 64 / 1e9)
+    run = runs / "toy"
+    assert read_checkpoint(run / "plateau.pt")["meta"]["step"] < first["step"]
+
+    second = run_lap(str(dataset), runs, 20, stage=stage, **kw)
+    plateau = read_checkpoint(run / "plateau.pt")["meta"]["step"]
+    assert second["step"] > first["step"] and plateau > first["step"] - first["lap_steps"]
+    lr = pd.read_csv(run / "log.csv").query("phase == 'train'").set_index("step").lr
+    assert lr.index.is_unique and list(lr.index) == list(range(1, second["step"] + 1))
+    # the decay of the first lap is gone: its steps ran again at the constant rate
+    assert lr.loc[first["step"]] == lr.max()
+    assert second["kept"] == (second["gain_pct"] is not None and second["gain_pct"] >= KEEP_GAIN_PCT)
+    assert (read_card(bundles / "toy.json")["step"] == second["step"]) == second["kept"]
+    laps = pd.read_csv(run / "laps.csv")
+    assert list(laps.step) == [first["step"], second["step"]]
+
+    # another machine: no run folder, so the lap starts from the bundled weights
+    kept = read_card(bundles / "toy.json")
+    third = run_lap(str(dataset), tmp_path / "elsewhere", 20, stage=stage, **kw)
+    meta = read_checkpoint(tmp_path / "elsewhere" / "toy" / "last.pt")["meta"]
+    assert meta["init"]["ref"] == str(bundles / "toy.json")
+    assert meta["gpx_seen"] == pytest.approx(kept["gpx_seen"] + third["step"] * 2 * 64 * 64 / 1e9)
+
+
+def test_jpeg_interpolation_and_gain_rule():
+    from models.lap import gain_over, jpeg_psnr_at, jpeg_rate_at
+
+    pts = [(0.5, 30.0), (1.0, 33.0), (2.0, 36.0)]
+    assert jpeg_rate_at(pts, 33.0) == pytest.approx(1.0)
+    assert jpeg_rate_at(pts, 31.5) == pytest.approx(math.sqrt(0.5))  # half-way in log-rate
+    assert jpeg_rate_at(pts, 40.0) is None and jpeg_psnr_at(pts, 5.0) is None
+    assert jpeg_psnr_at(pts, 1.0) == pytest.approx(33.0)
+    assert gain_over({"jpeg_saving_pct": -20.0}, {"jpeg_saving_pct": -15.0}) == 5.0
+    assert gain_over(None, {"jpeg_saving_pct": None, "jpeg_dpsnr_db": -3.0}) == math.inf
+    assert gain_over({"jpeg_saving_pct": None, "jpeg_dpsnr_db": -3.0},
+                     {"jpeg_saving_pct": None, "jpeg_dpsnr_db": -2.5}) == pytest.approx(6.0)
+    assert gain_over(None, {"jpeg_saving_pct": None, "jpeg_dpsnr_db": None}) is None
