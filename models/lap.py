@@ -12,6 +12,8 @@ sequence of laps. One lap of a plan stage (:data:`STAGES`):
    step count is what fits the budget left, with a margin.
 3. **Train** with the ``plateau`` schedule: constant learning rate, then a short decay (a fifth
    of the lap's steps) at the end. The next lap goes back to the un-decayed ``plateau.pt``.
+   Each lap has its own seed (its index in ``laps.csv``): other crops, and other windows
+   where the frames exceed the memory budget.
    A run still going at the budget's end stops as on SIGTERM.
 4. **Validate** the decayed model on the validation split with the real codec (``.c3d``
    bytes, RGB PSNR of the decoded 8-bit frames) next to JPEG (Pillow, 4:2:0, a quality sweep)
@@ -242,7 +244,11 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
         print(f"lap {stage}: {st.arch}, {speed['steps_per_s']:.2f} steps/s = "
               f"{speed['mpx_per_s']:.2f} Mpx/s (batch {batch} x {crop} px on {device}); "
               f"steps {start} -> {start + lap_steps}" + (f", from {init}" if init else ""))
+    # a new seed each lap: other frame windows (when the frames exceed the cache) and crops;
+    # a lap run again after a kill has the same index, so it resumes exactly
+    lap_index = len(pd.read_csv(run / "laps.csv")) if (run / "laps.csv").exists() else 0
     cfg = TrainConfig(dataset=dataset, out=str(run), app=st.app, arch=st.arch, lmbda=st.lmbda,
+                      seed=lap_index,
                       steps=start + lap_steps, batch=batch, crop=crop, lr=lr,
                       schedule="plateau", decay=max(1, lap_steps // 5),
                       warmup=0 if start else None, device=device,

@@ -14,11 +14,25 @@ def _hours(card: dict) -> str:
     return f"{v:.2f}" if isinstance(v, int | float) and not isinstance(v, bool) else "-"
 
 
+def _gpx(card: dict) -> str:
+    v = card.get("gpx_seen")
+    return f"{v:.2f}" if isinstance(v, int | float) and not isinstance(v, bool) else "-"
+
+
+def _status(card: dict) -> str:
+    """``reference`` only when the card's study figures met the targets (models.study)."""
+    return "reference" if card.get("status") == "reference" else "preview"
+
+
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print every card in full, as JSON.")
 @click.pass_context
 def models(ctx: click.Context, as_json: bool) -> None:
     """List the bundled models and those in the user model folder.
+
+    STATUS is preview until a model's test-split figures (`cloud3d models study`) meet the
+    targets (>= 10% fewer bytes than JPEG on every game), reference after; GPX: the
+    gigapixels of training crops its weights have seen.
 
     The user folder is $CLOUD3D_MODEL_DIR, else $XDG_DATA_HOME/cloud3d/models (default
     ~/.local/share/cloud3d/models). Use a model by name with `cloud3d compress -m NAME` and
@@ -41,12 +55,13 @@ def models(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps([{"origin": e.origin, "path": str(e.path), "hidden": e.hidden,
                                 "card": e.card} for e in entries], indent=1, sort_keys=True))
         return
-    rows = [("NAME", "ORIGIN", "ARCH", "QUALITIES", "APP", "STEPS", "CPU-H", "WEIGHTS")]
+    rows = [("NAME", "STATUS", "ORIGIN", "ARCH", "QUALITIES", "APP", "STEPS", "GPX", "CPU-H",
+             "WEIGHTS")]
     for e in entries:
         c = e.card
-        rows.append((e.name + (" (hidden)" if e.hidden else ""), e.origin, c["arch"],
-                     str(c["qualities"] or "fixed"), str(c.get("app", "-")),
-                     str(c.get("step", "-")), _hours(c), c["weights_sha256"][:12]))
+        rows.append((e.name + (" (hidden)" if e.hidden else ""), _status(c), e.origin,
+                     c["arch"], str(c["qualities"] or "fixed"), str(c.get("app", "-")),
+                     str(c.get("step", "-")), _gpx(c), _hours(c), c["weights_sha256"][:12]))
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
@@ -57,6 +72,37 @@ def models(ctx: click.Context, as_json: bool) -> None:
     if any(e.hidden for e in entries):
         click.echo("(hidden): a user model with a bundled model's name; the name means the "
                    "bundled one, so rename the user model", err=True)
+
+
+@models.command("study")
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Study folder: results.sqlite, report/, models.csv.")
+@click.option("--model", "names", multiple=True, help="Only this model (repeatable) "
+              "[default: every bundled model].")
+@click.option("--split", default="test", show_default=True)
+@click.option("--limit", default=None, type=click.IntRange(min=1),
+              help="Only the first N frames per app and resolution.")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Parallel bench workers (default: CPU count).")
+@click.option("--update-cards", is_flag=True,
+              help="Write the figures and the status they earn into each model's card.")
+def study(dataset_dir, out, names, split, limit, workers, update_cards) -> None:
+    """The models against JPEG, WebP and BPG 4:4:4 on DATASET_DIR's test split: one bench, one
+    report, and OUT/models.csv (BD-rate, or a fixed-rate model's saving at equal PSNR).
+
+    \b
+    Examples:
+      cloud3d models study dataset --out study
+      cloud3d models study dataset --out study --model general --update-cards
+    """
+    from models.study import run_study
+
+    table = run_study(dataset_dir, out, list(names) or None, split=split, limit=limit,
+                      workers=workers, update_cards=update_cards)
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    click.echo(f"tables and plots: {out}/models.csv, {out}/report/index.html")
 
 
 @models.command("show")

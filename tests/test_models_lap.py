@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarni
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lapds")
-    for split, ns in (("train", range(0, 5)), ("validation", range(5, 7))):
+    for split, ns in (("train", range(0, 5)), ("validation", range(5, 7)), ("test", range(7, 9))):
         for n in ns:
             write_png(root / split / "toy-128p" / f"{n}.png", make_game_like_frame(128, 192, 3, n))
     index_dataset(root, progress=False)
@@ -78,3 +78,44 @@ def test_jpeg_interpolation_and_gain_rule():
     assert gain_over({"jpeg_saving_pct": None, "jpeg_dpsnr_db": -3.0},
                      {"jpeg_saving_pct": None, "jpeg_dpsnr_db": -2.5}) == pytest.approx(6.0)
     assert gain_over(None, {"jpeg_saving_pct": None, "jpeg_dpsnr_db": None}) is None
+
+
+def test_study_benches_a_model_against_the_anchors_and_sets_its_status(dataset, tmp_path,
+                                                                       monkeypatch):
+    """`cloud3d models study` on a real (tiny, untrained) bundle in the user folder: real
+    bench rows for it and the anchors, a models.csv row per app, and the card's status."""
+    import sqlite3
+
+    from models.bundle import read_card
+    from models.lap import Stage, run_lap
+    from models.study import status_of
+
+    models_dir = tmp_path / "mine"
+    run_lap(str(dataset), tmp_path / "runs", 15, stage=Stage("toy", "toy", "c2f-xsmall-pruned", 0.013),
+            device="cpu", bundle_dir=models_dir, batch=2, crop=64, threads=1, val_frames=1,
+            progress=False)
+    monkeypatch.setenv("CLOUD3D_MODEL_DIR", str(models_dir))
+    import subprocess
+
+    from helpers import cli_argv
+    r = subprocess.run(cli_argv("models", "study", dataset, "--out", tmp_path / "study",
+                                "--model", "toy", "--update-cards", "--workers", "1"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "study" / "models.csv")
+    assert list(table["model"]) == ["toy"] and list(table["app"]) == ["toy"]
+    with sqlite3.connect(tmp_path / "study" / "results.sqlite") as db:
+        got = dict(db.execute("SELECT codec_label, AVG(bpp) FROM results WHERE status = 'ok' "
+                              "GROUP BY codec_label").fetchall())
+    assert {"toy", "jpeg", "webp"} <= set(got)
+    assert table["bpp"].iloc[0] == pytest.approx(got["toy"])  # bytes on disk, via bench
+    assert (tmp_path / "study" / "report" / "index.html").is_file()
+    card = read_card(models_dir / "toy.json")
+    assert card["status"] == "preview" and card["test"]["rows"][0]["app"] == "toy"
+    # the rule itself: >= 10% fewer bytes than JPEG on every app of the model
+    rows = pd.DataFrame([{"model": "g", "app": a, "bd_rate_vs_jpeg_pct": float("nan"),
+                          "saving_vs_jpeg_pct": s} for a, s in (("x", 12.0), ("y", 10.5))])
+    assert status_of({"name": "g", "app": "all"}, rows) == "reference"
+    rows.loc[1, "saving_vs_jpeg_pct"] = 9.0
+    assert status_of({"name": "g", "app": "all"}, rows) == "preview"
+    assert status_of({"name": "g", "app": "x"}, rows) == "reference"
