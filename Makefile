@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench refcodecs gpu-check clean-venv
+.PHONY: demo test lint bench refcodecs gpu-check train-lap gpu-lap clean-venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (Python 3.11 is required)"; exit 1; }
@@ -43,6 +43,32 @@ gpu-check: $(STAMP)
 		--res 720p,1080p --repeats 5 --csv gpu-check/speed.csv 2>&1 | tee gpu-check/speed.txt
 	$(BIN)/python benchmarks/codec_speed.py --device cuda --sizes small-pruned --res 1080p --repeats 5 \
 		--fp16 --no-reference --csv gpu-check/speed-fp16.csv 2>&1 | tee gpu-check/speed-fp16.txt
+
+# One lap of the bundled models' training plan (docs/models.md, "Training plan"): DATA is a
+# dataset made by `cloud3d split`; BUDGET wall seconds; STAGE general, supertuxkart, ...
+# On a CPU it runs niced and checkpoints in RUNS; kept weights land in models/bundled/.
+DATA ?= dataset
+BUDGET ?= 3600
+STAGE ?= general
+RUNS ?= runs/laps
+train-lap: $(STAMP)
+	nice -n 10 $(BIN)/cloud3d lap $(DATA) --stage $(STAGE) --budget $(BUDGET) --runs $(RUNS)
+
+# The same lap on a lent GPU machine as one command: PACK (made here with `cloud3d pack DATA
+# -o pack.tar`, <= 60 MB) is restored there, the lap runs on CUDA (GPU_BUDGET seconds, its
+# throughput sweep included) and the weights, card and tables are copied to LAP_OUT ($$OUT on
+# the device machine) to be committed here.
+PACK ?= pack.tar
+GPU_BUDGET ?= 420
+LAP_OUT ?= $(if $(OUT),$(OUT),gpu-lap)
+gpu-lap: $(STAMP)
+	rm -rf .gpu-lap-data
+	$(BIN)/cloud3d unarchive $(PACK) -o .gpu-lap-data --quiet
+	$(BIN)/cloud3d lap .gpu-lap-data --stage $(STAGE) --budget $(GPU_BUDGET) --runs $(RUNS) \
+		--device cuda --batch 16
+	mkdir -p $(LAP_OUT)
+	cp $(RUNS)/$(STAGE)/laps.csv $(RUNS)/$(STAGE)/log.csv $(LAP_OUT)/
+	-cp models/bundled/$(STAGE).json models/bundled/$(STAGE).npz $(LAP_OUT)/
 
 clean-venv:
 	rm -rf $(VENV)

@@ -35,7 +35,7 @@ __all__ = ["ANCHORS", "TARGET_PCT", "run_study", "status_of"]
 ANCHORS: dict[str, str] = {
     "jpeg": "jpeg:q=10,20,30,40,50,60,70,80,90,95;label=jpeg",
     "webp": "webp:q=10,20,30,40,50,60,70,80,90,95;label=webp",
-    "bpg": "bpg:q=22,27,32,37,42,47;label=bpg",
+    "bpg": "bpg:qp=22,27,32,37,42,47;subsampling=444;label=bpg",
 }
 #: rate saving vs JPEG (percent) a reference model reaches on every app
 TARGET_PCT = 10.0

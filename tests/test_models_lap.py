@@ -119,3 +119,21 @@ def test_study_benches_a_model_against_the_anchors_and_sets_its_status(dataset, 
     rows.loc[1, "saving_vs_jpeg_pct"] = 9.0
     assert status_of({"name": "g", "app": "all"}, rows) == "preview"
     assert status_of({"name": "g", "app": "x"}, rows) == "reference"
+
+
+def test_pack_fits_its_budget_and_restores_to_a_dataset_a_lap_reads(dataset, tmp_path, run_cli):
+    from cloud3d_dataset.manifest import load_manifest
+    from cloud3d_dataset.torch_dataset import FrameBank
+
+    r = run_cli("pack", dataset, "-o", tmp_path / "pack.tar", "--budget-mb", "0.15", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pack.tar").stat().st_size <= 0.15e6
+    assert "128 px windows" in r.stdout and "mean_psnr" in r.stdout
+    r = run_cli("unarchive", tmp_path / "pack.tar", "-o", tmp_path / "data", "--quiet")
+    assert r.returncode == 0, r.stderr
+    m = load_manifest(tmp_path / "data")
+    assert set(m["split"]) == {"train", "validation"} and len(m) == 7
+    assert set(m["width"]) == {128} and set(m["height"]) == {128}
+    assert FrameBank(tmp_path / "data", "train", crop=64).sample(2).shape == (2, 3, 64, 64)
+    r = run_cli("pack", dataset, "-o", tmp_path / "p2.tar", "--budget-mb", "0.01", "--quiet")
+    assert r.returncode == 1 and "raise --budget-mb" in r.stderr and "Traceback" not in r.stderr
