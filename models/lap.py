@@ -184,14 +184,13 @@ def jpeg_psnr_at(points: list[tuple[float, float]], bpp: float) -> float | None:
 def gain_over(before: dict[str, Any] | None, now: dict[str, Any]) -> float | None:
     """How much ``now`` improved on ``before`` (validation dicts of :func:`validate`), in
     points of rate saving vs JPEG when both have one, else in dB of PSNR gain vs JPEG at equal
-    rate times :data:`PCT_PER_DB` (``inf`` with no ``before``; ``None``: not measurable)."""
-    if now.get("jpeg_saving_pct") is not None and (before or {}).get("jpeg_saving_pct") is not None:
-        return now["jpeg_saving_pct"] - before["jpeg_saving_pct"]
-    if now.get("jpeg_dpsnr_db") is None:
-        return None
+    rate times :data:`PCT_PER_DB` (``inf`` with no ``before``: the first model is kept;
+    ``None``: not measurable)."""
     if before is None:
         return math.inf
-    if before.get("jpeg_dpsnr_db") is None:
+    if now.get("jpeg_saving_pct") is not None and before.get("jpeg_saving_pct") is not None:
+        return now["jpeg_saving_pct"] - before["jpeg_saving_pct"]
+    if now.get("jpeg_dpsnr_db") is None or before.get("jpeg_dpsnr_db") is None:
         return None
     return (now["jpeg_dpsnr_db"] - before["jpeg_dpsnr_db"]) * PCT_PER_DB
 
@@ -243,11 +242,12 @@ def _dataset_id(dataset: str) -> str:
 def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str | Stage = "general",
             device: str = "cpu", bundle_dir: str | os.PathLike | None = None, batch: int = 8,
             crop: int = 256, lr: float = 1e-4, threads: int = 0, val_frames: int = 12,
-            progress: bool = True) -> dict[str, Any]:
+            steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """One lap of ``stage`` within ``budget_s`` wall seconds (see the module docstring);
     returns its ``laps.csv`` row. ``stage``: a name in :data:`STAGES`, or a :class:`Stage` of
     one's own. ``bundle_dir``: where the repository's weights are read and kept (default: the
-    package's bundled folder)."""
+    package's bundled folder). ``steps``: train exactly this many steps (the budget then
+    only stops a run that overruns it)."""
     import pandas as pd
     import torch
 
@@ -255,7 +255,7 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     from models.library import BUNDLED_DIR
     from models.train import TrainConfig, train
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     if isinstance(stage, str) and stage not in STAGES:
         raise Cloud3dError(f"unknown stage {stage!r}; the plan has {', '.join(STAGES)}")
     st = STAGES[stage] if isinstance(stage, str) else stage
@@ -278,7 +278,7 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
         int(read_checkpoint(run / "last.pt")["meta"]["step"]) if (run / "last.pt").exists() else 0)
     # the budget left after this point, less the validation (about 1/6) and a margin
     left = budget_s - (time.time() - t0)
-    lap_steps = max(2, int(speed["steps_per_s"] * left * 0.7))
+    lap_steps = steps or max(2, int(speed["steps_per_s"] * left * 0.6))
     if progress:
         print(f"lap {stage}: {st.arch}, {speed['steps_per_s']:.2f} steps/s = "
               f"{speed['mpx_per_s']:.2f} Mpx/s (batch {batch} x {crop} px on {device}); "
@@ -293,31 +293,42 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
                       warmup=0 if start else None, device=device,
                       resume=(run / "last.pt").exists(), val_every=10**9, val_images=4,
                       threads=threads, init=init, progress=progress,
-                      deadline=t0 + budget_s * 0.85, channels_last=channels_last)
+                      deadline=t0 + budget_s * 0.95, channels_last=channels_last)
     try:
         res = train(cfg)
-    except KeyboardInterrupt:
-        return {"stage": stage, "status": "stopped at the deadline before the decay ended"}
+    except KeyboardInterrupt:  # the deadline (or Ctrl-C): last.pt holds the step reached
+        if time.time() < t0 + budget_s * 0.95:
+            raise
+        return {"stage": stage, "kept": False,
+                "status": "stopped at the deadline before the decay ended: the next lap "
+                          "continues from last.pt"}
     model, meta = load_checkpoint(run / "last.pt")
     model.eval()
     val = validate(model, dataset, None if st.app == "all" else st.app, val_frames)
     row = {"stage": stage, "arch": st.arch, "lambda": st.lmbda, "step": res["step"],
            "gpx_seen": round(float(meta.get("gpx_seen") or 0.0), 6), "lap_steps": lap_steps,
            "mpx_per_s": round(speed["mpx_per_s"], 3), "device": device,
-           "wall_s": round(time.time() - t0, 1), **val}
-    card_path = bdir / f"{stage}.json"
-    before = None
-    if card_path.exists():
-        from models.bundle import read_card
+           "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
+           **val}
+    from models.bundle import read_card
 
-        before = read_card(card_path).get("validation")
+    card_path = bdir / f"{stage}.json"
+    before = read_card(card_path).get("validation") if card_path.exists() else None
     gain = gain_over(before, val)
     row["gain_pct"] = gain
     row["kept"] = gain is not None and gain >= KEEP_GAIN_PCT
     if row["kept"]:
         from models.bundle import export_bundle
 
-        extra = {"status": "preview", "validation": val,
+        table = run / "laps.csv"
+        done = float(pd.read_csv(table)["cpu_s"].sum()) if table.exists() else 0.0
+        ref = (meta.get("init") or {}).get("ref") or ""  # the card this run started from
+        start_card = read_card(ref) if ref.endswith(".json") and Path(ref).is_file() else {}
+        cpu_h = float(start_card.get("cpu_hours") or 0.0) + (done + row["cpu_s"]) / 3600
+        extra = {"status": "preview", "validation": val, "cpu_hours": round(cpu_h, 3),
+                 "command": f"cloud3d lap DATASET --stage {stage} (laps: RUNS/{stage}/laps.csv)",
+                 "test": {"note": "not measured yet: cloud3d models study DATASET "
+                                  "--update-cards"},
                  "data": {"dataset": os.path.basename(os.path.abspath(dataset)),
                           "manifest_sha256_12": _dataset_id(dataset), "app": st.app},
                  "plan_stage": stage,
