@@ -147,6 +147,15 @@ def test_frame_bank_budget_keeps_a_window_of_each_frame(dataset):
         assert _find([f], w.numpy()[:32, :32])  # the window is part of its own frame
     tiny = FrameBank(dataset, "train", app="kart", resolution="72p", crop=32, max_bytes=1)
     assert all(f.shape[:2] == (32, 32) for f in tiny.frames)  # never smaller than the crop
+    # the window positions follow the seed: a lap (its own seed) sees other windows; the
+    # windows stay larger than the crops, so the crops inside them vary too
+    same = FrameBank(dataset, "train", app="kart", resolution="72p", crop=32,
+                     max_bytes=20 * full // 4, seed=5)
+    other = FrameBank(dataset, "train", app="kart", resolution="72p", crop=32,
+                      max_bytes=20 * full // 4, seed=6)
+    assert all(torch.equal(a, b) for a, b in zip(bank.frames, same.frames, strict=True))
+    moved = sum(not torch.equal(a, b) for a, b in zip(bank.frames, other.frames, strict=True))
+    assert moved >= len(bank.frames) // 2
 
 
 def test_frame_bank_limits_and_errors(dataset, tmp_path):
