@@ -84,7 +84,9 @@ class TrainConfig:
     card or model name whose weights a new run starts from (same architecture and
     configuration; optimizer states start fresh; ignored when resuming). ``deadline``: a
     ``time.time()`` after which the run stops as on SIGTERM (``last.pt`` keeps the step
-    reached; :class:`KeyboardInterrupt`). ``channels_last``: the network and batches in
+    reached; :class:`KeyboardInterrupt`); a ``plateau`` run whose measured pace would miss
+    it ends sooner instead, its decay moved forward with it (``steps_total`` and
+    ``decay_start`` in the checkpoints say what it did). ``channels_last``: the network and batches in
     channels-last memory order (faster convolutions on some GPUs). ``warmup=None``: 5% of
     ``steps``, at most 1000. ``decay=None``: the ``plateau`` schedule's final decay is 10% of
     ``steps``. ``threads=0``: torch's default (one per core).
@@ -350,7 +352,7 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
 
     def save(metrics: dict[str, float], paths: tuple[Path, ...]) -> None:
         meta = {"lambda": lam_meta, "app": cfg.app, "dataset": os.path.abspath(cfg.dataset),
-                "step": step, "steps_total": cfg.steps, "decay_start": d_start,
+                "step": step, "steps_total": total, "decay_start": d_start,
                 "schedule": cfg.schedule, "metrics": metrics,
                 "best_loss": best_loss, "gpx_seen": gpx_seen, "train_config": asdict(cfg)}
         if vr:
@@ -376,19 +378,31 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
     if step == 0 and val_set is not None:  # the untrained model's validation loss as baseline
         validate()
     label = f"λ={cfg.lmbda}" if not vr else f"{model.num_qualities} qualities"
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.arch} {label}",
+    total = cfg.steps  # a deadline may bring the end (and the decay) forward
+    bar = tqdm(total=total, initial=step, desc=f"train {cfg.arch} {label}",
                disable=not cfg.progress, unit="step")
     run_avg: dict[str, float] = {}
     metrics: dict[str, Any] = {}
-    saved_step = step
+    saved_step = first_step = step
+    t_loop = time.perf_counter()
     try:
-        while step < cfg.steps:
-            if cfg.deadline is not None and time.time() > cfg.deadline:
-                raise KeyboardInterrupt("deadline")
-            if step == d_start and d_start < cfg.steps and cfg.schedule == "plateau":
+        while step < total:
+            if cfg.deadline is not None:
+                if time.time() > cfg.deadline:
+                    raise KeyboardInterrupt("deadline")
+                if cfg.schedule == "plateau" and step - first_step >= 3:
+                    per_step = (time.perf_counter() - t_loop) / (step - first_step)
+                    fit = step + int((cfg.deadline - time.time()) / per_step)
+                    if fit < total:  # the machine got slower: end (and decay) sooner
+                        total = max(step + 1, fit)
+                        if step < d_start:
+                            d_start = max(step, total - decay)
+                        bar.total = total
+            if step == d_start and d_start < total and cfg.schedule == "plateau":
                 save({k: run_avg.get(k, math.nan) for k in ("loss", "bpp", "mse", "psnr")},
                      (plateau,))
-            lr = lr_at(step, cfg.steps, cfg.lr, cfg.schedule, warmup, cfg.min_lr_ratio, decay)
+            lr = lr_at(step, total, cfg.lr, cfg.schedule, warmup, cfg.min_lr_ratio,
+                       total - d_start if cfg.schedule == "plateau" else decay)
             set_lr(opt, lr)
             gen.manual_seed(step_seed(cfg.seed, step))
             torch.manual_seed(step_seed(cfg.seed, step) + 1)  # the training noise
@@ -407,7 +421,7 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
                             psnr=f"{run_avg['psnr']:.2f}", lr=f"{lr:.2g}")
             _append_log(log, {"step": step, "phase": "train", "lambda": lam_meta, **vals,
                               "lr": lr, **_times()})
-            if step % cfg.val_every == 0 or step >= cfg.steps:
+            if step % cfg.val_every == 0 or step >= total:
                 if val_set is not None:
                     metrics = validate()
                 else:

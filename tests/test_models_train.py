@@ -348,6 +348,26 @@ def test_resume_with_more_steps_continues_from_the_undecayed_plateau(dataset, tm
         pytest.approx(30 * 2 * 64 * 64 / 1e9)
 
 
+def test_a_deadline_brings_the_end_and_the_decay_forward(dataset, tmp_path):
+    """A plateau run that cannot reach --steps by its deadline ends sooner, decayed, with
+    plateau.pt saved before the decay (what a lap on a busier machine than planned needs)."""
+    import time
+
+    from models.checkpoint import read_checkpoint
+    from models.train import TrainConfig, train
+
+    out = tmp_path / "d"
+    res = train(TrainConfig(dataset=str(dataset), out=str(out), app="toy",
+                            arch="c2f-xsmall-pruned", steps=100_000, batch=2, crop=64,
+                            lr=1e-3, warmup=0, decay=4, val_every=10**9, threads=1,
+                            device="cpu", progress=False, deadline=time.time() + 8))
+    meta = read_checkpoint(out / "last.pt")["meta"]
+    assert 4 < res["step"] < 100_000 and meta["steps_total"] == res["step"]
+    assert read_checkpoint(out / "plateau.pt")["meta"]["step"] == meta["decay_start"]
+    lr = pd.read_csv(out / "log.csv").query("phase == 'train'").lr
+    assert lr.iloc[-1] == pytest.approx(1e-5) and (lr.iloc[: meta["decay_start"]] == 1e-3).all()
+
+
 def test_cuda_training_with_amp_and_cpu_use_of_its_checkpoint(dataset, tmp_path, cuda_device):
     """bf16-autocast training steps on the GPU lower the loss; the checkpoint then codes on CPU."""
     from models.checkpoint import load_checkpoint
