@@ -1,13 +1,17 @@
 """Make the v1/v2 .c3d fixtures with the code of this commit (compressai's rANS)."""
-import hashlib, json, sys
+import hashlib
+import json
+import sys
 from pathlib import Path
+
 sys.path.insert(0, "tests")
-import numpy as np, torch
+import torch
 from helpers import loud_latents, make_game_like_frame, tiny_gain_model, tiny_model
+
 from cloud3d.imageio import write_png
-from models.codec import compress_image, prepare, _latent_shapes
 from models import bitstream
-from models.entropy import decode_levels, check_strings
+from models.codec import _latent_shapes, compress_image, prepare
+from models.entropy import decode_levels
 
 out = Path(sys.argv[1])
 rgb = make_game_like_frame(50, 70, 11, 2)
@@ -28,7 +32,8 @@ for name, (arch, q, tile) in cases.items():
     s = bitstream.parse(data)
     h = hashlib.sha256()
     from models.codec import _tiles
-    for (*_, ph, pw), strings in zip(_tiles(s.width, s.height, s.tile, pm.stride), s.strings):
+    for (*_, ph, pw), strings in zip(_tiles(s.width, s.height, s.tile, pm.stride), s.strings,
+                                     strict=True):
         lv = decode_levels(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder,
                            {"network": 0.0, "entropy": 0.0}, "x")
         for sym in lv.symbols:
