@@ -252,20 +252,6 @@ def _to_list(t: torch.Tensor) -> list[int]:
     return t.reshape(-1).to("cpu", torch.int32).numpy().tolist()
 
 
-def host_int32(t: torch.Tensor) -> np.ndarray:
-    """``t`` flattened to a host ``int32`` array: cast on its own device, then one copy (a
-    CUDA tensor crosses to the host as compact integers, one transfer per call)."""
-    return t.reshape(-1).to(torch.int32).cpu().numpy()
-
-
-def level_passes_host(levels: Levels, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Level ``k``'s ``(symbols, indexes)`` per pass as host int32 arrays, coding order."""
-    s, i, masks = levels.symbols[k], levels.indexes[k], levels.masks[k]
-    if masks is None:
-        return [(host_int32(s), host_int32(i))]
-    return [(host_int32(s[m]), host_int32(i[m])) for m in masks]
-
-
 def encode_strings(ep: EntropyParams, levels: Levels, coder: str, k_max: int = 1,
                    workers: Any = None) -> tuple[list[bytes], list[tuple[int, ...]] | None]:
     """The strings of one tile and, for rANS, each string's substream lengths.
@@ -281,7 +267,7 @@ def encode_strings(ep: EntropyParams, levels: Levels, coder: str, k_max: int = 1
         return [lzma.compress(payload, preset=6)], None
     strings, parts = [], []
     for k in range(len(levels.symbols)):
-        passes = level_passes_host(levels, k)
+        passes = substreams.level_passes_host(levels, k)
         c = substreams.substream_count(sum(len(p[0]) for p in passes), k_max)
         try:
             blob, lens = substreams.encode_level(ep.tables(k), passes, c, workers)
@@ -366,7 +352,7 @@ def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
 
         return code_levels(ep, shapes, lzma_pass, times)
     if parts is not None:
-        return _decode_substreams(ep, shapes, strings, parts, times, source, workers)
+        return substreams.decode_tile(ep, shapes, strings, parts, times, source, workers)
     from compressai import ans
 
     decoders: dict[int, Any] = {}
@@ -387,26 +373,6 @@ def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
         return out if mask is not None else out.reshape(shapes[k])
 
     return code_levels(ep, shapes, rans, times)
-
-
-def _decode_substreams(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: list[bytes],
-                       parts: list[tuple[int, ...]], times: Times, source: str,
-                       workers: Any) -> Levels:
-    """:func:`decode_levels` of a version-3 tile: each pass's table indexes go to the host
-    once as int32, its symbols come back once (as float64 on the parameter device)."""
-    readers = [substreams.LevelDecoder(b, p, ep.tables(k), f"{source}: latent level {k}")
-               for k, (b, p) in enumerate(zip(strings, parts, strict=True))]
-
-    def read(k: int, mask: torch.Tensor | None, _offset: torch.Tensor,
-             idx: torch.Tensor) -> torch.Tensor:
-        vals = torch.from_numpy(readers[k].decode_pass(host_int32(idx), workers))
-        out = vals.to(ep.pdev, torch.float64)
-        return out if mask is not None else out.reshape(shapes[k])
-
-    levels = code_levels(ep, shapes, read, times)
-    for r in readers:
-        r.finish()
-    return levels
 
 
 def lzma_symbols(blob: bytes, shapes: list[tuple[int, ...]], source: str) -> list[torch.Tensor]:

@@ -25,6 +25,12 @@ encoder's choice (:func:`substream_count`: up to K, and no more than one substre
 Threads: :func:`pool` keeps one thread pool per thread count for the process; the numba
 coder (:mod:`models.rans`) runs without the GIL, so ``t`` threads decode ``t`` substreams
 on ``t`` cores.
+
+Devices: the parameter nets, the mean snapping and the table indexing stay on the
+parameter device (a GPU when coding there); what crosses to the host is one int32 array of
+table indexes per pass (and, encoding, one of symbols), cast on the device before a single
+copy (:func:`host_int32`), and decoded symbols go back as one array per pass: no
+per-element transfers or synchronisations.
 """
 
 from __future__ import annotations
@@ -180,3 +186,45 @@ class LevelDecoder:
             if not rans.finished(w, st):
                 raise CodecError(f"{self.name}: substream {j} does not end where its symbols "
                                  "do (corrupt or forged)")
+
+
+def host_int32(t: Any) -> np.ndarray:
+    """``t`` flattened to a host ``int32`` array: cast on its own device, then one copy (a
+    CUDA tensor crosses to the host as compact integers, one transfer per call)."""
+    import torch
+
+    return t.reshape(-1).to(torch.int32).cpu().numpy()
+
+
+def level_passes_host(levels: Any, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Level ``k``'s ``(symbols, indexes)`` per pass as host int32 arrays, coding order
+    (``levels``: a :class:`models.entropy.Levels`)."""
+    s, i, masks = levels.symbols[k], levels.indexes[k], levels.masks[k]
+    if masks is None:
+        return [(host_int32(s), host_int32(i))]
+    return [(host_int32(s[m]), host_int32(i[m])) for m in masks]
+
+
+def decode_tile(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
+                parts: list[tuple[int, ...]], times: dict[str, float], source: str,
+                workers: ThreadPoolExecutor | None) -> Any:
+    """:func:`models.entropy.decode_levels` of a version-3 tile (``ep``: its
+    ``EntropyParams``; returns its ``Levels``): each pass's table indexes go to the host once
+    as int32, its symbols come back once (as float64 on the parameter device)."""
+    import torch
+
+    from models.entropy import code_levels
+
+    readers = [LevelDecoder(b, p, ep.tables(k), f"{source}: latent level {k}")
+               for k, (b, p) in enumerate(zip(strings, parts, strict=True))]
+
+    def read(k: int, mask: torch.Tensor | None, _offset: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor:
+        vals = torch.from_numpy(readers[k].decode_pass(host_int32(idx), workers))
+        out = vals.to(ep.pdev, torch.float64)
+        return out if mask is not None else out.reshape(shapes[k])
+
+    levels = code_levels(ep, shapes, read, times)
+    for r in readers:
+        r.finish()
+    return levels
