@@ -35,7 +35,7 @@ refcodecs: $(STAMP)
 # On a machine with an NVIDIA GPU: the CUDA tests (required, not skipped) and the GPU speed
 # table (issue 22: 1080p and 720p, c2f-xsmall-pruned and c2f-small-pruned, the new coder at 1, 2
 # and all cores next to the coder before container v3, substream overhead), all in gpu-check/.
-# Every step is bounded (timeout); about 2-4 minutes in all. A machine without network whose
+# Every step is bounded (timeout 150 s + 200 s); about 2-4 minutes in all. A machine without network whose
 # Python already has the dependencies: make gpu-check GPU_PY=python3 (no venv is made).
 GPU_PY ?=
 GPU_RUN = env PYTHONPATH=$(CURDIR) $(or $(GPU_PY),$(BIN)/python)
@@ -44,8 +44,8 @@ gpu-check: $(if $(GPU_PY),,$(STAMP))
 	mkdir -p gpu-check
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee gpu-check/gpu.txt
 	-git rev-parse HEAD > gpu-check/commit.txt 2>/dev/null
-	CLOUD3D_REQUIRE_CUDA=1 timeout 120 $(GPU_RUN) -m pytest -q -rs -p no:cacheprovider \
-		tests/test_models_codec.py -k "gpu or cuda" 2>&1 | tee gpu-check/tests.txt
+	CLOUD3D_REQUIRE_CUDA=1 timeout 150 $(GPU_RUN) -m pytest -q -rs -p no:cacheprovider \
+		tests/test_models_codec.py tests/test_models_train.py -k "gpu or cuda" 2>&1 | tee gpu-check/tests.txt
 	timeout 200 $(GPU_RUN) benchmarks/codec_speed.py --device cuda --sizes xsmall-pruned,small-pruned \
 		--res 1080p,720p --repeats 5 --no-reference --today --csv gpu-check/speed.csv 2>&1 \
 		| tee gpu-check/speed.txt

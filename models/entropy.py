@@ -27,8 +27,9 @@ any level's (rule 2); its context is the dequantized level above plus the elemen
 earlier passes, ``symbol + snapped mean`` (rule 3); the pass masks depend on the latent's
 shape alone. Encoder and decoder run the passes through the same loop
 (:func:`~models.latent_model.walk_groups` in :func:`code_levels`), so each pass sees the same
-context on both sides. A progressive level still has one rANS string: its passes' symbols
-one after the other, which the decoder reads on pass by pass (``decode_stream``).
+context on both sides. A progressive level's substreams (:mod:`models.substreams`) each
+hold their chunk of every pass, one pass after the other, and the decoder reads on pass by
+pass (in a version-1/2 stream: one string per level, compressai's ``decode_stream``).
 
 The synthesis g_s itself stays float32 (or fp16); it does not feed the entropy decoder, so
 device differences there only move reconstructed pixels by rounding noise (typically 0-1
