@@ -160,7 +160,7 @@ def _get_bits(x: np.uint64, words, p: int) -> tuple[int, np.uint64, int, bool]:
 
 @numba.njit(cache=True, nogil=True)
 def decode_into(words, state: np.ndarray, idx, cdf, lengths, offsets, out) -> int:
-    """Decode ``len(idx)`` symbols into ``out`` (int32), continuing the coder ``state``
+    """Decode ``len(idx)`` symbols into ``out`` (int32 or float64), continuing the coder ``state``
     (``int64[2]``: the coder state, below 2^63, and the next word's position in ``words``,
     updated in place). Returns a status code (:data:`OK` or an error). Runs without the GIL."""
     x = np.uint64(state[0])

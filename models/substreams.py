@@ -162,10 +162,12 @@ class LevelDecoder:
                 raise CodecError(f"{name}: substream {j}: {exc} (corrupt or forged)") from None
 
     def decode_pass(self, idx: np.ndarray, workers: ThreadPoolExecutor | None) -> np.ndarray:
-        """The int32 symbols of one pass from its int32 table indexes (coding order)."""
+        """The symbols of one pass from its int32 table indexes (coding order), as float64
+        (whole numbers, exact: the dtype the coding loop computes with, written by the
+        threads themselves rather than converted afterwards)."""
         c = len(self.words)
         b = cuts(len(idx), c)
-        out = np.empty(len(idx), dtype=np.int32)
+        out = np.empty(len(idx), dtype=np.float64)
         tb = self.tables
 
         def one(j: int) -> int:
