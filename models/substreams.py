@@ -52,6 +52,9 @@ DEFAULT_SUBSTREAMS = 4
 MIN_SYMBOLS = 16384
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+# a forked child has none of its parent's pool threads: it makes its own pools (work queued
+# on an inherited pool would wait forever)
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def available_cores() -> int:

@@ -243,3 +243,17 @@ def test_bench_learned_codec_takes_threads_and_substreams(models, rgb, tmp_path)
     for bad in ({"threads": -1}, {"substreams": 65}, {"threads": 1.5}):
         with pytest.raises(ValueError, match="option"):
             LearnedCodec(**bad)
+
+
+def _child_runs_pool() -> list[int]:
+    return substreams.run(substreams.pool(2), lambda j: j * j, 4)
+
+
+def test_a_forked_child_gets_working_substream_pools():
+    """A process forked after its parent coded with a pool (bench workers) makes its own:
+    work queued on the parent's pool, whose threads the child lacks, would never run."""
+    import multiprocessing
+
+    assert substreams.run(substreams.pool(2), lambda j: j + 1, 4) == [1, 2, 3, 4]
+    with multiprocessing.get_context("fork").Pool(1) as child:
+        assert child.apply_async(_child_runs_pool).get(timeout=60) == [0, 1, 4, 9]
