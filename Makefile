@@ -33,16 +33,22 @@ refcodecs: $(STAMP)
 	$(BIN)/cloud3d codecs build vtm --prefix $(CODECS_PREFIX)
 
 # On a machine with an NVIDIA GPU: the CUDA tests (required, not skipped) and the GPU speed
-# figures of the learned codecs (issue 6's targets), written to gpu-check/.
-gpu-check: $(STAMP)
+# table (issue 22: 1080p and 720p, c2f-xsmall-pruned and c2f-small-pruned, the new coder at 1, 2
+# and all cores next to the coder before container v3, substream overhead), all in gpu-check/.
+# Every step is bounded (timeout 150 s + 200 s); about 2-4 minutes in all. A machine without network whose
+# Python already has the dependencies: make gpu-check GPU_PY=python3 (no venv is made).
+GPU_PY ?=
+GPU_RUN = env PYTHONPATH=$(CURDIR) $(or $(GPU_PY),$(BIN)/python)
+gpu-check: $(if $(GPU_PY),,$(STAMP))
+	@command -v nvidia-smi >/dev/null 2>&1 || { echo "error: nvidia-smi not found: gpu-check needs an NVIDIA GPU"; exit 1; }
 	mkdir -p gpu-check
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee gpu-check/gpu.txt
-	CLOUD3D_REQUIRE_CUDA=1 $(BIN)/python -m pytest -q -rs tests/test_models_codec.py \
-		tests/test_models_train.py -k "gpu or cuda" 2>&1 | tee gpu-check/tests.txt
-	$(BIN)/python benchmarks/codec_speed.py --device cuda --sizes small-pruned,xsmall-pruned,small,large \
-		--res 720p,1080p --repeats 5 --csv gpu-check/speed.csv 2>&1 | tee gpu-check/speed.txt
-	$(BIN)/python benchmarks/codec_speed.py --device cuda --sizes small-pruned --res 1080p --repeats 5 \
-		--fp16 --no-reference --csv gpu-check/speed-fp16.csv 2>&1 | tee gpu-check/speed-fp16.txt
+	-git rev-parse HEAD > gpu-check/commit.txt 2>/dev/null
+	CLOUD3D_REQUIRE_CUDA=1 timeout 150 $(GPU_RUN) -m pytest -q -rs -p no:cacheprovider \
+		tests/test_models_codec.py tests/test_models_train.py -k "gpu or cuda" 2>&1 | tee gpu-check/tests.txt
+	timeout 200 $(GPU_RUN) benchmarks/codec_speed.py --device cuda --sizes xsmall-pruned,small-pruned \
+		--res 1080p,720p --repeats 5 --no-reference --today --csv gpu-check/speed.csv 2>&1 \
+		| tee gpu-check/speed.txt
 
 # One lap of the bundled models' training plan (docs/models.md, "Training plan"): DATA is a
 # dataset made by `cloud3d split`; BUDGET wall seconds; STAGE general, supertuxkart, ...

@@ -24,7 +24,34 @@ Versions: a stream of a fixed-rate model is written as version 1, byte for byte 
 the quality field existed, so older cloud3d releases still read it; a stream of a
 variable-rate model is version 2 and carries the quality index it was coded at, which the
 decoder uses (a version-1 stream of a variable-rate model, written before the field
-existed, is decoded with a quality given by the caller). Both versions are read.
+existed, is decoded with a quality given by the caller). Versions 1 and 2 are still written
+for the LZMA coder and by callers that give no substream split (``Stream.parts`` None).
+
+Version 3 (rANS only, written by :func:`models.codec.compress_image`): each latent level of
+a tile is cut into independent substreams that decode in parallel (see
+:mod:`models.substreams` for how the symbols are dealt out)::
+
+    offset  size  field
+    0       4     magic b"C3DL"
+    4       1     format version 3
+    5       1     latent coder: 0 (rANS; the only coder version 3 takes)
+    6       1     n_levels L (2 or 3)
+    7       1     length A of the architecture name (1..64)
+    8       A     architecture name, ASCII
+    8+A     32    SHA-256 of the model weights
+    +32     1     quality index 0..254, or 255 for a fixed-rate model
+    +33     16    width, height, tile size, tile count T (uint32 each, as above)
+    +49     1     K: the most substreams any level may have (1..MAX_SUBSTREAMS)
+    +50     T*L   substream count of each (tile, level), tile-major, each 1..K
+    ...     4*S   byte length of each substream (S = sum of the counts), in the order tile,
+                  level, substream; each at least 8 and a multiple of 4
+    ...           the substreams, in the same order
+    end-4   4     CRC-32 of every byte before it
+
+:func:`parse` checks all of it (magic, version, sizes, tile count, K, every count, that the
+length table fits and adds up to the bytes present, each length, the CRC) before anything is
+allocated in proportion to what the header claims; the symbol bounds that need the model
+come after (:func:`models.entropy.check_strings`).
 
 Tiles cover the image row-major from the top-left corner; each tile is padded on the
 right/bottom (edge replication) to a multiple of the model's stride, so padding follows from
@@ -56,10 +83,16 @@ from dataclasses import dataclass, field
 from cloud3d.errors import Cloud3dError, CodecError
 
 MAGIC = b"C3DL"
-#: newest format version written (version 1 is still written for fixed-rate models)
-VERSION = 2
+#: newest format version written (versions 1 and 2 are still written; see the module docstring)
+VERSION = 3
 #: versions :func:`parse` reads
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = (1, 2, 3)
+#: most substreams one latent level of a version-3 stream may have
+MAX_SUBSTREAMS = 64
+#: quality byte of a version-3 stream of a fixed-rate model
+NO_QUALITY = 255
+#: shortest substream: the rANS coder's flushed 64-bit state
+MIN_SUBSTREAM_BYTES = 8
 #: largest quality index a version-2 stream can record
 MAX_QUALITY = 254
 CODERS = {"ans": 0, "lzma": 1}
@@ -79,7 +112,11 @@ _DIMS = struct.Struct("<IIII")
 
 @dataclass
 class Stream:
-    """Decoded container fields; ``strings[t][k]`` is tile ``t``'s string for level ``k``."""
+    """Decoded container fields; ``strings[t][k]`` is tile ``t``'s string for level ``k``.
+
+    Version 3: ``strings[t][k]`` is the level's substreams one after the other and
+    ``parts[t][k]`` their byte lengths; ``substreams`` is K. ``parts`` None: versions 1/2.
+    """
 
     arch: str
     weights_hash: bytes
@@ -91,6 +128,15 @@ class Stream:
     strings: list[list[bytes]] = field(default_factory=list)
     #: quality index of a variable-rate model (version 2), None for a fixed-rate model
     quality: int | None = None
+    #: version 3: byte lengths of each (tile, level)'s substreams; None for versions 1/2
+    parts: list[list[tuple[int, ...]]] | None = None
+    #: version 3: K, the most substreams a level may have (recorded in the stream)
+    substreams: int = 0
+
+    @property
+    def version(self) -> int:
+        """The container version :func:`pack` writes for these fields."""
+        return 3 if self.parts is not None else (1 if self.quality is None else 2)
 
 
 def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -124,19 +170,45 @@ def pack(s: Stream) -> bytes:
     if s.quality is not None and (isinstance(s.quality, bool) or not isinstance(s.quality, int)
                                   or not 0 <= s.quality <= MAX_QUALITY):
         raise ValueError(f"quality must be an int 0..{MAX_QUALITY} or None, got {s.quality!r}")
-    version = 1 if s.quality is None else 2
+    version = s.version
+    if version == 3:
+        quality = bytes([NO_QUALITY if s.quality is None else s.quality])
+        sizes = _check_parts(s, n_tiles)
+        table = bytes([s.substreams]) + bytes(len(p) for t in s.parts for p in t)
+    else:
+        quality = b"" if s.quality is None else bytes([s.quality])
+        sizes, table = [len(b) for t in s.strings for b in t], b""
     parts = [
         _FIXED.pack(MAGIC, version, CODERS[s.coder], s.n_levels, len(arch)),
         arch,
         s.weights_hash,
-        b"" if s.quality is None else bytes([s.quality]),
+        quality,
         _DIMS.pack(s.width, s.height, s.tile, n_tiles),
+        table,
+        struct.pack(f"<{len(sizes)}I", *sizes),
     ]
-    flat = [b for t in s.strings for b in t]
-    parts.append(struct.pack(f"<{len(flat)}I", *(len(b) for b in flat)))
-    parts.extend(flat)
+    parts.extend(b for t in s.strings for b in t)
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _check_parts(s: Stream, n_tiles: int) -> list[int]:
+    """The substream lengths of a version-3 ``s`` in stream order, checked against its fields."""
+    if s.coder != "ans":
+        raise ValueError("version-3 streams (substreams) are rANS only")
+    if not 1 <= s.substreams <= MAX_SUBSTREAMS:
+        raise ValueError(f"substreams must be 1..{MAX_SUBSTREAMS}, got {s.substreams!r}")
+    if len(s.parts) != n_tiles or any(len(t) != s.n_levels for t in s.parts):
+        raise ValueError("parts do not match the tile layout")
+    sizes = []
+    for strings, parts in zip(s.strings, s.parts, strict=True):
+        for blob, lens in zip(strings, parts, strict=True):
+            if not 1 <= len(lens) <= s.substreams or sum(lens) != len(blob):
+                raise ValueError("a level's substream lengths do not match its string")
+            if any(n < MIN_SUBSTREAM_BYTES or n % 4 for n in lens):
+                raise ValueError("substreams are whole 32-bit words, at least 8 bytes")
+            sizes.extend(lens)
+    return sizes
 
 
 def parse(data: bytes, source: str = "stream") -> Stream:
@@ -164,9 +236,11 @@ def parse(data: bytes, source: str = "stream") -> Stream:
         raise bad(f"{n_levels} latent levels (expected 2 or 3)")
     if not 1 <= alen <= MAX_ARCH:
         raise bad("bad architecture-name length")
+    if version == 3 and coder_id != CODERS["ans"]:
+        raise bad("version 3 streams are rANS only (latent coder 0)")
     pos = _FIXED.size
-    qlen = 1 if version == 2 else 0
-    head_end = pos + alen + 32 + qlen + _DIMS.size
+    qlen = 0 if version == 1 else 1
+    head_end = pos + alen + 32 + qlen + _DIMS.size + (1 if version == 3 else 0)
     if head_end + 4 > n:
         raise bad("header truncated")
     # The CRC covers everything; check it first so that flipped bytes anywhere are caught.
@@ -184,7 +258,9 @@ def parse(data: bytes, source: str = "stream") -> Stream:
     if qlen:
         quality = mv[pos]
         pos += 1
-        if quality > MAX_QUALITY:
+        if version == 3 and quality == NO_QUALITY:
+            quality = None
+        elif quality > MAX_QUALITY:
             raise bad(f"quality index {quality} outside 0..{MAX_QUALITY}")
     width, height, tile, n_tiles = _DIMS.unpack_from(mv, pos)
     pos += _DIMS.size
@@ -204,7 +280,20 @@ def parse(data: bytes, source: str = "stream") -> Stream:
         raise bad(f"{n_tiles} tiles recorded, layout implies {expect_tiles}")
     coder = coders[coder_id]
     per = strings_per_tile(coder, n_levels)
-    n_str = n_tiles * per
+    counts, k_max = [1] * (n_tiles * per), 0
+    if version == 3:
+        k_max = mv[pos]
+        pos += 1
+        if not 1 <= k_max <= MAX_SUBSTREAMS:
+            raise bad(f"{k_max} substreams per level (K must be 1..{MAX_SUBSTREAMS})")
+        if pos + n_tiles * per + 4 > n:
+            raise bad("substream-count table truncated")
+        counts = list(mv[pos : pos + n_tiles * per])
+        pos += n_tiles * per
+        if any(not 1 <= c <= k_max for c in counts):
+            raise bad(f"a level records {max(counts) or 0} substreams; K is {k_max}, each "
+                      f"level has 1..{k_max}")
+    n_str = sum(counts)
     if pos + 4 * n_str + 4 > n:
         raise bad("string-length table truncated")
     lengths = struct.unpack_from(f"<{n_str}I", mv, pos)
@@ -214,15 +303,25 @@ def parse(data: bytes, source: str = "stream") -> Stream:
             f"string lengths add up to {sum(lengths)} bytes but {n - 4 - pos} are present "
             "(truncated or trailing data)"
         )
+    odd = [ln for ln in lengths if ln < MIN_SUBSTREAM_BYTES or ln % 4] if version == 3 else []
+    if odd:
+        raise bad(f"a substream of {odd[0]} bytes (substreams are whole 32-bit words, at least "
+                  f"{MIN_SUBSTREAM_BYTES} bytes)")
     strings: list[list[bytes]] = []
+    parts: list[list[tuple[int, ...]]] = []
+    i = 0
     for t in range(n_tiles):
-        row = []
+        row, row_parts = [], []
         for k in range(per):
-            ln = lengths[t * per + k]
-            row.append(bytes(mv[pos : pos + ln]))
-            pos += ln
+            lens = lengths[i : i + counts[t * per + k]]
+            i += len(lens)
+            row.append(bytes(mv[pos : pos + sum(lens)]))
+            row_parts.append(tuple(lens))
+            pos += sum(lens)
         strings.append(row)
-    return Stream(arch, whash, width, height, tile, coder, n_levels, strings, quality)
+        parts.append(row_parts)
+    return Stream(arch, whash, width, height, tile, coder, n_levels, strings, quality,
+                  parts if version == 3 else None, k_max)
 
 
 def decode_pixel_budget(max_pixels: int | None = None) -> int:

@@ -48,6 +48,13 @@ def _tile(value: str) -> int | str:
 @click.option("--coder", default="ans", type=click.Choice(["ans", "lzma"]), show_default=True,
               help="ans: learned entropy model + rANS; lzma: same symbols with LZMA (ablation).")
 @click.option("--fp16", is_flag=True, help="Run the transforms in float16 (CUDA only).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the transforms and the rANS substreams [default: the cores "
+                   "available to this process].")
+@click.option("--substreams", "substreams_k", type=click.IntRange(1, 64), default=None,
+              help="K: cut each latent level into up to K independent rANS substreams, which "
+                   "a decoder reads on K threads at once [default: 4]. Any K decodes to the "
+                   "same image; each extra substream costs about 14 bytes.")
 @click.option("--overfit", "overfit_steps", default=0, show_default=True,
               type=click.IntRange(0, 100_000), metavar="STEPS",
               help="Latent overfitting: refine this image's latents for STEPS steps against "
@@ -55,7 +62,8 @@ def _tile(value: str) -> int | str:
                    "search; the stream is kept only if its bytes + lambda*MSE are lower than "
                    "the plain encode's. Same decoder. Each step runs the synthesis forwards "
                    "and backwards (time per step: docs/models.md, 'Latent overfitting').")
-def compress(image, model_ref, quality, output, device, tile, coder, fp16, overfit_steps) -> None:
+def compress(image, model_ref, quality, output, device, tile, coder, fp16, threads, substreams_k,
+             overfit_steps) -> None:
     """Compress IMAGE (PNG or any Pillow format) to a .c3d bitstream.
 
     Grayscale, palette and 16-bit images are converted to 8-bit RGB; alpha is dropped.
@@ -85,7 +93,7 @@ def compress(image, model_ref, quality, output, device, tile, coder, fp16, overf
                           _tile(tile), coder, device, quality)
         return
     r = compress_image_timed(model, rgb, tile=_tile(tile), coder=coder, device=device, fp16=fp16,
-                             quality=quality)
+                             quality=quality, threads=threads, substreams_k=substreams_k)
     atomic_write_bytes(output, r.data)
     h, w = rgb.shape[:2]
     if w * h > MAX_DECODE_PIXELS:
@@ -137,12 +145,15 @@ def _compress_overfit(model, meta, rgb, output, checkpoint, steps, tile, coder, 
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]),
               show_default=True)
 @click.option("--fp16", is_flag=True, help="Run the synthesis in float16 (CUDA only).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the synthesis and the rANS substreams [default: the cores "
+                   "available to this process]. Every count decodes to the same latents.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Decode images of up to this many pixels (default: the environment variable "
                    "CLOUD3D_MAX_DECODE_PIXELS, else 8847360 = 4096x2160). A larger claim is "
                    "refused before any work: decoding costs time and memory in proportion to "
                    "the pixels claimed, not to the file's size.")
-def decompress(stream, output, model_ref, quality, device, fp16, max_pixels) -> None:
+def decompress(stream, output, model_ref, quality, device, fp16, threads, max_pixels) -> None:
     """Decode a .c3d STREAM to a PNG.
 
     Without -m the model is found by the weights hash the stream records, among the bundled
@@ -179,7 +190,7 @@ def decompress(stream, output, model_ref, quality, device, fp16, max_pixels) -> 
         model, info = open_model(model_ref)
         used = f"{info['kind']} {info['name']}"
     r = decompress_image_timed(model, data, device=device, fp16=fp16, source=str(stream),
-                               quality=quality, max_pixels=max_pixels)
+                               quality=quality, max_pixels=max_pixels, threads=threads)
     write_png(output, r.rgb)
     h, w = r.rgb.shape[:2]
     shown_q = "" if s.quality is None else f", quality {s.quality}"

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from cloud3d.errors import Cloud3dError, CodecError
-from models import bitstream
+from models import bitstream, substreams
 from models.entropy import (
     Levels,
     Times,
@@ -59,6 +59,7 @@ from models.entropy import (
     code_levels,
     decode_levels,
     encode_strings,
+    pass_sizes,
     sync,
 )
 from models.latent_model import LatentModel, model_qualities
@@ -90,6 +91,8 @@ class CompressResult:
     network_s: float
     entropy_s: float
     tile: int  # 0 = whole frame
+    #: packing the container (header, tables, CRC)
+    container_s: float = 0.0
 
 
 @dataclass
@@ -99,6 +102,8 @@ class DecompressResult:
     entropy_s: float
     #: entropy-decoding passes (sequential decoder steps) over all tiles
     passes: int = 0
+    #: parsing and checking the container and the string bounds
+    container_s: float = 0.0
 
 
 def _rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -233,6 +238,8 @@ def compress_image_timed(
     fast: bool = True,
     quality: int | None = None,
     refine: Refine | None = None,
+    threads: int | None = None,
+    substreams_k: int | None = None,
 ) -> CompressResult:
     """Compress ``rgb`` (``(H, W, 3) uint8``) to ``.c3d`` bytes; see module docstring.
 
@@ -244,10 +251,16 @@ def compress_image_timed(
     float32 transforms through the inference copy (:mod:`models.fast_inference`); ``False``
     runs compressai's layers as they are (same streams). ``quality``: variable-rate models only.
     ``refine``: encoder-side hook replacing each tile's latents (:data:`Refine`); its time
-    counts as ``network_s``.
+    counts as ``network_s``. ``threads``: CPU threads of this call, for torch and for the
+    rANS substreams (default: torch's own setting, and the cores available,
+    :func:`models.substreams.available_cores`, for the substreams);
+    ``substreams_k``: K, the most substreams a level is cut into (default
+    :data:`models.substreams.DEFAULT_SUBSTREAMS`; rANS only, container version 3). The
+    stream decodes to the same image whatever the two.
     """
     if coder not in bitstream.CODERS:
         raise Cloud3dError(f"unknown coder {coder!r}; valid: {', '.join(bitstream.CODERS)}")
+    n_threads, k_max = _check_threads(threads), _check_substreams(substreams_k)
     t = _check_tile(model, tile)
     q = _check_quality(model, quality)
     h, w = rgb.shape[:2]
@@ -261,39 +274,65 @@ def compress_image_timed(
                            "use --tile 2048 (or smaller)")
     x = _rgb_to_tensor(rgb)
     pm = prepare(model, device, param_device, fast)
+    with substreams.torch_threads(threads):
+        try:
+            return _compress(pm, x, t, coder, fp16, q, refine, n_threads, k_max)
+        except torch.OutOfMemoryError:
+            if t != 0 or pm.device.type != "cuda":
+                raise Cloud3dError(f"out of memory compressing {w}x{h} with tile {t or 'whole'}: "
+                                   "use a smaller --tile") from None
+            torch.cuda.empty_cache()
+            return _compress(pm, x, FALLBACK_TILE, coder, fp16, q, refine, n_threads, k_max)
+
+
+def _check_threads(threads: int | None) -> int:
     try:
-        return _compress(pm, x, t, coder, fp16, q, refine)
-    except torch.OutOfMemoryError:
-        if t != 0 or pm.device.type != "cuda":
-            raise Cloud3dError(
-                f"out of memory compressing {w}x{h} with tile {t or 'whole'}: use a smaller --tile"
-            ) from None
-        torch.cuda.empty_cache()
-        return _compress(pm, x, FALLBACK_TILE, coder, fp16, q, refine)
+        return substreams.check_threads(threads)
+    except ValueError as exc:
+        raise Cloud3dError(str(exc)) from None
+
+
+def _check_substreams(k: int | None) -> int:
+    if k is None:
+        return substreams.DEFAULT_SUBSTREAMS
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) \
+            or not 1 <= k <= bitstream.MAX_SUBSTREAMS:
+        raise Cloud3dError(f"substreams must be 1..{bitstream.MAX_SUBSTREAMS}, got {k!r}")
+    return int(k)
 
 
 def _compress(pm: PreparedModel, x: torch.Tensor, t: int, coder: str, fp16: bool,
-              quality: int | None, refine: Refine | None = None) -> CompressResult:
+              quality: int | None, refine: Refine | None = None, threads: int = 1,
+              k_max: int = 1) -> CompressResult:
     h, w = x.shape[-2:]
     times = {"network": 0.0, "entropy": 0.0}
-    strings = []
+    strings, parts = [], []
+    workers = substreams.pool(threads)
     for x0, y0, tw, th, _, _ in _tiles(w, h, t, pm.stride):
         levels = _encode_tile(pm, _pad(x[..., y0 : y0 + th, x0 : x0 + tw], pm.stride), fp16,
                               quality, times, refine, (th, tw))
         t0 = time.perf_counter()
-        strings.append(encode_strings(pm.entropy, levels, coder))
+        tile_strings, tile_parts = encode_strings(pm.entropy, levels, coder, k_max, workers)
+        strings.append(tile_strings)
+        parts.append(tile_parts)
         times["entropy"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    v3 = coder == "ans"  # rANS: substreams (container version 3); LZMA: versions 1/2
     s = bitstream.Stream(pm.arch, pm.weights_hash, w, h, t, coder, len(pm.latent_strides), strings,
-                         quality)
-    return CompressResult(bitstream.pack(s), times["network"], times["entropy"], t)
+                         quality, parts if v3 else None, k_max if v3 else 0)
+    data = bitstream.pack(s)
+    return CompressResult(data, times["network"], times["entropy"], t,
+                          time.perf_counter() - t0)
 
 
 def compress_image(model: Model, rgb: np.ndarray, tile: int | str | None = "whole",
                    coder: str = "ans", device: str | torch.device | None = None,
-                   fp16: bool = False, fast: bool = True, quality: int | None = None) -> bytes:
+                   fp16: bool = False, fast: bool = True, quality: int | None = None,
+                   threads: int | None = None, substreams_k: int | None = None) -> bytes:
     """Compress ``rgb`` to ``.c3d`` bytes (see :func:`compress_image_timed`)."""
     return compress_image_timed(model, rgb, tile=tile, coder=coder, device=device, fp16=fp16,
-                                fast=fast, quality=quality).data
+                                fast=fast, quality=quality, threads=threads,
+                                substreams_k=substreams_k).data
 
 
 def quantized_reconstruction(model: Model, rgb: np.ndarray, tile: int | str | None = "whole",
@@ -328,6 +367,7 @@ def decompress_image_timed(
     fast: bool = True,
     quality: int | None = None,
     max_pixels: int | None = None,
+    threads: int | None = None,
 ) -> DecompressResult:
     """Decode ``.c3d`` bytes made by :func:`compress_image` with the same weights.
 
@@ -338,8 +378,12 @@ def decompress_image_timed(
     ``fast``: as in :func:`compress_image_timed` (affects only the float32 synthesis, never
     how the stream is read). ``quality``: only for a version-1 stream of a variable-rate
     model; a stream that records its quality is decoded at it (a different ``quality`` is an
-    error). ``source`` names the stream in errors.
+    error). ``source`` names the stream in errors. ``threads``: CPU threads of this call
+    (torch and the substreams of a version-3 stream; default: torch's own setting, and the
+    cores available for the substreams); every thread count decodes to the same image.
     """
+    n_threads = _check_threads(threads)
+    t_container = time.perf_counter()
     s = bitstream.parse(data, source)
     bitstream.check_decode_budget(s, max_pixels, source)
     if s.arch != model.arch:
@@ -361,26 +405,32 @@ def decompress_image_timed(
             "compress it"
         )
     pieces = list(_tiles(s.width, s.height, s.tile, pm.stride))
-    for (*_, ph, pw), strings in zip(pieces, s.strings, strict=True):
-        check_strings(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder, source)
+    parts = s.parts or [None] * len(pieces)
+    for (*_, ph, pw), strings, tile_parts in zip(pieces, s.strings, parts, strict=True):
+        shapes = _latent_shapes(pm, ph, pw)
+        check_strings(pm.entropy, shapes, strings, s.coder, source, tile_parts,
+                      pass_sizes(pm.entropy, shapes) if tile_parts else None)
+    t_container = time.perf_counter() - t_container
     times = {"network": 0.0, "entropy": 0.0}
     out = np.empty((s.height, s.width, 3), np.uint8)
     passes = 0
-    for (x0, y0, tw, th, ph, pw), strings in zip(pieces, s.strings, strict=True):
-        levels = decode_levels(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder, times,
-                               source)
-        passes += levels.passes
-        x_hat = _synthesis(pm, levels.y_hat, fp16, q, times)
-        t0 = time.perf_counter()
-        out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
-        sync(pm.device)
-        times["network"] += time.perf_counter() - t0
-    return DecompressResult(out, times["network"], times["entropy"], passes)
+    with substreams.torch_threads(threads):
+        for (x0, y0, tw, th, ph, pw), strings, tile_parts in zip(pieces, s.strings, parts,
+                                                                 strict=True):
+            levels = decode_levels(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder,
+                                   times, source, tile_parts, substreams.pool(n_threads))
+            passes += levels.passes
+            x_hat = _synthesis(pm, levels.y_hat, fp16, q, times)
+            t0 = time.perf_counter()
+            out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
+            sync(pm.device)
+            times["network"] += time.perf_counter() - t0
+    return DecompressResult(out, times["network"], times["entropy"], passes, t_container)
 
 
 def decompress_image(model: Model, data: bytes, device: str | torch.device | None = None,
                      fp16: bool = False, fast: bool = True, quality: int | None = None,
-                     max_pixels: int | None = None) -> np.ndarray:
+                     max_pixels: int | None = None, threads: int | None = None) -> np.ndarray:
     """Decode ``.c3d`` bytes to ``(H, W, 3) uint8`` RGB (see :func:`decompress_image_timed`)."""
     return decompress_image_timed(model, data, device=device, fp16=fp16, fast=fast,
-                                  quality=quality, max_pixels=max_pixels).rgb
+                                  quality=quality, max_pixels=max_pixels, threads=threads).rgb

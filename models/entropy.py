@@ -27,8 +27,9 @@ any level's (rule 2); its context is the dequantized level above plus the elemen
 earlier passes, ``symbol + snapped mean`` (rule 3); the pass masks depend on the latent's
 shape alone. Encoder and decoder run the passes through the same loop
 (:func:`~models.latent_model.walk_groups` in :func:`code_levels`), so each pass sees the same
-context on both sides. A progressive level still has one rANS string: its passes' symbols
-one after the other, which the decoder reads on pass by pass (``decode_stream``).
+context on both sides. A progressive level's substreams (:mod:`models.substreams`) each
+hold their chunk of every pass, one pass after the other, and the decoder reads on pass by
+pass (in a version-1/2 stream: one string per level, compressai's ``decode_stream``).
 
 The synthesis g_s itself stays float32 (or fp16); it does not feed the entropy decoder, so
 device differences there only move reconstructed pixels by rounding noise (typically 0-1
@@ -62,7 +63,8 @@ import numpy as np
 import torch
 
 from cloud3d.errors import CodecError
-from models.latent_model import LatentModel, walk_groups
+from models import rans, substreams
+from models.latent_model import LatentModel, ProgressiveNet, walk_groups
 
 #: predicted means are rounded to multiples of this (a power of two: exact in binary)
 MEAN_GRID = 1.0 / 64
@@ -103,6 +105,9 @@ class CoderTables:
         precision = int(getattr(em, "entropy_coder_precision", 16))
         top = min(max(top, 1), 2**precision - 1)
         self.min_bits = -math.log2(top / 2**precision)
+        # the same tables as int32 arrays, for the numba coder of models.rans
+        self.np_cdf, self.np_lengths, self.np_offsets = rans.tables_array(
+            self.cdf, self.lengths, self.offsets)
 
 
 class EntropyParams:
@@ -248,33 +253,54 @@ def _to_list(t: torch.Tensor) -> list[int]:
     return t.reshape(-1).to("cpu", torch.int32).numpy().tolist()
 
 
-def encode_strings(ep: EntropyParams, levels: Levels, coder: str) -> list[bytes]:
-    """The strings of one tile: one rANS string per level (finest first), or one LZMA string
-    of all levels' symbols (int32 little-endian, finest level first)."""
+def encode_strings(ep: EntropyParams, levels: Levels, coder: str, k_max: int = 1,
+                   workers: Any = None) -> tuple[list[bytes], list[tuple[int, ...]] | None]:
+    """The strings of one tile and, for rANS, each string's substream lengths.
+
+    rANS: one string per level (finest first), cut into up to ``k_max`` substreams
+    (:mod:`models.substreams`; :func:`~models.substreams.substream_count` of the level's
+    size) coded on ``workers`` (a thread pool or None). LZMA: one string of all levels'
+    symbols (int32 little-endian, finest level first) and None.
+    """
     if coder == "lzma":
         payload = b"".join(s.to("cpu", torch.int32).numpy().astype("<i4").tobytes()
                            for s in levels.symbols)
-        return [lzma.compress(payload, preset=6)]
-    from compressai import ans
+        return [lzma.compress(payload, preset=6)], None
+    strings, parts = [], []
+    for k in range(len(levels.symbols)):
+        passes = substreams.level_passes_host(levels, k)
+        c = substreams.substream_count(sum(len(p[0]) for p in passes), k_max)
+        try:
+            blob, lens = substreams.encode_level(ep.tables(k), passes, c, workers)
+        except ValueError as exc:
+            raise CodecError(f"cannot code latent level {k}: {exc}") from None
+        strings.append(blob)
+        parts.append(lens)
+    return strings, parts
 
-    enc = ans.RansEncoder()
+
+def pass_sizes(ep: EntropyParams, shapes: list[tuple[int, ...]]) -> list[list[int]]:
+    """Symbols in each pass of each level (a progressive level's masks depend on its shape
+    alone; every other level is one pass)."""
     out = []
-    for k, (s, i) in enumerate(zip(levels.symbols, levels.indexes, strict=True)):
-        tb = ep.tables(k)
-        if levels.masks[k] is None:
-            sl, il = _to_list(s), _to_list(i)
-        else:  # the passes one after the other, as the decoder reads them
-            sl = [v for m in levels.masks[k] for v in _to_list(s[m])]
-            il = [v for m in levels.masks[k] for v in _to_list(i[m])]
-        out.append(enc.encode_with_indexes(sl, il, tb.cdf, tb.lengths, tb.offsets))
+    for k, shape in enumerate(shapes):
+        net = ep.nets64[k] if k < len(ep.nets64) else None
+        if isinstance(net, ProgressiveNet):
+            out.append([int(m.sum()) for m in net.group_masks(shape, torch.device("cpu"))])
+        else:
+            out.append([math.prod(shape)])
     return out
 
 
 def check_strings(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: list[bytes],
-                  coder: str, source: str) -> None:
+                  coder: str, source: str, parts: list[tuple[int, ...]] | None = None,
+                  passes: list[list[int]] | None = None) -> None:
     """Refuse a tile whose strings are too short for the latents its header implies.
 
-    Raises :class:`CodecError` (see "What a stream may claim" in the module docstring).
+    ``parts``: the substream lengths of each level (container v3), each substream then
+    bounded by the symbols it holds (``passes[k]``: the symbols of each of level ``k``'s
+    passes, :func:`pass_sizes`; default one pass of the whole level). Raises :class:`CodecError` (see "What a
+    stream may claim" in the module docstring).
     """
     sizes = [math.prod(s) for s in shapes]
     if coder == "lzma":
@@ -283,6 +309,17 @@ def check_strings(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
             raise CodecError(
                 f"{source}: an LZMA latent string of {len(blob)} bytes cannot hold the "
                 f"{sum(sizes)} symbols the header implies (forged or damaged stream)")
+        return
+    if parts is not None:
+        for k, (lens, n) in enumerate(zip(parts, sizes, strict=True)):
+            held = substreams.substream_symbols(passes[k] if passes else [n], len(lens))
+            for j, (ln, m) in enumerate(zip(lens, held, strict=True)):
+                most = 4 * (8 * ln + 64) / ep.tables(k).min_bits
+                if m > most:
+                    raise CodecError(
+                        f"{source}: latent level {k} substream {j} has {ln} bytes, too few for "
+                        f"the {m} symbols the header implies (at most {int(most)}; forged or "
+                        "damaged stream)")
         return
     for k, (blob, n) in enumerate(zip(strings, sizes, strict=True)):
         if len(blob) < RANS_MIN_BYTES or len(blob) % 4:
@@ -296,11 +333,14 @@ def check_strings(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
 
 
 def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: list[bytes],
-                  coder: str, times: Times, source: str) -> Levels:
+                  coder: str, times: Times, source: str,
+                  parts: list[tuple[int, ...]] | None = None, workers: Any = None) -> Levels:
     """Read one tile's levels from its strings (made by :func:`encode_strings`).
 
-    Check the strings with :func:`check_strings` first. Raises :class:`CodecError` when the
-    LZMA data is corrupt or of the wrong size.
+    ``parts``: each level's substream lengths (container v3), decoded on ``workers`` (a
+    thread pool or None) with :mod:`models.rans`; None: one compressai rANS string per level
+    (versions 1 and 2, read as before). Check the strings with :func:`check_strings` first.
+    Raises :class:`CodecError` when the data is corrupt or of the wrong size.
     """
     if coder == "lzma":
         t0 = time.perf_counter()
@@ -312,6 +352,8 @@ def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
             return sym if mask is None else sym[mask]
 
         return code_levels(ep, shapes, lzma_pass, times)
+    if parts is not None:
+        return substreams.decode_tile(ep, shapes, strings, parts, times, source, workers)
     from compressai import ans
 
     decoders: dict[int, Any] = {}

@@ -242,12 +242,15 @@ def test_listing_survives_a_broken_card_and_flags_a_hidden_name(checkpoint, user
 
 
 def test_stream_quality_field_and_old_streams(checkpoint, frame):
-    """Fixed-rate streams stay version 1, byte for byte; version 2 carries a quality index;
+    """A fixed-rate stream without substreams is version 1; version 2 carries a quality index;
     a quality a model does not have is a clean CodecError, an impossible one a parse error."""
     model, _ = load_checkpoint(checkpoint)
-    data = compress_image(model, frame[1], device="cpu")
-    s = bitstream.parse(data)
-    assert data[4] == 1 and s.quality is None
+    s = bitstream.parse(compress_image(model, frame[1], device="cpu"))
+    assert s.parts is not None and s.quality is None
+    s = dataclasses.replace(s, parts=None, substreams=0)  # one substream per level: as v1
+    data = bitstream.pack(s)
+    assert data[4] == 1 and np.array_equal(decompress_image(model, data, device="cpu"),
+                                           quantized_reconstruction(model, frame[1], device="cpu"))
     s.quality = 3
     forged = bitstream.pack(s)
     assert forged[4] == 2 and len(forged) == len(data) + 1
@@ -339,7 +342,7 @@ def test_variable_rate_bundle_records_its_quality(vr_checkpoint, user_dir, frame
     r = run_cli("compress", src, "-m", "vr", "--quality", 1, "-o", out, "--device", "cpu")
     assert r.returncode == 0, r.stderr
     s = bitstream.parse(out.read_bytes())
-    assert s.quality == 1 and out.read_bytes()[4] == 2
+    assert s.quality == 1 and out.read_bytes()[4] == 3
     r = run_cli("decompress", out, "-o", tmp_path / "q.png", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "quality 1" in r.stdout
@@ -362,7 +365,7 @@ def test_variable_rate_bundle_records_its_quality(vr_checkpoint, user_dir, frame
     assert not (tmp_path / "f.png").exists()
     # a stream made before streams recorded the quality (version 1) decodes with a quality
     old = tmp_path / "old.c3d"
-    old.write_bytes(bitstream.pack(dataclasses.replace(s, quality=None)))
+    old.write_bytes(bitstream.pack(dataclasses.replace(s, quality=None, parts=None, substreams=0)))
     with pytest.raises(Cloud3dError, match="give a quality"):
         decompress_image(model, old.read_bytes(), device="cpu")
     r = run_cli("decompress", old, "-o", tmp_path / "old.png", "--quality", 1, "--device", "cpu")

@@ -83,8 +83,9 @@ def test_stream_length_matches_file_and_header(pruned, odd_rgb, tmp_path):
     assert p.stat().st_size == len(data)
     s = bitstream.parse(p.read_bytes())
     name_len = data[7]
-    header = 8 + name_len + 32 + 16 + 4 * len(s.strings[0])
-    assert header + sum(len(b) for b in s.strings[0]) + 4 == len(data)
+    n_sub = sum(len(lens) for lens in s.parts[0])  # version 3: K, a count per level, lengths
+    header = 8 + name_len + 32 + 1 + 16 + 1 + len(s.parts[0]) + 4 * n_sub
+    assert data[4] == 3 and header + sum(len(b) for b in s.strings[0]) + 4 == len(data)
     assert s.weights_hash == weights_hash(pruned)
 
 
@@ -108,7 +109,7 @@ def test_forged_header_with_valid_crc_cannot_force_huge_allocation(pruned, odd_r
     import zlib
 
     data = bytearray(compress_image(pruned, odd_rgb))
-    off = 8 + data[7] + 32
+    off = 8 + data[7] + 32 + 1  # version 3: the quality byte comes first
     struct.pack_into("<II", data, off, 65535, 65535)  # claims a huge image, 1 tile
     body = bytes(data[:-4])
     forged = body + struct.pack("<I", zlib.crc32(body))
@@ -179,10 +180,13 @@ def test_timings_are_split_and_positive(pruned, odd_rgb):
     assert r.network_s > 0 and r.entropy_s > 0 and d.network_s > 0 and d.entropy_s > 0
 
 
-def test_gpu_encode_cpu_decode(cuda_device):
+def test_gpu_encode_cpu_decode(cuda_device, monkeypatch):
+    from models import substreams
+
+    monkeypatch.setattr(substreams, "MIN_SYMBOLS", 1)  # cut even this small frame's levels
     m = _model("c2f-xsmall")
     rgb = make_game_like_frame(200, 330, 7, 0)
-    data = compress_image(m, rgb, device="cuda")
+    data = compress_image(m, rgb, device="cuda", substreams_k=3)
     rec_gpu = decompress_image(m, data, device="cuda")
     rec_cpu = decompress_image(m, data, device="cpu")
     # the latents decoded on CPU are exactly the ones the GPU encoder quantized
@@ -191,8 +195,9 @@ def test_gpu_encode_cpu_decode(cuda_device):
     y_gpu = _encode_tile(prepare(m, "cuda"), x, False, None, times).y_hat
     cpu = prepare(m, "cpu")
     s = bitstream.parse(data)
+    assert [len(p) for p in s.parts[0]] == [3, 3, 3]
     y_cpu = decode_levels(cpu.entropy, _latent_shapes(cpu, x.shape[2], x.shape[3]), s.strings[0],
-                          "ans", times, "stream").y_hat
+                          "ans", times, "stream", s.parts[0], substreams.pool(2)).y_hat
     assert torch.equal(y_gpu.cpu(), y_cpu)
     assert np.abs(rec_gpu.astype(int) - rec_cpu.astype(int)).max() <= 2
 

@@ -11,7 +11,10 @@ variable-rate model given without ``@Q`` stands for every one of its qualities. 
 not contain ``,`` or ``;`` (the spec separators). Options: ``device`` (auto|cpu|cuda),
 ``tile`` (whole or a multiple of the model's stride), ``coder`` (ans|lzma), ``fp16``,
 ``overfit`` (steps of latent overfitting, :mod:`models.overfit`, with the model's own lambda,
-or the quality's lambda for a variable-rate model; 0 = the plain encoder).
+or the quality's lambda for a variable-rate model; 0 = the plain encoder), ``threads`` (CPU
+threads for the transforms and the rANS substreams; 0 = the cores available, torch's own
+setting for the transforms) and ``substreams`` (K, the most substreams per latent level;
+0 = the default, 4). Neither changes the decoded image.
 The curve is named ``learned-{name}`` for a named model, ``learned-{arch}-{app}`` from the
 checkpoints' metadata (``app`` is ``all`` for a general model), or by ``label=``.
 
@@ -33,7 +36,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from baselines.codecs.base import Codec, CodecError, DecodeResult, EncodeResult, QualityParam
+from baselines.codecs.base import (
+    Codec,
+    CodecError,
+    DecodeResult,
+    EncodeResult,
+    QualityParam,
+    check_int,
+)
 from cloud3d.errors import Cloud3dError
 
 
@@ -58,6 +68,7 @@ class LearnedCodec(Codec):
     )
     options_defaults: ClassVar[dict[str, Any]] = {
         "device": "auto", "tile": "whole", "coder": "ans", "fp16": False, "overfit": 0,
+        "threads": 0, "substreams": 0,
     }
     extension: ClassVar[str] = ".c3d"
 
@@ -77,6 +88,9 @@ class LearnedCodec(Codec):
             if steps > MAX_STEPS:
                 raise ValueError(f"learned: option overfit must be at most {MAX_STEPS}, "
                                  f"got {steps}")
+        self.options["threads"] = check_int(self.name, "threads", self.options["threads"], 0, 1024)
+        self.options["substreams"] = check_int(self.name, "substreams", self.options["substreams"],
+                                               0, 64)
         if self.options["overfit"] and self.options["fp16"]:
             raise ValueError("learned: overfit refines in float32; it does not combine with fp16")
         self._models: dict[str, Any] = {}  # checkpoint path or model name -> prepared model
@@ -169,8 +183,10 @@ class LearnedCodec(Codec):
 
         # overfit=0 is the plain encoder: left out, so results stored before the option
         # existed still match
-        plain = () if self.options["overfit"] else ("overfit",)
-        return (f"cloud3d models c3d-v1, compressai {v('compressai')}, torch {v('torch')} "
+        # left out at their defaults (threads, substreams: container v3 came with them)
+        plain = tuple(k for k in ("overfit", "threads", "substreams") if not self.options[k])
+        container = "c3d-v3" if self.options["coder"] == "ans" else "c3d-v1"
+        return (f"cloud3d models {container}, compressai {v('compressai')}, torch {v('torch')} "
                 f"{self.options_text(exclude=plain)}")
 
     def provenance(self) -> dict[str, Any]:
@@ -220,10 +236,12 @@ class LearnedCodec(Codec):
         t0 = time.perf_counter()
         r = compress_image_timed(model, rgb, tile=self.options["tile"], coder=self.options["coder"],
                                  device=self.options["device"], fp16=bool(self.options["fp16"]),
-                                 quality=q)
+                                 quality=q, threads=self.options["threads"] or None,
+                                 substreams_k=self.options["substreams"] or None)
         total = time.perf_counter() - t0
         return EncodeResult(data=r.data, encode_s=total, details={
-            "network_s": r.network_s, "entropy_s": r.entropy_s, "tile": r.tile or "whole",
+            "network_s": r.network_s, "entropy_s": r.entropy_s, "container_s": r.container_s,
+            "tile": r.tile or "whole",
             "arch": model.arch, "coder": self.options["coder"], "quality_index": q})
 
     def _encode_overfit(self, model: Any, rgb: np.ndarray, checkpoint: str,
@@ -259,10 +277,13 @@ class LearnedCodec(Codec):
                 raise CodecError(str(exc)) from None
             model = self._keep(entry.name, found)
         t0 = time.perf_counter()
-        r = decompress_image_timed(model, data, device=self.options["device"], fp16=bool(self.options["fp16"]))
+        r = decompress_image_timed(model, data, device=self.options["device"],
+                                   fp16=bool(self.options["fp16"]),
+                                   threads=self.options["threads"] or None)
         total = time.perf_counter() - t0
         return DecodeResult(rgb=r.rgb, decode_s=total,
-                            details={"network_s": r.network_s, "entropy_s": r.entropy_s})
+                            details={"network_s": r.network_s, "entropy_s": r.entropy_s,
+                                     "container_s": r.container_s})
 
 
 def _split_point(value: str) -> tuple[str, int | None]:

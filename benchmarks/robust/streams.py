@@ -4,7 +4,10 @@ Base streams are real: small seeded models of three architectures (two latent le
 ``bmshj2018-hyperprior``, ``mbt2018-mean``; three: ``c2f-xsmall-pruned``) compress a
 72x80 frame with each latent coder (rANS, LZMA), whole and in tiles. Case ``i`` takes base
 ``i % len(bases)`` and one mutation drawn from :data:`MUTATIONS` (seeded by ``(seed, i)``,
-so a case is reproducible from its number). Unless the mutation is about the container
+so a case is reproducible from its number). The rANS bases are written in the container
+layout of versions 1/2 (one substream per level, repacked without its substream table);
+forged version-3 substream tables are the subject of ``tests/test_models_substreams.py``.
+Unless the mutation is about the container
 itself, the CRC-32 is recomputed so that the bytes reach the parser's later checks and the
 entropy decoder:
 
@@ -25,6 +28,7 @@ The expected outcome of each case is either an image of the claimed size or a cl
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from collections.abc import Callable
@@ -93,7 +97,10 @@ def setup(_workdir: Path, seed: int) -> Context:
         models[arch], other[arch] = pm, _model(arch, kw, seed + 1)
         for coder in ("ans", "lzma"):
             for tile in ("whole", pm.stride):
-                data = compress_image(pm, img, tile=tile, coder=coder)
+                data = compress_image(pm, img, tile=tile, coder=coder, substreams_k=1)
+                if coder == "ans":  # the v1 layout the mutations below know
+                    data = bitstream.pack(dataclasses.replace(bitstream.parse(data), parts=None,
+                                                              substreams=0))
                 bases.append(Base(f"{arch}/{coder}/{'tiled' if tile != 'whole' else 'whole'}",
                                   data, bitstream.parse(data), pm))
     return Context(bases, models, other)
@@ -123,7 +130,7 @@ def _repack(b: Base, strings: list[list[bytes]], **fields) -> bytes:
     s = b.stream
     f = {"width": s.width, "height": s.height, "tile": s.tile, "coder": s.coder,
          "n_levels": s.n_levels, "arch": s.arch.encode(), "hash": s.weights_hash,
-         "n_tiles": len(strings), "version": bitstream.VERSION, **fields}
+         "n_tiles": len(strings), "version": 1, **fields}
     coder_id = bitstream.CODERS.get(f["coder"], f["coder"]) if isinstance(f["coder"], str) else f["coder"]
     flat = [x for t in strings for x in t]
     body = (struct.pack("<4sBBBB", bitstream.MAGIC, f["version"], coder_id, f["n_levels"],

@@ -1,0 +1,235 @@
+"""Independent rANS substreams of one latent level, coded on a thread pool (container v3).
+
+How a level's symbols are dealt out
+-----------------------------------
+A level is coded in passes: one for a plain level, ``P`` for a progressive one
+(:func:`models.latent_model.level_passes`); a pass's ``n`` symbols are in coding order (NCHW
+order over the pass's elements). With ``c`` substreams, pass ``g`` is cut into ``c``
+contiguous chunks, chunk ``j`` = symbols ``[j n / c, (j + 1) n / c)`` (integer division:
+:func:`cuts`), and substream ``j`` holds chunk ``j`` of every pass, pass after pass. The
+decoder of substream ``j`` keeps its own coder state from one pass to the next, so the
+passes stay sequential and the chunks of one pass decode at once, one per thread.
+
+Contiguous chunks of NCHW order are channel groups (the cut may fall inside a channel, then
+that channel is split into bands of rows). The context stays exact: every symbol's table
+index and mean come from the float64 parameter nets before its pass is coded (from the
+levels and passes decoded earlier), never from the rANS coder's state, so cutting a pass
+changes no probability. What a cut costs is the coder's own overhead: each substream ends
+with the 64-bit coder state, rounds up to whole 32-bit words and has a 4-byte length in the
+container, about 14 bytes each (measured overhead: docs/models.md).
+
+Every substream count and every thread count decodes to the same symbols; the count is the
+encoder's choice (:func:`substream_count`: up to K, and no more than one substream per
+:data:`MIN_SYMBOLS` symbols, so that small levels stay whole) and the stream records it.
+
+Threads: :func:`pool` keeps one thread pool per thread count for the process; the numba
+coder (:mod:`models.rans`) runs without the GIL, so ``t`` threads decode ``t`` substreams
+on ``t`` cores.
+
+Devices: the parameter nets, the mean snapping and the table indexing stay on the
+parameter device (a GPU when coding there); what crosses to the host is one int32 array of
+table indexes per pass (and, encoding, one of symbols), cast on the device before a single
+copy (:func:`host_int32`), and decoded symbols go back as one array per pass: no
+per-element transfers or synchronisations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from cloud3d.errors import CodecError
+from models import rans
+
+#: default K: the most substreams one level is cut into
+DEFAULT_SUBSTREAMS = 4
+#: the encoder makes no substream of fewer symbols than this (one per level at least)
+MIN_SYMBOLS = 16384
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+# a forked child has none of its parent's pool threads: it makes its own pools (work queued
+# on an inherited pool would wait forever)
+os.register_at_fork(after_in_child=_POOLS.clear)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` where
+    that is missing)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> int:
+    """``threads`` as a positive int; None -> :func:`available_cores`."""
+    if threads is None:
+        return available_cores()
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ValueError(f"threads must be a positive whole number, got {threads!r}")
+    return int(threads)
+
+
+def pool(threads: int) -> ThreadPoolExecutor | None:
+    """The process's pool of ``threads`` workers (None for one thread: run inline)."""
+    if threads <= 1:
+        return None
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="c3d-rans")
+    return _POOLS[threads]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``threads`` for the block, then restored
+    (``None``: left as it is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None and before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def run(workers: ThreadPoolExecutor | None, fn: Callable[[int], Any], n: int) -> list[Any]:
+    """``[fn(0), ..., fn(n - 1)]``, on ``workers`` when there are several items."""
+    if workers is None or n <= 1:
+        return [fn(j) for j in range(n)]
+    return list(workers.map(fn, range(n)))
+
+
+def substream_count(n_symbols: int, k: int) -> int:
+    """How many substreams the encoder cuts a level of ``n_symbols`` into (1..k)."""
+    return max(1, min(k, n_symbols // MIN_SYMBOLS))
+
+
+def cuts(n: int, c: int) -> list[int]:
+    """Chunk boundaries of a pass of ``n`` symbols cut ``c`` ways: ``c + 1`` offsets."""
+    return [j * n // c for j in range(c + 1)]
+
+
+def substream_symbols(pass_sizes: Sequence[int], c: int) -> list[int]:
+    """Symbols in each of ``c`` substreams of a level whose passes hold ``pass_sizes``."""
+    total = [0] * c
+    for n in pass_sizes:
+        b = cuts(n, c)
+        for j in range(c):
+            total[j] += b[j + 1] - b[j]
+    return total
+
+
+def encode_level(tables: Any, passes: list[tuple[np.ndarray, np.ndarray]], c: int,
+                 workers: ThreadPoolExecutor | None) -> tuple[bytes, tuple[int, ...]]:
+    """One level's ``c`` substreams: ``(their bytes one after the other, their lengths)``.
+
+    ``passes``: ``(symbols, indexes)`` int32 arrays of each pass in coding order;
+    ``tables``: a :class:`models.entropy.CoderTables` (its numpy tables).
+    """
+    bounds = [cuts(len(s), c) for s, _ in passes]
+
+    def one(j: int) -> bytes:
+        sym = np.concatenate([s[b[j] : b[j + 1]] for (s, _), b in zip(passes, bounds, strict=True)])
+        idx = np.concatenate([i[b[j] : b[j + 1]] for (_, i), b in zip(passes, bounds, strict=True)])
+        return rans.encode(sym, idx, tables.np_cdf, tables.np_lengths, tables.np_offsets)
+
+    blobs = run(workers, one, c)
+    return b"".join(blobs), tuple(len(b) for b in blobs)
+
+
+class LevelDecoder:
+    """Reads one level's substreams pass by pass (see the module docstring).
+
+    ``blob``: the level's substreams one after the other; ``lengths``: their byte lengths
+    (checked by the container: whole words, at least 8 bytes). ``name`` prefixes errors.
+    """
+
+    def __init__(self, blob: bytes, lengths: tuple[int, ...], tables: Any, name: str) -> None:
+        self.tables, self.name = tables, name
+        words = rans.words_of(blob)
+        pos = np.cumsum([0, *lengths]) // 4
+        self.words = [words[pos[j] : pos[j + 1]] for j in range(len(lengths))]
+        self.states = []
+        for j, w in enumerate(self.words):
+            try:
+                self.states.append(rans.start_state(w))
+            except ValueError as exc:
+                raise CodecError(f"{name}: substream {j}: {exc} (corrupt or forged)") from None
+
+    def decode_pass(self, idx: np.ndarray, workers: ThreadPoolExecutor | None) -> np.ndarray:
+        """The symbols of one pass from its int32 table indexes (coding order), as float64
+        (whole numbers, exact: the dtype the coding loop computes with, written by the
+        threads themselves rather than converted afterwards)."""
+        c = len(self.words)
+        b = cuts(len(idx), c)
+        out = np.empty(len(idx), dtype=np.float64)
+        tb = self.tables
+
+        def one(j: int) -> int:
+            return rans.decode_into(self.words[j], self.states[j], idx[b[j] : b[j + 1]],
+                                    tb.np_cdf, tb.np_lengths, tb.np_offsets, out[b[j] : b[j + 1]])
+
+        for j, status in enumerate(run(workers, one, c)):
+            if status != rans.OK:
+                why = {rans.READ_PAST_END: "ends before its symbols do",
+                       rans.ESCAPE_TOO_LONG: "holds an escaped value longer than 32 bits",
+                       rans.BAD_INDEX: "asks for a table the model lacks"}[status]
+                raise CodecError(f"{self.name}: substream {j} {why} (corrupt or forged)")
+        return out
+
+    def finish(self) -> None:
+        """Refuse substreams with bytes left over or a coder not back at its start state."""
+        for j, (w, st) in enumerate(zip(self.words, self.states, strict=True)):
+            if not rans.finished(w, st):
+                raise CodecError(f"{self.name}: substream {j} does not end where its symbols "
+                                 "do (corrupt or forged)")
+
+
+def host_int32(t: Any) -> np.ndarray:
+    """``t`` flattened to a host ``int32`` array: cast on its own device, then one copy (a
+    CUDA tensor crosses to the host as compact integers, one transfer per call)."""
+    import torch
+
+    return t.reshape(-1).to(torch.int32).cpu().numpy()
+
+
+def level_passes_host(levels: Any, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Level ``k``'s ``(symbols, indexes)`` per pass as host int32 arrays, coding order
+    (``levels``: a :class:`models.entropy.Levels`)."""
+    s, i, masks = levels.symbols[k], levels.indexes[k], levels.masks[k]
+    if masks is None:
+        return [(host_int32(s), host_int32(i))]
+    return [(host_int32(s[m]), host_int32(i[m])) for m in masks]
+
+
+def decode_tile(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
+                parts: list[tuple[int, ...]], times: dict[str, float], source: str,
+                workers: ThreadPoolExecutor | None) -> Any:
+    """:func:`models.entropy.decode_levels` of a version-3 tile (``ep``: its
+    ``EntropyParams``; returns its ``Levels``): each pass's table indexes go to the host once
+    as int32, its symbols come back once (as float64 on the parameter device)."""
+    import torch
+
+    from models.entropy import code_levels
+
+    readers = [LevelDecoder(b, p, ep.tables(k), f"{source}: latent level {k}")
+               for k, (b, p) in enumerate(zip(strings, parts, strict=True))]
+
+    def read(k: int, mask: torch.Tensor | None, _offset: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor:
+        vals = torch.from_numpy(readers[k].decode_pass(host_int32(idx), workers))
+        out = vals.to(ep.pdev, torch.float64)
+        return out if mask is not None else out.reshape(shapes[k])
+
+    levels = code_levels(ep, shapes, read, times)
+    for r in readers:
+        r.finish()
+    return levels
