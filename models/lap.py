@@ -9,7 +9,8 @@ sequence of laps. One lap of a plan stage (:data:`STAGES`):
    ``init`` (a fine-tune starts from the general model), else from scratch.
 2. **Throughput.** A few timed training steps of the architecture (perf_counter, after
    warm-up steps, ``torch.cuda.synchronize`` on a GPU) give steps/s and Mpx/s; the lap's
-   step count is what fits the budget left, with a margin. On a GPU, up to a minute goes to
+   step count is what fits the budget left, with a margin (a slower pace than the probe saw
+   brings the end and the decay forward, :class:`~models.train.TrainConfig` ``deadline``). On a GPU, up to a minute goes to
    a sweep of batch sizes and memory orders (:func:`sweep_throughput`) and the lap trains
    with the fastest (one process; the frames stay in host memory and batches are copied
    non-blocking; ``torch.compile`` and GPU-resident frames are not tried yet).
@@ -278,7 +279,7 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
         int(read_checkpoint(run / "last.pt")["meta"]["step"]) if (run / "last.pt").exists() else 0)
     # the budget left after this point, less the validation (about 1/6) and a margin
     left = budget_s - (time.time() - t0)
-    lap_steps = steps or max(2, int(speed["steps_per_s"] * left * 0.6))
+    lap_steps = steps or max(2, int(speed["steps_per_s"] * left * 0.8))
     if progress:
         print(f"lap {stage}: {st.arch}, {speed['steps_per_s']:.2f} steps/s = "
               f"{speed['mpx_per_s']:.2f} Mpx/s (batch {batch} x {crop} px on {device}); "
@@ -293,11 +294,11 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
                       warmup=0 if start else None, device=device,
                       resume=(run / "last.pt").exists(), val_every=10**9, val_images=4,
                       threads=threads, init=init, progress=progress,
-                      deadline=t0 + budget_s * 0.95, channels_last=channels_last)
+                      deadline=t0 + budget_s * 0.9, channels_last=channels_last)
     try:
         res = train(cfg)
     except KeyboardInterrupt:  # the deadline (or Ctrl-C): last.pt holds the step reached
-        if time.time() < t0 + budget_s * 0.95:
+        if time.time() < t0 + budget_s * 0.9:
             raise
         return {"stage": stage, "kept": False,
                 "status": "stopped at the deadline before the decay ended: the next lap "
