@@ -10,7 +10,7 @@ Outputs in ``out_dir`` (names fixed: the report reads them):
     reference folder, ``group`` = the reference name, empty app/resolution/
     split, ``role = reference``.
 ``summary.csv``
-    see :mod:`analysis.compare`.
+    see :mod:`analysis.comparison`.
 ``figures/density_<measure>.{png,svg}``, ``figures/density_panels_<measure>.{png,svg}``,
 ``figures/box_<measure>.{png,svg}``
     see :mod:`analysis.plots`; ``density_entropy_luma`` is the paper's Fig. 3.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.compare import compare
+from analysis.comparison import compare
 from analysis.folder import IMAGE_EXTENSIONS, MeasureCache, list_images, measure_paths
 from analysis.measures import LUMA_WEIGHTS, MEASURES, MEASURES_VERSION, backend
 from analysis.reference import STANDIN_FILES, STANDIN_NAME, prepare_standin
