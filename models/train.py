@@ -44,6 +44,7 @@ import torch
 
 from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
+from models.curves import plot_curves
 from models.train_step import (
     SCHEDULES,
     evaluate,
@@ -292,6 +293,7 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
         if is_best:
             save_checkpoint(best, model, meta)
         save_checkpoint(last, model, meta, extra)
+        plot_curves(log, out / "curves.png", cfg.batch * cfg.crop**2)  # models/curves.py
 
     def validate() -> dict[str, float]:
         """Log one row per quality; returns the metrics of the point (mean over qualities)."""
