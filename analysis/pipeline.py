@@ -239,13 +239,20 @@ def run_entropy(
 
     figures: list[Path] = []
     if plots:
+        from tqdm import tqdm
+
         from analysis.plots import plot_box, plot_density, plot_density_panels
 
         fig_dir = out / "figures"
-        for m in MEASURES:
-            figures += plot_density(per_image, m, fig_dir / f"density_{m}", name)
-            figures += plot_density_panels(per_image, m, fig_dir / f"density_panels_{m}", name)
-            figures += plot_box(per_image, m, fig_dir / f"box_{m}", name)
+        kinds = (("density", plot_density), ("density_panels", plot_density_panels), ("box", plot_box))
+        # drawing (kernel densities, PNG + SVG) can take longer than measuring: its own bar
+        with tqdm(total=len(MEASURES) * len(kinds), desc="figures", unit="fig",
+                  disable=not progress) as bar:
+            for m in MEASURES:
+                for kind, plot in kinds:
+                    bar.set_postfix_str(f"{kind}_{m}")
+                    figures += plot(per_image, m, fig_dir / f"{kind}_{m}", name)
+                    bar.update(1)
 
     skipped = [Path(p).relative_to(ref_root).as_posix() for p in ref_skipped]
     info = {

@@ -33,3 +33,18 @@ def test_measure_folder_with_workers_from_an_unguarded_script(tmp_path):
     assert "Traceback" not in r.stderr
     assert "measured 4" in r.stdout
     assert "compared DataFrame" in r.stdout  # the function, not the module analysis.compare
+
+
+def test_entropy_shows_its_plotting_on_a_bar(tmp_path, run_cli):
+    """The figures were drawn for seconds after the measuring bar had ended, without a word."""
+    from helpers import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", n=2, h=48, w=64)
+    ref = tmp_path / "photos"
+    for i in range(2):
+        write_png(ref / f"{i}.png", make_game_like_frame(48, 64, 50 + i))
+    r = run_cli("entropy", ds, "--reference", ref, "--out", tmp_path / "e", "--workers", "1",
+                env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    n = len(list((tmp_path / "e" / "figures").glob("*.png")))
+    assert n > 0 and "figures: 100%" in r.stderr and f"{n}/{n}" in r.stderr
