@@ -23,6 +23,11 @@ def _echo_list(title: str, items: list[tuple[str, str]]) -> None:
         click.echo(f"  ... and {len(items) - _MAX_LISTED} more", err=True)
 
 
+
+def _files(n: int) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{n} file{'' if n == 1 else 's'}"
+
 @click.command("split")
 @click.argument("raw_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option(
@@ -167,7 +172,7 @@ def split_cmd(
     counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
     click.echo(
         f"{r.app}: {counts} frames x {len(r.resolutions)} resolution(s) ({', '.join(r.resolutions)}) "
-        f"-> {r.files} files in {r.dataset} (linked {r.linked}, copied {r.copied}, encoded {r.encoded}); "
+        f"-> {_files(r.files)} in {r.dataset} (linked {r.linked}, copied {r.copied}, encoded {r.encoded}); "
         + (f"blocks {r.block}, guard {r.guard}" if r.block != "scene" else "whole scenes per split")
     )
     for split, names in r.scenes.items():
@@ -223,11 +228,12 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
     for p in rep.problems:
         click.echo(f"{p.kind:10s} {p.path}: {p.detail}")
     if rep.ok:
-        click.echo(f"ok: {rep.checked} files match the manifest, no extra files")
+        click.echo(f"ok: {_files(rep.checked)} {'matches' if rep.checked == 1 else 'match'} the manifest, "
+                   "no extra files")
         return
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(rep.by_kind().items()))
     click.echo(
-        f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest files ({kinds})",
+        f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest file(s) ({kinds})",
         err=True,
     )
     ctx.exit(1)
