@@ -141,6 +141,11 @@ def capture_group() -> None:
     \b
     Output: OUT/APP/{1080p,720p,native}/{index:06d}.png, OUT/APP/frames.csv, OUT/APP/runs.jsonl
     Re-running into the same folder continues the numbering. See docs/capture.md.
+
+    \b
+    Examples:
+      cloud3d capture synthetic --count 16 --out captures
+      cloud3d capture game --list
     """
 
 

@@ -221,6 +221,10 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
     """Check every manifest file (exists, size, sha256, decodes) and report extra files.
 
     Exit status 0 when everything matches, 1 otherwise.
+
+    \b
+    Example:
+      cloud3d verify dataset && cloud3d stats dataset
     """
     from cloud3d_dataset.verify import verify
 
@@ -243,7 +247,13 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 def stats_cmd(dataset_dir, as_json) -> None:
-    """Images and disk size per split, app and resolution."""
+    """Images and disk size per split, app and resolution.
+
+    \b
+    Examples:
+      cloud3d stats dataset
+      cloud3d stats dataset --json
+    """
     from cloud3d_dataset.stats import format_table, stats
 
     table = stats(dataset_dir)

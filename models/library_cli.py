@@ -62,7 +62,12 @@ def models(ctx: click.Context, as_json: bool) -> None:
 @models.command("show")
 @click.argument("name")
 def show(name: str) -> None:
-    """Print the model card of NAME (a bundled or user model) as JSON."""
+    """Print the model card of NAME (a bundled or user model) as JSON.
+
+    \b
+    Example:
+      cloud3d models show stk-mine
+    """
     from models.library import find_model
 
     click.echo(json.dumps(find_model(name).card, indent=1, sort_keys=True))
