@@ -184,7 +184,7 @@ def report_cmd(results, out, anchor, dataset, entropy, title, bench_folder, benc
     \b
     Example:
       cloud3d report results.sqlite --out report/ --anchor jpeg --dataset data/
-      cloud3d report results.sqlite --out report/ --bench-folder folder.csv --bench-video video.csv
+      cloud3d report results.sqlite --out report/ --bench-folder folder.csv --bench-video results/video.csv
     """
     from baselines.report import write_report
 

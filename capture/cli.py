@@ -199,7 +199,7 @@ interrupted. Put the app's command after '--'.
 \b
 Example (the built-in synthetic scene shown in a real X window):
   cloud3d capture launch --size 1280x720 --app synthetic-window --count 50 \\
-      --out captures -- python -m capture.showwindow --size 1280x720
+      --out captures -- .venv/bin/python -m capture.showwindow --size 1280x720
 \b
 Example (SuperTuxKart racing on its own, see docs/capture.md):
   cloud3d capture launch --size 1280x720 --app supertuxkart --timeout 180 \\

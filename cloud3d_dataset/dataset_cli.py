@@ -136,8 +136,8 @@ def split_cmd(
 
     \b
     Examples:
-      cloud3d split RAW/supertuxkart --out DATASET --seed 1
-      cloud3d split RAW/0ad --out DATASET --group scene   # whole maps per split
+      cloud3d split captures/supertuxkart --out my-dataset --seed 1
+      cloud3d split captures/supertuxkart --out by-track --group scene   # whole tracks per split
     """
     from cloud3d_dataset.split import build_splits
 
@@ -188,7 +188,8 @@ def index_cmd(dataset_dir, workers, quiet, force) -> None:
     """Write manifest.csv for an existing dataset in the {split}/{app}-{res}/{n}.png layout.
 
     \b
-    Example:  cloud3d index ~/data/cloud3d-original
+    Example:
+      cloud3d index ~/data/cloud3d-original
     """
     from pathlib import Path
 
@@ -286,7 +287,8 @@ def crops_cmd(dataset_dir, out, size, per_frame, splits, app, resolution, seed, 
     comes from: source path, sha256, x, y).
 
     \b
-    Example:  cloud3d crops dataset --resolution 720p --size 256 -o crops256
+    Example:
+      cloud3d crops dataset --resolution 720p --size 256 -o crops256
     """
     from cloud3d.errors import Cloud3dError
     from cloud3d_dataset.crops import make_crops

@@ -63,7 +63,7 @@ def compress(image, model_ref, quality, output, device, tile, coder, fp16, overf
 
     \b
     Examples:
-      cloud3d compress frame.png -m supertuxkart --quality 3 -o frame.c3d
+      cloud3d compress frame.png -m general --quality 3 -o frame.c3d   # once a model named general ships
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d --overfit 200
     """

@@ -27,8 +27,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
     \b
     Examples:
       cloud3d models
-      cloud3d models show supertuxkart
-      cloud3d models export runs/stk/best.pt --name stk-mine --card-json card.json
+      cloud3d models show general          # once a model named general ships
+      cloud3d models export runs/stk/best.pt --name stk-mine
     """
     if ctx.invoked_subcommand is not None:
         return

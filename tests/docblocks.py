@@ -129,10 +129,11 @@ RULES: list[tuple[str, object, str]] = [
      "the dataset placeholders are the test's dataset"),
     (r"(?<![\w/.-])data/", "dataset/", "data/ is the test's dataset"),
     (r"DIV2K_train_HR", "photos", "a few test images stand in for DIV2K"),
-    (r"(?<!capture )(?<![\w-])1080p\b", "216p", "dataset groups are 384x216 (216p) ..."),
-    (r"(?<!capture )(?<![\w-])720p\b", "144p", "... and 256x144 (144p) in the test"),
-    (r"(--count[ =])\d+", r"\g<1>4", "4 frames per capture"),
-    (r"(count=)\d+", r"\g<1>4", "4 frames per capture (Python)"),
+    (r"(?m)^(?!.*(?:capture|record\()).*$", lambda m: re.sub(r"(?<!\w)1080p\b", "216p", re.sub(
+        r"(?<!\w)720p\b", "144p", m.group(0))),
+     "dataset groups are 384x216 (216p) and 256x144 (144p) in the test; capture lines keep theirs"),
+    (r"(--count[ =]|count=)(\d+)", lambda m: m.group(1) + str(min(int(m.group(2)), 16)),
+     "at most 16 frames per capture"),
     (r"(--duration )\d+", r"\g<1>1", "1 s per timed capture"),
     (r"((?:[\s:;\"'](?:q|qp|crf)=|--crf |--qp ))([\d,]+)", _first_two, "two qualities per codec"),
     (r"(--workers )\d+", r"\g<1>2", "at most 2 worker processes"),
@@ -145,7 +146,8 @@ RULES: list[tuple[str, object, str]] = [
     (r"(\w\('RAW', app, )\d+", r"\g<1>16", "16 synthetic frames per app"),
     (r"(--frames )\d+", r"\g<1>2", "benchmarks: 2 frames ..."),
     (r"(--repeat )\d+", r"\g<1>1", "... and 1 repeat"),
-    (r"(--overfit )\d+", r"\g<1>3", "3 overfitting steps"),
+    (r"(--overfit |overfit=)\d+", r"\g<1>3", "3 overfitting steps"),
+    (r"(cloud3d split [^\n#]*)", r"\g<1> --scale-counts ", "split: the split's ratio on fewer frames"),
 ]
 
 

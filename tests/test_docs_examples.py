@@ -3,10 +3,11 @@ examples in each command's ``--help`` (found by ``docblocks.py``, which also say
 are marked and made small).
 
 Each Markdown file's blocks run in order in one working folder of their own (a later block
-may use what an earlier one wrote), each ``--help`` example in a fresh copy of the same
-start: a small real dataset (apps ``supertuxkart`` and ``dota2``, 256x144 and 384x216 frames
+may use what an earlier one wrote), and the ``--help`` examples, in command order, in one more;
+each folder starts as a copy of the same start: a small real dataset (apps ``supertuxkart`` and ``dota2``, 256x144 and 384x216 frames
 in ``144p``/``216p`` groups, train/validation/test splits; ``dataset``, ``data``, ``DATASET``
-name it), ``photos/`` (stand-ins for DIV2K), ``frame.png``, a small ``gameplay.mp4`` (with
+name it; README.md builds its own), ``captures/supertuxkart`` (4 synthetic scenes of 6 frames
+at 384x216), ``photos/`` (stand-ins for DIV2K), ``frame.png``, a small ``gameplay.mp4`` (with
 ffmpeg), and untrained but real checkpoints at the paths the docs use (``runs/stk-0.01/best.pt``
 ...). ``cloud3d`` and ``python`` on the PATH are this checkout's. A block passes when it exits
 0 and prints no traceback.
@@ -15,6 +16,7 @@ ffmpeg), and untrained but real checkpoints at the paths the docs use (``runs/st
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,13 +37,19 @@ HELP_SKIPS = {
     "capture screen --display :99": "needs an X display :99",
     "codecs build": "downloads and compiles for 15-20 minutes",
     "--device cuda": "GPU only",
-    "-m supertuxkart": "no bundled model named supertuxkart",
+    "cloud3d demo --out demo-out": "the whole demo study, a minute (make demo and test_demo.py run it)",
+    "big.c3d": "needs a stream of an 8K frame",
+    "--card-json cards/": "ships a model into the package (needs its model card)",
+    "cloud3d index ~/": "indexes a copy of the original Cloud 3D dataset",
 }
 
-#: checkpoint paths the examples use: fixed-rate unless the name says vr
-CHECKPOINTS = ["runs/stk-0.01/best.pt", "runs/stk/best.pt", "runs/dota2-0.01/best.pt", "runs/a/best.pt",
-               "runs/dota2-0.04/best.pt", "runs/supertuxkart/best.pt", "best.pt", "a.pt", "b.pt",
-               "runs/stk-vr/best.pt", "gpu/supertuxkart.pt"]
+#: checkpoint paths the examples use (those of runs an example trains itself are left out):
+#: untrained c2f-xsmall-pruned, variable-rate where the name says vr; c2f-small-pruned with the
+#: app in its metadata where an example compares them with trained runs of that architecture
+CHECKPOINTS = {"runs/stk-0.01/best.pt": "fixed", "runs/stk/best.pt": "fixed", "runs/a/best.pt": "fixed",
+               "runs/supertuxkart/best.pt": "fixed", "best.pt": "fixed", "a.pt": "fixed", "b.pt": "fixed",
+               "runs/stk-vr/best.pt": "vr", "gpu/supertuxkart.pt": "vr",
+               "runs/dota2-0.04/best.pt": "small-dota2", "runs/all-0.04/best.pt": "small-all"}
 
 
 def _blocks() -> list[Block]:
@@ -72,20 +80,27 @@ def world(tmp_path_factory) -> Path:
                 for n in ns:
                     write_png(ds / split / f"{app}-{res}" / f"{n}.png", make_game_like_frame(h, w, 10 * a + n, n / 7))
     index_dataset(ds, progress=False)
+    for i in range(4):  # a capture with scenes, as `cloud3d capture game` writes (README step 2)
+        subprocess.run([sys.executable, "-m", "cloud3d.cli", "capture", "synthetic", "--app", "supertuxkart",
+                        "--scene", f"track{i}", "--seed", str(i), "--count", "6", "--size", "384x216",
+                        "--out", str(base / "captures")], check=True, capture_output=True, cwd=ROOT)
     for i in range(3):
         write_png(base / "photos" / f"{i:04d}.png", make_game_like_frame(160, 240, 100 + i))
     shutil.copy(ds / "test" / "supertuxkart-216p" / "5.png", base / "frame.png")
     ckpts = base / ".ckpt"
     ckpts.mkdir()
-    for vr in (False, True):
+    kinds = {"fixed": ("c2f-xsmall-pruned", {}, {"lambda": 0.01}),
+             "vr": ("c2f-xsmall-pruned-vr", {"lambdas": [0.004, 0.01, 0.04]}, {"lambda": None}),
+             "small-dota2": ("c2f-small-pruned", {}, {"lambda": 0.04, "app": "dota2"}),
+             "small-all": ("c2f-small-pruned", {}, {"lambda": 0.04, "app": "all"})}
+    for kind, (arch, config, meta) in kinds.items():
         torch.manual_seed(0)
-        m = create_model("c2f-xsmall-pruned-vr" if vr else "c2f-xsmall-pruned",
-                         **({"lambdas": [0.004, 0.01, 0.04]} if vr else {}))
+        m = create_model(arch, **config)
         m.update(force=True)
-        save_checkpoint(ckpts / f"{'vr' if vr else 'fixed'}.pt", m.eval(), {"lambda": None if vr else 0.01})
-    for rel in CHECKPOINTS:
+        save_checkpoint(ckpts / f"{kind}.pt", m.eval(), meta)
+    for rel, kind in CHECKPOINTS.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
-        (base / rel).symlink_to(ckpts / ("vr.pt" if "vr" in rel or "gpu" in rel else "fixed.pt"))
+        (base / rel).symlink_to(ckpts / f"{kind}.pt")
     if shutil.which("ffmpeg"):
         frames = sorted((ds / "test" / "dota2-216p").glob("*.png"))
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", "2", "-i",
@@ -107,11 +122,13 @@ def folders(world, tmp_path_factory):
     made: dict[str, Path] = {}
 
     def get(block: Block) -> Path:
-        key = block.source if not block.source.startswith("help:") else block.name
+        key = "help" if block.source.startswith("help:") else block.source
         if key not in made:
             d = tmp_path_factory.mktemp("doc")
             shutil.copytree(world, d, symlinks=True, dirs_exist_ok=True)
-            if not block.source.endswith("dataset.md"):  # there DATASET is what the example builds
+            if key == "README.md":  # the README builds its dataset from the captures
+                shutil.rmtree(d / "dataset")
+            elif key != "docs/dataset.md":  # there DATASET is what the example builds
                 for alias in ("data", "DATASET"):
                     (d / alias).symlink_to("dataset")
             made[key] = d
@@ -138,6 +155,8 @@ def _skip_reason(block: Block) -> str | None:
     if block.needs_model and block.needs_model not in _model_names():
         return f"no bundled model named {block.needs_model} ships yet"
     if block.source.startswith("help:"):
+        if re.search(r"\bgeneral\b", block.text) and "general" not in _model_names():
+            return "no bundled model named general ships yet"
         for key, why in HELP_SKIPS.items():
             if key in block.text:
                 return why
