@@ -150,8 +150,8 @@ def decompress(stream, output, model_ref, quality, device, fp16, max_pixels) -> 
 
     \b
     Example:
-      cloud3d decompress frame.c3d -o frame.png
       cloud3d decompress frame.c3d -m runs/stk-0.01/best.pt -o frame.png
+      cloud3d decompress f.c3d -o f.png   # f.c3d made with -m general: found by the weights hash
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
     from pathlib import Path

@@ -125,8 +125,10 @@ def _first_two(m: re.Match) -> str:
 RULES: list[tuple[str, object, str]] = [
     (r"\\\n\s*", "", "join continued lines"),
     (r"\.venv/bin/python\b", "python", "the test's interpreter"),
-    (r"(/work/data/dataset|data/cloud3d|DATASET_DIR|~/data/cloud3d-original)\b", "dataset",
+    (r"~/data/cloud3d-original", "original", "a dataset without manifest.csv stands for the original"),
+    (r"(/work/data/dataset|data/cloud3d|DATASET_DIR)\b", "dataset",
      "the dataset placeholders are the test's dataset"),
+    (r"(?<![\w/.-])benchmarks/", f"{ROOT}/benchmarks/", "benchmark scripts are the checkout's"),
     (r"(?<![\w/.-])data/", "dataset/", "data/ is the test's dataset"),
     (r"DIV2K_train_HR", "photos", "a few test images stand in for DIV2K"),
     (r"(?m)^(?!.*(?:capture|record\()).*$", lambda m: re.sub(r"(?<!\w)1080p\b", "216p", re.sub(
@@ -147,7 +149,8 @@ RULES: list[tuple[str, object, str]] = [
     (r"(--frames )\d+", r"\g<1>2", "benchmarks: 2 frames ..."),
     (r"(--repeat )\d+", r"\g<1>1", "... and 1 repeat"),
     (r"(--overfit |overfit=)\d+", r"\g<1>3", "3 overfitting steps"),
-    (r"(cloud3d split [^\n#]*)", r"\g<1> --scale-counts ", "split: the split's ratio on fewer frames"),
+    (r"(cloud3d split [^\n#]*)", r"\g<1> --scale-counts --block 2 --guard 0 ",
+     "split: the split's ratio on fewer frames, in blocks of 2 frames (the test's captures last seconds)"),
 ]
 
 

@@ -40,7 +40,6 @@ HELP_SKIPS = {
     "cloud3d demo --out demo-out": "the whole demo study, a minute (make demo and test_demo.py run it)",
     "big.c3d": "needs a stream of an 8K frame",
     "--card-json cards/": "ships a model into the package (needs its model card)",
-    "cloud3d index ~/": "indexes a copy of the original Cloud 3D dataset",
 }
 
 #: checkpoint paths the examples use (those of runs an example trains itself are left out):
@@ -57,9 +56,11 @@ def _blocks() -> list[Block]:
 
 
 def _model_names() -> set[str]:
+    """Names of the bundled models (those that ship with the package)."""
     from models.library import scan_models
 
-    return {e.name for e in scan_models()}
+    entries, _problems = scan_models()
+    return {e.name for e in entries if e.origin == "bundled"}
 
 
 @pytest.fixture(scope="session")
@@ -101,18 +102,19 @@ def world(tmp_path_factory) -> Path:
     for rel, kind in CHECKPOINTS.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).symlink_to(ckpts / f"{kind}.pt")
+    shutil.copytree(ds, base / "original", ignore=shutil.ignore_patterns("manifest.csv"))
     if shutil.which("ffmpeg"):
-        frames = sorted((ds / "test" / "dota2-216p").glob("*.png"))
+        for i in range(4):
+            write_png(base / ".video" / f"{i}.png", make_game_like_frame(216, 384, 200 + i, i / 4))
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", "2", "-i",
-                        str(frames[0].parent / "%d.png"), "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                        str(base / "gameplay.mp4")], check=False)
+                        str(base / ".video" / "%d.png"), "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                        str(base / "gameplay.mp4")], check=True)
     bindir = base / ".bin"
     bindir.mkdir()
-    shim = bindir / "cloud3d"
-    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m cloud3d.cli \"$@\"\n")
-    shim.chmod(0o755)
-    (bindir / "python").symlink_to(sys.executable)
-    (bindir / "python3").symlink_to(sys.executable)
+    for name, run in (("cloud3d", f"{sys.executable} -m cloud3d.cli"), ("python", sys.executable),
+                      ("python3", sys.executable)):  # scripts, not links: a link leaves the venv
+        (bindir / name).write_text(f"#!/bin/sh\nexec {run} \"$@\"\n")
+        (bindir / name).chmod(0o755)
     return base
 
 
@@ -188,5 +190,5 @@ def test_every_skip_is_marked_with_a_reason():
             assert len(b.skip) > 3, b.name
     for path in DOCS:
         for n, line in enumerate(path.read_text().split("\n"), 1):
-            if "doc test" in line.lower() and line.startswith("*") and "Not run" in line:
+            if line.startswith(("*Not run by", "*Run by the doc test")):
                 assert line.rstrip().endswith(".*"), f"{path.name}:{n}: marker must end with '.*'"
