@@ -146,6 +146,8 @@ RULES: list[tuple[str, object, str]] = [
     (r"(cloud3d crops [^\n#]*--size )\d+", r"\g<1>64", "crops of 64 px"),
     (r"--train \d+ --val \d+ --test \d+", "--train 12 --val 2 --test 2", "split 16 frames"),
     (r"(\w\('RAW', app, )\d+", r"\g<1>16", "16 synthetic frames per app"),
+    (r"train=\d+, val=\d+, test=\d+", 'train=12, val=2, test=2, scale_counts=True, block="2", guard="0"',
+     "build_splits: as the split rule above"),
     (r"(--frames )\d+", r"\g<1>2", "benchmarks: 2 frames ..."),
     (r"(--repeat )\d+", r"\g<1>1", "... and 1 repeat"),
     (r"(--overfit |overfit=)\d+", r"\g<1>3", "3 overfitting steps"),
