@@ -232,7 +232,7 @@ def launch_cmd(size, title, timeout, keys, key_interval, app_log, command):
 
 \b
 Example (2 frames per second of a recording, written at 720p):
-  cloud3d capture video gameplay.mp4 --fps 2 --app mygame --res 720p --out captures
+  cloud3d capture video gameplay.mp4 --fps 2 --app mygame-video --res 720p --out captures
 """)
 @click.argument("path", type=click.Path(dir_okay=False))
 def video_cmd(path):
