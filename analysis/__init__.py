@@ -13,7 +13,7 @@ _API = {
     "MEASURES": "analysis.measures",
     "image_measures": "analysis.measures",
     "measure_folder": "analysis.folder",
-    "compare": "analysis.compare",
+    "compare": "analysis.comparison",
     "plot_density": "analysis.plots",
     "plot_density_panels": "analysis.plots",
     "plot_box": "analysis.plots",

@@ -166,6 +166,20 @@ def _task(args: tuple[str, str, str]) -> tuple[str, dict | None, str | None]:
         return path, None, f"cannot measure {path}: {exc}"
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """The worker start method: ``fork`` where the platform has it, else ``spawn``.
+
+    A spawned worker re-runs the caller's main script to rebuild its ``__main__``; from a
+    plain script without an ``if __name__ == "__main__"`` guard that runs the caller's
+    ``measure_folder`` call again inside the worker, which fails and is restarted for ever.
+    Forked workers run nothing of the caller: they only measure (file reads, PNG decoding,
+    numpy and numba kernels, no threads of their own).
+    """
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
 def default_workers() -> int:
     """One worker process per CPU core available to this process."""
     try:
@@ -219,16 +233,16 @@ def measure_paths(
             pending.clear()
         last_commit = time.monotonic()
 
-    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress or not tasks)
     pool = None
+    if workers > 1 and len(tasks) > 1:
+        prepare_backend()  # compile once here: the workers inherit (or load) the kernel
+        # workers start before the progress bar's monitor thread: a fork copies no threads
+        pool = _pool_context().Pool(min(workers, len(tasks)), initializer=_worker_init)
+    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress or not tasks)
     try:
-        if workers == 1 or len(tasks) <= 1:
+        if pool is None:
             results = map(_task, tasks)
         else:
-            prepare_backend()  # compile once here, so the workers load numba's cached kernel
-            pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(tasks)), initializer=_worker_init
-            )
             results = pool.imap_unordered(
                 _task, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers)))
             )

@@ -10,7 +10,7 @@ Outputs in ``out_dir`` (names fixed: the report reads them):
     reference folder, ``group`` = the reference name, empty app/resolution/
     split, ``role = reference``.
 ``summary.csv``
-    see :mod:`analysis.compare`.
+    see :mod:`analysis.comparison`.
 ``figures/density_<measure>.{png,svg}``, ``figures/density_panels_<measure>.{png,svg}``,
 ``figures/box_<measure>.{png,svg}``
     see :mod:`analysis.plots`; ``density_entropy_luma`` is the paper's Fig. 3.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.compare import compare
+from analysis.comparison import compare
 from analysis.folder import IMAGE_EXTENSIONS, MeasureCache, list_images, measure_paths
 from analysis.measures import LUMA_WEIGHTS, MEASURES, MEASURES_VERSION, backend
 from analysis.reference import STANDIN_FILES, STANDIN_NAME, prepare_standin
@@ -239,13 +239,20 @@ def run_entropy(
 
     figures: list[Path] = []
     if plots:
+        from tqdm import tqdm
+
         from analysis.plots import plot_box, plot_density, plot_density_panels
 
         fig_dir = out / "figures"
-        for m in MEASURES:
-            figures += plot_density(per_image, m, fig_dir / f"density_{m}", name)
-            figures += plot_density_panels(per_image, m, fig_dir / f"density_panels_{m}", name)
-            figures += plot_box(per_image, m, fig_dir / f"box_{m}", name)
+        kinds = (("density", plot_density), ("density_panels", plot_density_panels), ("box", plot_box))
+        # drawing (kernel densities, PNG + SVG) can take longer than measuring: its own bar
+        with tqdm(total=len(MEASURES) * len(kinds), desc="figures", unit="fig",
+                  disable=not progress) as bar:
+            for m in MEASURES:
+                for kind, plot in kinds:
+                    bar.set_postfix_str(f"{kind}_{m}")
+                    figures += plot(per_image, m, fig_dir / f"{kind}_{m}", name)
+                    bar.update(1)
 
     skipped = [Path(p).relative_to(ref_root).as_posix() for p in ref_skipped]
     info = {

@@ -174,16 +174,22 @@ def bench_cmd(dataset_dir, split, apps, resolutions, codecs, results, workers, s
 @click.option("--dataset", type=click.Path(file_okay=False), help="dataset folder for the summary section")
 @click.option("--entropy", type=click.Path(file_okay=False), help="output folder of `cloud3d entropy`")
 @click.option("--title", help="page title")
-def report_cmd(results, out, anchor, dataset, entropy, title) -> None:
+@click.option("--bench-folder", "bench_folder", type=click.Path(dir_okay=False),
+              help="CSV of `cloud3d bench-folder`: its size-vs-time figure and table")
+@click.option("--bench-video", "bench_video", type=click.Path(dir_okay=False),
+              help="CSV of `cloud3d bench-video`: its rate-vs-PSNR figure and table")
+def report_cmd(results, out, anchor, dataset, entropy, title, bench_folder, bench_video) -> None:
     """Write tables (CSV), RD plots, BD-rate, timing, CompressAI JSON and index.html from RESULTS.
 
     \b
     Example:
       cloud3d report results.sqlite --out report/ --anchor jpeg --dataset data/
+      cloud3d report results.sqlite --out report/ --bench-folder folder.csv --bench-video results/video.csv
     """
     from baselines.report import write_report
 
-    files = write_report(results, out, anchor=anchor, dataset=dataset, entropy=entropy, title=title)
+    files = write_report(results, out, anchor=anchor, dataset=dataset, entropy=entropy, title=title,
+                         bench_folder=bench_folder, bench_video=bench_video)
     click.echo(f"report: {files['index']}")
 
 

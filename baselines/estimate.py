@@ -267,5 +267,7 @@ def describe_plan(total: int, done: int, estimates: Sequence[CostEstimate], thre
             line += f": about {human_seconds(cpu / threads)} on {threads} {where}"
         if any(e.seconds is None for e in estimates):
             line += " (plus the unknown ones)"
-        lines.append(line + "; more cores: --workers N, or a Dask cluster with --scheduler")
+        more = ("more cores: more workers in the Dask cluster" if where.startswith("Dask")
+                else "more cores: --workers N, or a Dask cluster with --scheduler")
+        lines.append(f"{line}; {more}")
     return "\n".join(lines)

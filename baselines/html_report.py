@@ -273,8 +273,10 @@ def write_index_html(
     rd: dict[str, dict[str, list[Path]]],
     dataset: str | os.PathLike | None = None,
     entropy: str | os.PathLike | None = None,
+    extra_html: str = "",
 ) -> Path:
-    """Write ``out/index.html`` from the report's tables and figure paths; returns its path."""
+    """Write ``out/index.html`` from the report's tables and figure paths; returns its path.
+    ``extra_html``: sections placed after the timing tables (bench-folder, bench-video)."""
 
     n_ok = int((allrows["status"] == "ok").sum())
     n_failed = len(allrows) - n_ok
@@ -344,7 +346,7 @@ fewer bits than {_e(anchor)} at equal quality. NaN rows give their reason.</p>
 <p class="note">Mean and median wall seconds per frame (time.perf_counter; external processes included,
 colour conversion reported separately) on: {_e(machine_line)}.</p>
 {table_html(t_view)}
-
+{extra_html}
 <h2 id="provenance">Commands and versions</h2>
 {_runs_section(runs)}
 <script>{_SCRIPT}</script>

@@ -226,14 +226,19 @@ def write_report(
     dataset: str | os.PathLike | None = None,
     entropy: str | os.PathLike | None = None,
     title: str | None = None,
+    bench_folder: str | os.PathLike | None = None,
+    bench_video: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write every report file into ``out`` and return ``{name: path(s)}``.
 
     Files: ``per_image.csv``, ``per_quality.csv``, ``bd_rate.csv``,
     ``timing.csv``, ``rd_<app>-<res>_{psnr,msssim}.{png,svg}``,
     ``compressai/<codec>.json`` (all images) and
-    ``compressai/<app>-<res>/<codec>.json``, and ``index.html``.
+    ``compressai/<app>-<res>/<codec>.json``, and ``index.html``; with ``bench_folder`` /
+    ``bench_video`` (CSVs of those commands) also ``bench_folder.{png,svg}`` /
+    ``bench_video.{png,svg}`` and their sections (:mod:`baselines.bench_figures`).
     """
+    from baselines.bench_figures import report_sections
     from baselines.html_report import write_index_html
 
     out = Path(out)
@@ -284,5 +289,6 @@ def write_report(
     files["index"] = write_index_html(
         out, title=title or "cloud3d baseline report", results=Path(results), allrows=allrows, pq=pq,
         bd=bd, anchor=anchor, timing=timing, runs=runs, rd=files["rd"], dataset=dataset, entropy=entropy,
+        extra_html=report_sections(out, bench_folder, bench_video),
     )
     return files

@@ -62,7 +62,12 @@ def bench_video_cmd(dataset_dir, split, apps, resolutions, codecs, crf, qp, fps,
     cols = ["app", "resolution", "codec", "rate_mode", "value", "frames", "mbps", "bpp", "mean_psnr",
             "psnr_of_mean_mse", "min_psnr", "encode_s", "decode_s"]
     click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    click.echo(f"wrote {out_csv}")
+    from pathlib import Path
+
+    from baselines.bench_figures import video_figure
+
+    png = video_figure(df, Path(out_csv).with_suffix(""))[0]
+    click.echo(f"wrote {out_csv} and {png} (rate vs PSNR)")
 
 
 def register(group: click.Group) -> None:

@@ -141,6 +141,11 @@ def capture_group() -> None:
     \b
     Output: OUT/APP/{1080p,720p,native}/{index:06d}.png, OUT/APP/frames.csv, OUT/APP/runs.jsonl
     Re-running into the same folder continues the numbering. See docs/capture.md.
+
+    \b
+    Examples:
+      cloud3d capture synthetic --count 16 --out captures
+      cloud3d capture game --list
     """
 
 
@@ -194,7 +199,7 @@ interrupted. Put the app's command after '--'.
 \b
 Example (the built-in synthetic scene shown in a real X window):
   cloud3d capture launch --size 1280x720 --app synthetic-window --count 50 \\
-      --out captures -- python -m capture.showwindow --size 1280x720
+      --out captures -- .venv/bin/python -m capture.showwindow --size 1280x720
 \b
 Example (SuperTuxKart racing on its own, see docs/capture.md):
   cloud3d capture launch --size 1280x720 --app supertuxkart --timeout 180 \\
@@ -227,7 +232,7 @@ def launch_cmd(size, title, timeout, keys, key_interval, app_log, command):
 
 \b
 Example (2 frames per second of a recording, written at 720p):
-  cloud3d capture video gameplay.mp4 --fps 2 --app mygame --res 720p --out captures
+  cloud3d capture video gameplay.mp4 --fps 2 --app mygame-video --res 720p --out captures
 """)
 @click.argument("path", type=click.Path(dir_okay=False))
 def video_cmd(path):

@@ -42,7 +42,8 @@ class CaptureSummary:
     """What a capture run did. Times in seconds unless the name says ``_ms``.
 
     ``requested`` is ``count`` if given, else ``duration * fps`` (0 if neither
-    bounds the run). ``achieved_fps`` is grabs per second of capture time
+    bounds the run); ``requested_s`` is ``duration`` when it, not a count, bounds the run (a
+    run of 1 s at 30 fps grabs at 0, 1/30, ..., 1 s: 31 frames). ``achieved_fps`` is grabs per second of capture time
     (after warm-up); ``written_fps`` counts kept frames written.
     """
 
@@ -53,6 +54,7 @@ class CaptureSummary:
     resolutions: list[str]
     run: str
     requested: int = 0
+    requested_s: float = 0.0
     grabbed: int = 0
     written: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -82,7 +84,8 @@ class CaptureSummary:
         label = " [SYNTHETIC]" if self.synthetic else ""
         lines = [
             f"capture {self.app}{label} -> {self.app_dir}  ({self.source}, {', '.join(self.resolutions)})",
-            f"  requested {self.requested or '-'}, grabbed {self.grabbed}, written {self.written}"
+            f"  requested {f'{self.requested_s:g} s' if self.requested_s else self.requested or '-'}, "
+            f"grabbed {self.grabbed}, written {self.written}"
             f" (frames {self.first_index}..{self.last_index}), dropped: {drops}",
             f"  {self.elapsed_s:.1f} s: {self.achieved_fps:.1f} grabs/s, {self.written_fps:.1f} written/s;"
             f" mean grab {self.mean_grab_ms:.1f} ms, encode {self.mean_encode_ms:.1f} ms"
@@ -206,6 +209,7 @@ def record(
         app=app, app_dir=str(app_dir), source=source.kind, synthetic=source.synthetic,
         resolutions=list(resolutions), run=run, repairs=repairs,
         requested=count if count is not None else int(duration * fps) if duration and fps else 0,
+        requested_s=float(duration) if count is None and duration else 0.0,
     )
     flt = FrameFilter(filters)
     dropped: Counter[str] = Counter()

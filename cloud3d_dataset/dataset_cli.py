@@ -23,6 +23,11 @@ def _echo_list(title: str, items: list[tuple[str, str]]) -> None:
         click.echo(f"  ... and {len(items) - _MAX_LISTED} more", err=True)
 
 
+
+def _files(n: int) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{n} file{'' if n == 1 else 's'}"
+
 @click.command("split")
 @click.argument("raw_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option(
@@ -131,8 +136,8 @@ def split_cmd(
 
     \b
     Examples:
-      cloud3d split RAW/supertuxkart --out DATASET --seed 1
-      cloud3d split RAW/0ad --out DATASET --group scene   # whole maps per split
+      cloud3d split captures/supertuxkart --out my-dataset --seed 1
+      cloud3d split captures/supertuxkart --out by-track --group scene   # whole tracks per split
     """
     from cloud3d_dataset.split import build_splits
 
@@ -167,7 +172,7 @@ def split_cmd(
     counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
     click.echo(
         f"{r.app}: {counts} frames x {len(r.resolutions)} resolution(s) ({', '.join(r.resolutions)}) "
-        f"-> {r.files} files in {r.dataset} (linked {r.linked}, copied {r.copied}, encoded {r.encoded}); "
+        f"-> {_files(r.files)} in {r.dataset} (linked {r.linked}, copied {r.copied}, encoded {r.encoded}); "
         + (f"blocks {r.block}, guard {r.guard}" if r.block != "scene" else "whole scenes per split")
     )
     for split, names in r.scenes.items():
@@ -183,7 +188,8 @@ def index_cmd(dataset_dir, workers, quiet, force) -> None:
     """Write manifest.csv for an existing dataset in the {split}/{app}-{res}/{n}.png layout.
 
     \b
-    Example:  cloud3d index ~/data/cloud3d-original
+    Example:
+      cloud3d index ~/data/cloud3d-original
     """
     from pathlib import Path
 
@@ -216,6 +222,10 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
     """Check every manifest file (exists, size, sha256, decodes) and report extra files.
 
     Exit status 0 when everything matches, 1 otherwise.
+
+    \b
+    Example:
+      cloud3d verify dataset && cloud3d stats dataset
     """
     from cloud3d_dataset.verify import verify
 
@@ -223,11 +233,12 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
     for p in rep.problems:
         click.echo(f"{p.kind:10s} {p.path}: {p.detail}")
     if rep.ok:
-        click.echo(f"ok: {rep.checked} files match the manifest, no extra files")
+        click.echo(f"ok: {_files(rep.checked)} {'matches' if rep.checked == 1 else 'match'} the manifest, "
+                   "no extra files")
         return
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(rep.by_kind().items()))
     click.echo(
-        f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest files ({kinds})",
+        f"FAILED: {len(rep.problems)} problem(s) in {rep.checked} manifest file(s) ({kinds})",
         err=True,
     )
     ctx.exit(1)
@@ -237,7 +248,13 @@ def verify_cmd(ctx, dataset_dir, workers, quiet) -> None:
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 def stats_cmd(dataset_dir, as_json) -> None:
-    """Images and disk size per split, app and resolution."""
+    """Images and disk size per split, app and resolution.
+
+    \b
+    Examples:
+      cloud3d stats dataset
+      cloud3d stats dataset --json
+    """
     from cloud3d_dataset.stats import format_table, stats
 
     table = stats(dataset_dir)
@@ -270,7 +287,8 @@ def crops_cmd(dataset_dir, out, size, per_frame, splits, app, resolution, seed, 
     comes from: source path, sha256, x, y).
 
     \b
-    Example:  cloud3d crops dataset --resolution 720p --size 256 -o crops256
+    Example:
+      cloud3d crops dataset --resolution 720p --size 256 -o crops256
     """
     from cloud3d.errors import Cloud3dError
     from cloud3d_dataset.crops import make_crops

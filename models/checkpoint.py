@@ -209,12 +209,37 @@ def _named_options(arch: str) -> dict[str, Any] | None:
     return named if named or not any(p.kind == p.VAR_KEYWORD for p in params) else None
 
 
+#: longest list option (a variable-rate model's lambda ladder) built on real tensors at once
+_REAL_LIST_MAX = 64
+
+
+def _no_larger_than_default(arch: str, config: dict[str, Any]) -> bool:
+    """True when ``config`` cannot make ``arch`` larger than its default model: each integer
+    option at most its default, each list at most :data:`_REAL_LIST_MAX` long."""
+    options = _named_options(arch) or {}
+    for key, value in config.items():
+        default = options.get(key)
+        if isinstance(value, list) and len(value) <= _REAL_LIST_MAX:
+            continue
+        if not (isinstance(value, int) and isinstance(default, int) and value <= default):
+            return False
+    return True
+
+
 @functools.lru_cache(maxsize=32)
 def _fake_state(arch: str, config_json: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """Names, shapes and dtypes of the state of ``create_model(arch, **config)``, built on
-    fake tensors (torch's FakeTensorMode: shapes without memory); the RNG state is kept."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    """Names, shapes and dtypes of the state of ``create_model(arch, **config)``; the RNG state
+    is kept. A config no larger than the default is built on real tensors (it costs what the
+    caller's model then costs); any other on fake tensors (torch's FakeTensorMode: shapes
+    without memory), whose import (torch._dynamo) takes about a second."""
+    config = json.loads(config_json)
+    with torch.random.fork_rng(devices=[]):
+        if _no_larger_than_default(arch, config):
+            model = create_model(arch, **config)
+        else:
+            from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with torch.random.fork_rng(devices=[]), FakeTensorMode():
-        model = create_model(arch, **json.loads(config_json))
+            with FakeTensorMode():
+                model = create_model(arch, **config)
+                return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
         return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}

@@ -71,7 +71,7 @@ def compress(image, model_ref, quality, output, device, tile, coder, fp16, threa
 
     \b
     Examples:
-      cloud3d compress frame.png -m supertuxkart --quality 3 -o frame.c3d
+      cloud3d compress frame.png -m general --quality 3 -o frame.c3d   # once a model named general ships
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d --overfit 200
     """
@@ -161,8 +161,8 @@ def decompress(stream, output, model_ref, quality, device, fp16, threads, max_pi
 
     \b
     Example:
-      cloud3d decompress frame.c3d -o frame.png
       cloud3d decompress frame.c3d -m runs/stk-0.01/best.pt -o frame.png
+      cloud3d decompress f.c3d -o f.png   # f.c3d made with -m general: found by the weights hash
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
     from pathlib import Path

@@ -41,8 +41,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
     \b
     Examples:
       cloud3d models
-      cloud3d models show supertuxkart
-      cloud3d models export runs/stk/best.pt --name stk-mine --card-json card.json
+      cloud3d models show general          # once a model named general ships
+      cloud3d models export runs/stk/best.pt --name stk-mine
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -108,7 +108,12 @@ def study(dataset_dir, out, names, split, limit, workers, update_cards) -> None:
 @models.command("show")
 @click.argument("name")
 def show(name: str) -> None:
-    """Print the model card of NAME (a bundled or user model) as JSON."""
+    """Print the model card of NAME (a bundled or user model) as JSON.
+
+    \b
+    Example:
+      cloud3d models show stk-mine
+    """
     from models.library import find_model
 
     click.echo(json.dumps(find_model(name).card, indent=1, sort_keys=True))

@@ -56,6 +56,7 @@ import torch
 
 from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
+from models.curves import plot_curves
 from models.train_step import (
     SCHEDULES,
     decay_start,
@@ -362,6 +363,8 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
         extra = {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
         for p in paths:
             save_checkpoint(p, model, meta, None if p == best else extra)
+        if last in paths:
+            plot_curves(log, out / "curves.png", cfg.batch * cfg.crop**2)  # models/curves.py
 
     def validate() -> dict[str, float]:
         """Log one row per quality; returns the metrics of the point (mean over qualities)."""

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage, stats
 
-from analysis.compare import SUMMARY_COLUMNS, compare, describe, distance_to_reference
+from analysis.comparison import SUMMARY_COLUMNS, compare, describe, distance_to_reference
 from analysis.measures import (
     MEASURES,
     entropy_bits,

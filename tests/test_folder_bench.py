@@ -114,3 +114,33 @@ def test_unknown_rows(dataset, tmp_path):
         run_folder_bench(dataset, methods=["learned-ans"], csv_path=tmp_path / "x.csv", progress=False)
     with pytest.raises(Cloud3dError, match="unknown codec"):
         run_folder_bench(dataset, methods=["rar"], csv_path=tmp_path / "x.csv", progress=False)
+
+
+def test_relative_out_with_7z(archivers, dataset, tmp_path, run_cli):
+    """A relative --out: 7-Zip runs inside the dataset folder, so the paths must be absolute
+    first (it failed with exit 7 on '.folder.csv.work/7z/archive.7z.files')."""
+    p = run_cli("bench-folder", dataset, "--method", "7z", "--out", "folder.csv", "--quiet",
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(tmp_path / "folder.csv")
+    assert list(df["method"]) == ["7z"] and df["bit_exact"].all() and df["error"].isna().all()
+
+
+def test_failing_archiver_is_a_failed_row(dataset, tmp_path, run_cli):
+    """An archiver that exits non-zero (here a `7z` on PATH that always exits 2) is recorded as
+    a failed row with its message; the other rows still run and are kept."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "tar").symlink_to(shutil.which("tar"))
+    broken = bindir / "7z"
+    broken.write_text("#!/bin/sh\necho 'ERROR: cannot open the archive' >&2\nexit 2\n")
+    broken.chmod(0o755)
+    env = {"PATH": str(bindir)}
+    p = run_cli("bench-folder", dataset, "--method", "7z", "--method", "tar", "--out",
+                tmp_path / "f.csv", "--quiet", env=env)
+    assert p.returncode == 1
+    assert p.stderr.strip().count("\n") == 0 and "7z failed" in p.stderr and "Traceback" not in p.stderr
+    df = pd.read_csv(tmp_path / "f.csv")
+    assert list(df["method"]) == ["7z", "tar"]
+    assert "exit 2" in df["error"].iloc[0] and pd.isna(df["compressed_bytes"].iloc[0])
+    assert df["bit_exact"].iloc[1] and pd.isna(df["error"].iloc[1])

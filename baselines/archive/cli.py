@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from cloud3d.errors import Cloud3dError
+
 SELECT_HELP = "only this {} (repeatable; datasets with manifest.csv only)"
 
 
@@ -120,7 +122,24 @@ def bench_folder_cmd(folder, splits, apps, resolutions, methods, codecs, checkpo
                           work=work, repeat=repeat, workers=workers, force=force,
                           progress=not quiet, echo=click.echo)
     click.echo(format_table(df))
-    click.echo(f"bench-folder: {len(df)} rows -> {csv_path}")
+    _draw(df, csv_path)
+    failed = df[df["error"].notna()]
+    click.echo(f"bench-folder: {len(df)} rows" + (f" ({len(failed)} failed)" if len(failed) else "")
+               + f" -> {csv_path}")
+    if len(failed):
+        raise Cloud3dError(f"bench-folder: {', '.join(failed['method'])} failed: {failed['error'].iloc[0]} "
+                           "(the other rows are in the CSV; re-run to retry the failed ones)")
+
+
+def _draw(df, csv_path: str) -> None:
+    """The size-vs-time figure beside the CSV (``folder.csv`` -> ``folder.png`` + ``.svg``)."""
+    from pathlib import Path
+
+    from baselines.bench_figures import folder_figure
+
+    if df["error"].isna().any():
+        png = folder_figure(df, Path(csv_path).with_suffix(""))[0]
+        click.echo(f"figure: {png}")
 
 
 def register(group: click.Group) -> None:

@@ -21,6 +21,10 @@ included; the median of ``repeat`` runs), and quality: ``bit_exact`` (archivers:
 file has the original's SHA-256; codecs: every restored image has the original's pixels) and
 for lossy rows the mean PSNR, PSNR of the mean MSE and mean MS-SSIM (:mod:`baselines.metrics`).
 
+A row whose program fails (an archiver's non-zero exit, a codec's error) is recorded with its
+one-line message in ``error`` and empty figures, and the other rows still run; a later run
+retries it.
+
 The 1-minute load average before and after each row is recorded (``loadavg_before``,
 ``loadavg_after``): on a shared machine, wall times are only comparable between rows run under
 similar load.
@@ -273,7 +277,7 @@ COLUMNS = ["method", "kind", "lossless", "files", "pixels", "original_bytes", "c
            "compression_rate", "bpp", "compress_s", "decompress_s", "total_s", "bit_exact",
            "mean_psnr", "psnr_of_mean_mse", "n_psnr_capped", "mean_ms_ssim", "repeat", "runs_s",
            "workers", "version", "command", "input", "input_fingerprint", "cpu_model", "cores",
-           "host", "loadavg_before", "loadavg_after", "finished"]
+           "host", "loadavg_before", "loadavg_after", "finished", "error"]
 
 
 def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution=None,
@@ -289,18 +293,24 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
     src = list_sources(folder, split=split, app=app, resolution=resolution)
     plan = plan_methods(methods, list(extra_codecs), checkpoint, workers=workers, progress=progress,
                         echo=echo)
-    csv_path = Path(csv_path)
-    scratch_root = Path(work) if work else csv_path.parent / f".{csv_path.name}.work"
+    csv_path = Path(csv_path).absolute()  # absolute before an archiver runs in the folder
+    scratch_root = Path(work).absolute() if work else csv_path.parent / f".{csv_path.name}.work"
     fingerprint, pixels = _read_sources(src)
-    table = pd.read_csv(csv_path) if csv_path.is_file() and csv_path.stat().st_size else pd.DataFrame(columns=COLUMNS)
+    table = (pd.read_csv(csv_path).reindex(columns=COLUMNS) if csv_path.is_file() and csv_path.stat().st_size
+             else pd.DataFrame(columns=COLUMNS))
     machine = machine_description()
     for m in tqdm(plan, desc="bench-folder", unit="row", disable=not progress):
         done = (table["method"] == m.name) & (table["input_fingerprint"] == fingerprint)
-        if done.any() and not force:
+        if (done & table["error"].isna()).any() and not force:
             echo(f"{m.name}: already in {csv_path}, skipped")
             continue
         load = os.getloadavg()[0]
-        res = _measure(m, src, scratch_root / m.name.replace("/", "_").replace(":", "_"), repeat)
+        try:
+            res = _measure(m, src, scratch_root / m.name.replace("/", "_").replace(":", "_"), repeat)
+        except (Cloud3dError, OSError, subprocess.TimeoutExpired) as exc:
+            res = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                   "compressed_bytes": float("nan"), "total_s": float("nan"), "bit_exact": None}
+            echo(f"{m.name}: failed: {res['error']}")
         row = {
             "method": m.name, "kind": m.kind, "lossless": m.lossless, "files": len(src.files),
             "pixels": pixels, "original_bytes": src.total_bytes,
@@ -312,10 +322,11 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
             "cores": machine.get("cores"), "host": machine.get("host"), "finished": utc_stamp(),
             "loadavg_before": round(load, 2), "loadavg_after": round(os.getloadavg()[0], 2), **res,
         }
-        table = pd.concat([table[~done], pd.DataFrame([row])], ignore_index=True)[COLUMNS]
+        table = pd.concat([table[~done], pd.DataFrame([row])], ignore_index=True).reindex(columns=COLUMNS)
         atomic_write_text(csv_path, table.to_csv(index=False, lineterminator="\n"))
-        echo(f"{m.name}: {res['compressed_bytes']:,} bytes, rate {row['compression_rate']:.3f}, "
-             f"{res['total_s']:.2f} s, bit-exact {res['bit_exact']}")
+        if "error" not in res:
+            echo(f"{m.name}: {res['compressed_bytes']:,} bytes, rate {row['compression_rate']:.3f}, "
+                 f"{res['total_s']:.2f} s, bit-exact {res['bit_exact']}")
     if work is None:
         shutil.rmtree(scratch_root, ignore_errors=True)
     return table[table["input_fingerprint"] == fingerprint].reset_index(drop=True)
@@ -335,4 +346,6 @@ def format_table(df: pd.DataFrame) -> str:
         "psnr_dB": df["mean_psnr"].round(2) if "mean_psnr" in df else None,
         "ms_ssim": df["mean_ms_ssim"].round(4) if "mean_ms_ssim" in df else None,
     })
+    if "error" in df and df["error"].notna().any():
+        out["error"] = df["error"]
     return out.to_string(index=False, na_rep="")
