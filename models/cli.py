@@ -329,8 +329,10 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
               help="Torch threads (0: one per core).")
 @click.option("--val-frames", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=None, type=click.IntRange(min=1),
+              help="Train exactly this many steps this lap [default: what fits the budget].")
 def lap(dataset_dir, stage, budget, runs, device, bundle_dir, batch, crop, threads,
-        val_frames) -> None:
+        val_frames, steps) -> None:
     """One training lap of the bundled models' plan on DATASET_DIR, within --budget seconds.
 
     Continues the stage from its lap run (or from the weights in the repository), trains at
@@ -350,7 +352,7 @@ def lap(dataset_dir, stage, budget, runs, device, bundle_dir, batch, crop, threa
 
     dev = resolve_device(device).type
     row = run_lap(dataset_dir, runs, budget, stage=stage, device=dev, bundle_dir=bundle_dir,
-                  batch=batch, crop=crop, threads=threads, val_frames=val_frames)
+                  batch=batch, crop=crop, threads=threads, val_frames=val_frames, steps=steps)
     click.echo(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in row.items()))
 

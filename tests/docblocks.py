@@ -144,6 +144,9 @@ RULES: list[tuple[str, object, str]] = [
     (r"(cloud3d train [^\n#]*)", r"\g<1> --steps 20 --crop 64 --batch 1 --val-every 10 "
      r"--val-images 1 --threads 1 ", "train: 20 steps on 64 px crops"),
     (r"(cloud3d crops [^\n#]*--size )\d+", r"\g<1>64", "crops of 64 px"),
+    (r"(cloud3d lap [^\n#]*)", r"\g<1> --steps 3 --crop 64 --batch 1 --val-frames 1 --threads 1 "
+     r"--bundle-dir lap-bundles ", "lap: 3 steps on 64 px crops, weights kept outside the package"),
+    (r"(cloud3d models study [^\n#]*)", r"\g<1> --limit 1 ", "study: one image per group"),
     (r"--train \d+ --val \d+ --test \d+", "--train 12 --val 2 --test 2", "split 16 frames"),
     (r"(\w\('RAW', app, )\d+", r"\g<1>16", "16 synthetic frames per app"),
     (r"train=\d+, val=\d+, test=\d+", 'train=12, val=2, test=2, scale_counts=True, block="2", guard="0"',

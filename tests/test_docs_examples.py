@@ -40,6 +40,7 @@ HELP_SKIPS = {
     "cloud3d demo --out demo-out": "the whole demo study, a minute (make demo and test_demo.py run it)",
     "big.c3d": "needs a stream of an 8K frame",
     "--card-json cards/": "ships a model into the package (needs its model card)",
+    "--update-cards": "writes its figures into the package's model cards",
 }
 
 #: checkpoint paths the examples use (those of runs an example trains itself are left out):
