@@ -1,5 +1,9 @@
 """A 64-bit rANS coder compiled with numba that runs without the GIL (container v3 substreams).
 
+The numba kernels live in :mod:`models.rans_kernels`, imported on first use: strings of up to
+:data:`SMALL` symbols are decoded by :func:`_decode_into_py`, the same arithmetic on Python
+integers, so that decoding a small stream never imports numba.
+
 The arithmetic is compressai's (``compressai.ans``, ryg_rans' ``rans64.h`` with 16-bit
 precision and its 4-bit bypass escape for values outside a table): for the same symbols,
 indexes and tables :func:`encode` returns the bytes ``RansEncoder.encode_with_indexes``
@@ -23,7 +27,8 @@ Tables (:func:`tables_array`): ``cdf[t, 0 : lengths[t]]`` is table ``t``'s quant
 
 from __future__ import annotations
 
-import numba
+from bisect import bisect_right
+
 import numpy as np
 
 #: probability precision (bits)
@@ -39,6 +44,9 @@ MAX_MAGNITUDE = 2**30
 
 #: decoder status codes
 OK, READ_PAST_END, ESCAPE_TOO_LONG, BAD_INDEX = 0, 1, 2, 3
+#: most symbols a decode call handles in pure Python (beyond: the numba kernel)
+SMALL = 4096
+_MASK64 = (1 << 64) - 1
 
 
 def tables_array(cdf: list[list[int]], lengths: list[int],
@@ -50,84 +58,6 @@ def tables_array(cdf: list[list[int]], lengths: list[int],
     for t, row in enumerate(cdf):
         arr[t, : len(row)] = row
     return arr, np.asarray(lengths, dtype=np.int32), np.asarray(offsets, dtype=np.int32)
-
-
-@numba.njit(cache=True, nogil=True)
-def _escape(v: int, max_value: int) -> tuple[int, int]:
-    """``(table symbol, raw escape value or -1)`` of value ``v`` (= symbol - offset)."""
-    if v < 0:
-        return max_value, -2 * v - 1
-    if v >= max_value:
-        return max_value, 2 * (v - max_value)
-    return v, -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _n_chunks(raw: int) -> int:
-    n = 0
-    while (raw >> (n * BYPASS_BITS)) != 0:
-        n += 1
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _words_bound(sym, idx, lengths, offsets) -> int:
-    """Upper bound on the words the encoder writes: one per coded item, plus the flush."""
-    n = 2
-    for i in range(sym.shape[0]):
-        t = idx[i]
-        s, raw = _escape(np.int64(sym[i]) - np.int64(offsets[t]), lengths[t] - 2)
-        n += 1
-        if raw >= 0:
-            nb = _n_chunks(raw)
-            n += 1 + nb // 15 + nb
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _put(x: np.uint64, out, p: int, start: int, freq: int) -> tuple[np.uint64, int]:
-    x_max = np.uint64(freq) << np.uint64(47)  # ((RANS_L >> 16) << 32) * freq
-    if x >= x_max:
-        p -= 1
-        out[p] = np.uint32(x & np.uint64(0xFFFFFFFF))
-        x >>= np.uint64(32)
-    f = np.uint64(freq)
-    x = ((x // f) << np.uint64(PRECISION)) + (x % f) + np.uint64(start)
-    return x, p
-
-
-@numba.njit(cache=True, nogil=True)
-def _put_bits(x: np.uint64, out, p: int, val: int) -> tuple[np.uint64, int]:
-    x_max = np.uint64(1) << np.uint64(59)  # ((RANS_L >> 16) << 32) << (16 - BYPASS_BITS)
-    if x >= x_max:
-        p -= 1
-        out[p] = np.uint32(x & np.uint64(0xFFFFFFFF))
-        x >>= np.uint64(32)
-    return (x << np.uint64(BYPASS_BITS)) | np.uint64(val), p
-
-
-@numba.njit(cache=True, nogil=True)
-def _encode(sym, idx, cdf, lengths, offsets):
-    out = np.empty(_words_bound(sym, idx, lengths, offsets), dtype=np.uint32)
-    p = out.shape[0]
-    x = np.uint64(RANS_L)
-    mask = (1 << BYPASS_BITS) - 1
-    for i in range(sym.shape[0] - 1, -1, -1):  # rANS is last in, first out
-        t = idx[i]
-        max_value = lengths[t] - 2
-        s, raw = _escape(np.int64(sym[i]) - np.int64(offsets[t]), max_value)
-        if raw >= 0:  # the escape's items in reverse: raw chunks, then the chunk count
-            nb = _n_chunks(raw)
-            for j in range(nb - 1, -1, -1):
-                x, p = _put_bits(x, out, p, (raw >> (j * BYPASS_BITS)) & mask)
-            x, p = _put_bits(x, out, p, nb % mask)
-            for _ in range(nb // mask):
-                x, p = _put_bits(x, out, p, mask)
-        x, p = _put(x, out, p, cdf[t, s], cdf[t, s + 1] - cdf[t, s])
-    p -= 2
-    out[p] = np.uint32(x & np.uint64(0xFFFFFFFF))
-    out[p + 1] = np.uint32(x >> np.uint64(32))
-    return out[p:]
 
 
 def encode(sym: np.ndarray, idx: np.ndarray, cdf: np.ndarray, lengths: np.ndarray,
@@ -143,61 +73,69 @@ def encode(sym: np.ndarray, idx: np.ndarray, cdf: np.ndarray, lengths: np.ndarra
         raise ValueError("symbols and indexes must be 1-D arrays of one length")
     if sym.size and (int(np.abs(sym.astype(np.int64) - offsets[idx]).max()) > MAX_MAGNITUDE):
         raise ValueError(f"a latent symbol is more than {MAX_MAGNITUDE} from its table")
+    from models.rans_kernels import _encode
+
     return _encode(sym, idx, cdf, lengths, offsets).astype("<u4", copy=False).tobytes()
 
 
-@numba.njit(cache=True, nogil=True)
-def _get_bits(x: np.uint64, words, p: int) -> tuple[int, np.uint64, int, bool]:
-    val = int(x & np.uint64((1 << BYPASS_BITS) - 1))
-    x >>= np.uint64(BYPASS_BITS)
-    if x < np.uint64(RANS_L):
+def decode_into(words: np.ndarray, state: np.ndarray, idx: np.ndarray, cdf: np.ndarray,
+                lengths: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> int:
+    """Decode ``len(idx)`` symbols into ``out`` (int32 or float64), continuing the coder ``state``
+    (``int64[2]``: the coder state, below 2^63, and the next word's position in ``words``,
+    updated in place). Returns a status code (:data:`OK` or an error). Up to :data:`SMALL`
+    symbols in pure Python, else the numba kernel (which runs without the GIL)."""
+    if idx.shape[0] <= SMALL:
+        return _decode_into_py(words, state, idx, cdf, lengths, offsets, out)
+    from models.rans_kernels import decode_into as kernel
+
+    return kernel(words, state, idx, cdf, lengths, offsets, out)
+
+
+def _get_bits_py(x: int, words: np.ndarray, p: int) -> tuple[int, int, int, bool]:
+    val = x & ((1 << BYPASS_BITS) - 1)
+    x >>= BYPASS_BITS
+    if x < RANS_L:
         if p >= words.shape[0]:
             return val, x, p, False
-        x = (x << np.uint64(32)) | np.uint64(words[p])
+        x = ((x << 32) | int(words[p])) & _MASK64
         p += 1
     return val, x, p, True
 
 
-@numba.njit(cache=True, nogil=True)
-def decode_into(words, state: np.ndarray, idx, cdf, lengths, offsets, out) -> int:
-    """Decode ``len(idx)`` symbols into ``out`` (int32 or float64), continuing the coder ``state``
-    (``int64[2]``: the coder state, below 2^63, and the next word's position in ``words``,
-    updated in place). Returns a status code (:data:`OK` or an error). Runs without the GIL."""
-    x = np.uint64(state[0])
-    p = np.int64(state[1])
-    mask16 = np.uint64((1 << PRECISION) - 1)
+def _decode_into_py(words, state, idx, cdf, lengths, offsets, out) -> int:
+    """:func:`models.rans_kernels.decode_into` on Python integers (64-bit wrap-around kept,
+    so a forged string gives the same status either way)."""
+    x, p = int(state[0]) & _MASK64, int(state[1])
+    mask16 = (1 << PRECISION) - 1
     n_tables = lengths.shape[0]
-    for i in range(idx.shape[0]):
-        t = idx[i]
+    n_words = words.shape[0]
+    idx_l, len_l, off_l = idx.tolist(), lengths.tolist(), offsets.tolist()
+    rows: dict[int, list[int]] = {}
+    for i, t in enumerate(idx_l):
         if t < 0 or t >= n_tables:
             return BAD_INDEX
-        n = lengths[t]
-        cum = int(x & mask16)
-        lo, hi = 0, n - 1  # largest s with cdf[t, s] <= cum; cdf[t, n - 1] = 65536 > cum
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            if cdf[t, mid] <= cum:
-                lo = mid
-            else:
-                hi = mid
-        s = lo
-        start = cdf[t, s]
-        freq = cdf[t, s + 1] - start
-        x = np.uint64(freq) * (x >> np.uint64(PRECISION)) + (x & mask16) - np.uint64(start)
-        if x < np.uint64(RANS_L):
-            if p >= words.shape[0]:
+        n = len_l[t]
+        row = rows.get(t)
+        if row is None:
+            row = rows[t] = cdf[t, :n].tolist()
+        cum = x & mask16
+        s = bisect_right(row, cum, 0, n - 1) - 1  # largest s with row[s] <= cum
+        start = row[s]
+        x = (row[s + 1] - start) * (x >> PRECISION) + (x & mask16) - start
+        x &= _MASK64
+        if x < RANS_L:
+            if p >= n_words:
                 return READ_PAST_END
-            x = (x << np.uint64(32)) | np.uint64(words[p])
+            x = ((x << 32) | int(words[p])) & _MASK64
             p += 1
-        value = s
-        max_value = n - 2
+        value, max_value = s, n - 2
         if s == max_value:  # escape: chunk count, then the raw value in 4-bit chunks
-            val, x, p, ok = _get_bits(x, words, p)
+            val, x, p, ok = _get_bits_py(x, words, p)
             if not ok:
                 return READ_PAST_END
             nb = val
             while val == (1 << BYPASS_BITS) - 1:
-                val, x, p, ok = _get_bits(x, words, p)
+                val, x, p, ok = _get_bits_py(x, words, p)
                 if not ok:
                     return READ_PAST_END
                 nb += val
@@ -207,14 +145,14 @@ def decode_into(words, state: np.ndarray, idx, cdf, lengths, offsets, out) -> in
                 return ESCAPE_TOO_LONG
             raw = 0
             for j in range(nb):
-                val, x, p, ok = _get_bits(x, words, p)
+                val, x, p, ok = _get_bits_py(x, words, p)
                 if not ok:
                     return READ_PAST_END
                 raw |= val << (j * BYPASS_BITS)
             value = raw >> 1
             value = -value - 1 if raw & 1 else value + max_value
-        out[i] = value + offsets[t]
-    state[0] = np.int64(x)
+        out[i] = value + off_l[t]
+    state[0] = np.int64(x) if x < 1 << 63 else np.int64(x - (1 << 64))
     state[1] = p
     return OK
 

@@ -84,6 +84,38 @@ def test_numba_coder_writes_compressai_bytes_and_reads_them_back(models, rgb):
     assert np.array_equal(out, sym) and rans.finished(words, state)
 
 
+def test_the_python_and_numba_decoders_agree_on_good_and_forged_strings(models):
+    """Small strings decode in pure Python (no numba import for a small stream), large ones
+    in the numba kernel: both give the same symbols, states and status codes, forged words
+    included."""
+    from models import rans_kernels
+
+    pm = models["c2f-xsmall-pruned"]
+    tb = pm.entropy.tables(0)
+    rng = np.random.default_rng(1)
+    n = 3000
+    idx = rng.integers(0, len(tb.lengths), n).astype(np.int32)
+    sym = (rng.standard_cauchy(n) * 5).clip(-10**6, 10**6).astype(np.int32)
+    good = rans.words_of(rans.encode(sym, idx, tb.np_cdf, tb.np_lengths, tb.np_offsets))
+    cases = [good, good[: len(good) // 2]]
+    for _ in range(20):  # forged: random words after a valid start state
+        w = rng.integers(0, 2**32, len(good), dtype=np.uint64).astype(np.uint32)
+        w[:2] = good[:2]
+        cases.append(w)
+    bad_idx = idx.copy()
+    bad_idx[7] = len(tb.lengths)
+    for words in cases:
+        for ix in (idx, bad_idx):
+            results = []
+            for fn in (rans._decode_into_py, rans_kernels.decode_into):
+                state, out = rans.start_state(words), np.zeros(n, np.int32)
+                status = fn(words, state, ix, tb.np_cdf, tb.np_lengths, tb.np_offsets, out)
+                results.append((status, state.tolist(), out.tolist()))
+            assert results[0] == results[1]
+    assert results[0][0] == rans.BAD_INDEX
+    assert n <= rans.SMALL  # this size takes the Python path through decode_into
+
+
 def test_every_k_and_thread_count_decodes_the_same_latents_and_pixels(models, rgb, cut_small):
     """K = 1, 2, 3, 8 substreams (a progressive level too), each decoded on 1, 2 and 3
     threads: the encoder's symbols every time, and the encoder's own reconstruction at the
