@@ -71,7 +71,7 @@ def compress(image, model_ref, quality, output, device, tile, coder, fp16, threa
 
     \b
     Examples:
-      cloud3d compress frame.png -m general --quality 3 -o frame.c3d   # once a model named general ships
+      cloud3d compress frame.png -m general -o g.c3d   # a bundled model (preview)
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d --overfit 200
     """
@@ -162,7 +162,7 @@ def decompress(stream, output, model_ref, quality, device, fp16, threads, max_pi
     \b
     Example:
       cloud3d decompress frame.c3d -m runs/stk-0.01/best.pt -o frame.png
-      cloud3d decompress f.c3d -o f.png   # f.c3d made with -m general: found by the weights hash
+      cloud3d decompress g.c3d -o g.png   # made with -m general: found by the weights hash
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
     from pathlib import Path
@@ -277,7 +277,8 @@ def train(dataset_dir, app, arch, variable_rate, lmbda, lambdas, out, steps, bat
     Examples:
       cloud3d train dataset --app supertuxkart --lambda 0.01 --out runs/stk-0.01
       cloud3d train dataset --app supertuxkart --variable-rate --out runs/stk-vr
-      cloud3d train dataset --app 0ad --variable-rate --init general --out runs/0ad-ft
+      cloud3d train dataset --app supertuxkart --arch c2f-xsmall-m192-pruned --lambda 0.013 \\
+        --init general --out runs/stk-ft
     """
     if variable_rate and not arch.endswith("-vr"):
         arch += "-vr"
