@@ -28,6 +28,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import pandas as pd
 from analysis.measures import MEASURES, MEASURES_VERSION, image_measures, prepare_backend
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_image_rgb
+from cloud3d.lifetime import process_pool, stop_pool
 from cloud3d.provenance import sha256_bytes, sha256_file
 
 #: File extensions treated as images in a reference folder (case-insensitive).
@@ -226,12 +228,10 @@ def measure_paths(
             results = map(_task, tasks)
         else:
             prepare_backend()  # compile once here, so the workers load numba's cached kernel
-            pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(tasks)), initializer=_worker_init
-            )
-            results = pool.imap_unordered(
-                _task, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers)))
-            )
+            pool = process_pool(min(workers, len(tasks)), initializer=_worker_init,
+                                mp_context=multiprocessing.get_context("spawn"))
+            futures = [pool.submit(_task, t) for t in tasks]
+            results = (f.result() for f in as_completed(futures))
         for path, res, err in results:
             sha = path_sha[path]
             if err is not None:
@@ -246,8 +246,7 @@ def measure_paths(
         flush()
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            stop_pool(pool)
         bar.close()
         try:
             flush()  # keep finished work on Ctrl-C too

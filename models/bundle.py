@@ -52,6 +52,8 @@ import torch
 from cloud3d.atomic import atomic_path, atomic_write_text
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file, utc_stamp
+from cloud3d.untrusted import quote, read_json
+from models.architectures import ARCHITECTURES
 from models.checkpoint import build_model, check_config, load_checkpoint
 from models.latent_model import LatentModel, model_qualities
 from models.prepared import weights_hash
@@ -63,6 +65,10 @@ CARD_FORMAT = "cloud3d-model-card"
 CARD_VERSION = 1
 #: largest model card read (bytes)
 MAX_CARD_BYTES = 1 << 20
+#: deepest JSON nesting of a card (the exporter's own cards use 4 levels)
+MAX_CARD_DEPTH = 32
+#: longest lambda ladder a card may list: a stream names quality indices 0..254
+MAX_LADDER = 255
 #: what a model name may be (it names files): lower-case letters, digits, ``. _ -``
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 #: card fields the exporter sets; ``--card-json`` may not override them
@@ -93,15 +99,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     the defect for anything else. The weights file is not opened."""
     p = Path(path)
     src = str(p)
-    try:
-        size = p.stat().st_size
-        if size > MAX_CARD_BYTES:
-            raise Cloud3dError(f"{src}: model card of {size} bytes, above {MAX_CARD_BYTES}")
-        card = json.loads(p.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise Cloud3dError(f"cannot read model card {src}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, ValueError):
-        raise Cloud3dError(f"{src} is not a model card (not UTF-8 JSON)") from None
+    card = read_json(p, MAX_CARD_BYTES, "model card", MAX_CARD_DEPTH)
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise Cloud3dError(f"{src} is not a cloud3d model card (format {CARD_FORMAT!r})")
     if card.get("format_version") != CARD_VERSION:
@@ -113,6 +111,14 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     check_name(name)
     if not isinstance(card.get("arch"), str) or not isinstance(card.get("config"), dict):
         raise Cloud3dError(f"{src}: card needs an 'arch' name and a 'config' object")
+    if card["arch"] not in ARCHITECTURES:
+        raise Cloud3dError(f"{src}: unknown architecture {quote(card['arch'])} (made by a newer "
+                           "cloud3d, or forged); `cloud3d models` lists the known models")
+    for where, ladder in (("lambdas", card.get("lambdas")),
+                          ("config lambdas", card["config"].get("lambdas"))):
+        if isinstance(ladder, list) and len(ladder) > MAX_LADDER:
+            raise Cloud3dError(f"{src}: card field {where} lists {len(ladder)} values, more "
+                               f"than the {MAX_LADDER} qualities a stream can name")
     if card.get("weights_file") != f"{name}.npz":
         raise Cloud3dError(f"{src}: card field 'weights_file' must be {name}.npz")
     if card.get("weights_dtype") not in _DTYPES:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud3d.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from cloud3d.atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import parse_png_header, read_image_rgb
 from cloud3d.provenance import sha256_bytes, sha256_file, utc_stamp
@@ -144,10 +144,76 @@ def _staged(stage: Path, index: int, sf: SourceFile) -> dict[str, Any] | None:
         return None
 
 
+#: in the staging folder: the identity of the archive it made, once that archive is in place
+DONE = "done.json"
+
+
+def _stage_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+def _trash_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial-trash"
+
+
+def _identity(path: Path) -> dict[str, int]:
+    """What tells this very file apart (a rename keeps it): inode, size, modification time."""
+    st = os.stat(path)
+    return {"inode": st.st_ino, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _stage_key(ac: ArchiveCodec, verify: bool) -> dict[str, Any]:
+    return {"format": FORMAT_VERSION, "codec": ac.describe(), "verify": verify}
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove what a killed run left that holds nothing to re-use: a half-written archive
+    (its temporary file) and a staging folder already being removed."""
+    remove_stale_temps(out.parent, [out.name])
+    shutil.rmtree(_trash_path(out), ignore_errors=True)
+
+
+def _finished(out: Path, ac: ArchiveCodec, verify: bool) -> bool:
+    """True when ``out`` is the archive that the staging folder's run (same codec and
+    settings) wrote before it was killed during its clean-up; the staging folder is then
+    removed. The same command then reports the archive instead of refusing it."""
+    stage = _stage_path(out)
+    try:
+        same = (json.loads((stage / "state.json").read_text()) == _stage_key(ac, verify)
+                and json.loads((stage / DONE).read_text()) == _identity(out))
+    except (OSError, ValueError):
+        return False
+    if same:
+        _drop_stage(out)
+    return same
+
+
+def _drop_stage(out: Path) -> None:
+    """Remove the staging folder: renamed first, so a kill half-way through leaves a
+    folder :func:`_clear_leftovers` removes, never a staging folder missing files."""
+    stage, trash = _stage_path(out), _trash_path(out)
+    try:
+        os.replace(stage, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _summary_of(out: Path, ac: ArchiveCodec, sources: Sources, seconds: float) -> ArchiveSummary:
+    """The summary of the finished archive ``out`` (every file re-used)."""
+    from .container import ArchiveReader
+
+    with ArchiveReader(out) as reader:
+        entries = reader.entries
+    return ArchiveSummary(out=out, codec=ac.spec, files=len(entries), reused=len(entries),
+                          original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
+                          seconds=seconds, quality=mean_quality(entries))
+
+
 def _stage_dir(out: Path, ac: ArchiveCodec, verify: bool) -> Path:
     """The staging folder, emptied first when it belongs to another codec or setting."""
-    stage = out.parent / f".{out.name}.partial"
-    key = {"format": FORMAT_VERSION, "codec": ac.describe(), "verify": verify}
+    stage = _stage_path(out)
+    key = _stage_key(ac, verify)
     state = stage / "state.json"
     if stage.is_dir():
         try:
@@ -197,6 +263,9 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     out = Path(out)
     if out.is_dir():
         raise Cloud3dError(f"{out} is a folder: give the archive's file name, e.g. {out}/archive.tar")
+    _clear_leftovers(out)
+    if out.exists() and _finished(out, ac, verify):  # a run killed while it cleaned up
+        return _summary_of(out, ac, sources, time.perf_counter() - t0)
     if out.exists() and not force:
         raise Cloud3dError(f"{out} already exists: use --force to replace it")
     stage = _stage_dir(out, ac, verify)
@@ -230,7 +299,8 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     members = [(e["member"], stage / f"{i:06d}.bin") for i, e in enumerate(ordered)]
     with atomic_path(out) as tmp:
         write_archive(tmp, body, members, mtime=int(time.time()))
-    shutil.rmtree(stage, ignore_errors=True)
+        atomic_write_text(stage / DONE, json.dumps(_identity(tmp)))
+    _drop_stage(out)
     return ArchiveSummary(out=out, codec=ac.spec, files=len(ordered), reused=reused,
                           original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
                           seconds=time.perf_counter() - t0, quality=mean_quality(ordered))
