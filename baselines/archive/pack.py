@@ -170,22 +170,25 @@ def _clear_leftovers(out: Path) -> None:
     """Remove what a killed run left that holds nothing to re-use: a half-written archive
     (its temporary file) and a staging folder already being removed."""
     remove_stale_temps(out.parent, [out.name])
-    shutil.rmtree(_trash_path(out), ignore_errors=True)
+    if _trash_path(out).exists():
+        shutil.rmtree(_trash_path(out), ignore_errors=True)
 
 
 def _finished(out: Path, ac: ArchiveCodec, verify: bool) -> bool:
-    """True when ``out`` is the archive that the staging folder's run (same codec and
-    settings) wrote before it was killed during its clean-up; the staging folder is then
-    removed. The same command then reports the archive instead of refusing it."""
-    stage = _stage_path(out)
-    try:
-        same = (json.loads((stage / "state.json").read_text()) == _stage_key(ac, verify)
-                and json.loads((stage / DONE).read_text()) == _identity(out))
-    except (OSError, ValueError):
-        return False
-    if same:
-        _drop_stage(out)
-    return same
+    """True when ``out`` is the archive that a run of the same codec and settings wrote
+    before it was killed during its clean-up (its staging folder, maybe already renamed
+    for removal, records the archive's identity); that folder is then removed. The same
+    command then reports the archive instead of refusing it."""
+    for stage in (_stage_path(out), _trash_path(out)):
+        try:
+            if (json.loads((stage / "state.json").read_text()) == _stage_key(ac, verify)
+                    and json.loads((stage / DONE).read_text()) == _identity(out)):
+                _drop_stage(out)
+                _clear_leftovers(out)
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _drop_stage(out: Path) -> None:
@@ -263,9 +266,9 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     out = Path(out)
     if out.is_dir():
         raise Cloud3dError(f"{out} is a folder: give the archive's file name, e.g. {out}/archive.tar")
-    _clear_leftovers(out)
     if out.exists() and _finished(out, ac, verify):  # a run killed while it cleaned up
         return _summary_of(out, ac, sources, time.perf_counter() - t0)
+    _clear_leftovers(out)
     if out.exists() and not force:
         raise Cloud3dError(f"{out} already exists: use --force to replace it")
     stage = _stage_dir(out, ac, verify)
