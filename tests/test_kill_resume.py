@@ -8,6 +8,8 @@ uninterrupted run gives.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,20 +31,25 @@ def _leftovers(folder) -> list:
             if p.kind != "dimensions"]
 
 
-def test_archive_and_unarchive_pool_workers_die_with_their_parent():
+def test_archive_and_unarchive_pool_workers_die_with_their_parent(tmp_path):
     # archive's pool was a plain ProcessPoolExecutor: its idle workers outlived a kill -9
     code = ("import os, signal; from baselines.archive.tasks import run_jobs;"
             "from benchmarks.robust.procs import child_pids;"
             "it = run_jobs(len, [(i,) for i in range(8)], 8, workers=2, progress=False);"
             "next(it); print(*child_pids(os.getpid()), flush=True);"
             "os.kill(os.getpid(), signal.SIGKILL)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    pids = [int(x) for x in r.stdout.split()]
-    assert r.returncode == -9 and len(pids) >= 2, r.stderr
+    with open(tmp_path / "out.txt", "w") as out:  # not pipes: surviving workers would hold them
+        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=out, timeout=120)
+    text = (tmp_path / "out.txt").read_text()
+    pids = [int(x) for x in text.split()] if r.returncode == -9 else []
+    assert r.returncode == -9 and len(pids) >= 2, text
     deadline = time.monotonic() + 10
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in pids if alive(p)]
+    left = [p for p in pids if alive(p)]
+    for p in left:  # so that a failure leaves no process behind
+        os.kill(p, signal.SIGKILL)
+    assert not left
 
 
 def test_archive_killed_in_its_clean_up_resumes(tmp_path, run_cli):
