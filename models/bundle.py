@@ -39,6 +39,7 @@ makes us allocate more than its size), and the loaded model must hash to the car
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -52,7 +53,7 @@ import torch
 from cloud3d.atomic import atomic_path, atomic_write_text
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file, utc_stamp
-from cloud3d.untrusted import quote, read_json
+from cloud3d.untrusted import open_regular, quote, read_json
 from models.architectures import ARCHITECTURES
 from models.checkpoint import build_model, check_config, load_checkpoint
 from models.latent_model import LatentModel, model_qualities
@@ -198,9 +199,8 @@ def load_bundle(card_path: str | os.PathLike,
     card_path = Path(card_path)
     card = read_card(card_path)
     npz = card_path.with_name(card["weights_file"])
-    if not npz.is_file():
-        raise Cloud3dError(f"{card_path}: its weights file {npz} is missing")
-    got = sha256_file(npz)
+    with open_regular(npz, "weights file") as f:  # not a device or a pipe put in its place
+        got = hashlib.file_digest(f, "sha256").hexdigest()
     if got != card["weights_file_sha256"]:
         raise Cloud3dError(f"{npz} is not the weights file its card {card_path.name} names "
                            f"(sha256 {got[:12]}, card {card['weights_file_sha256'][:12]}): "

@@ -132,7 +132,10 @@ def _restore_one(job: tuple) -> dict[str, Any]:
         elif entry.get("rec_sha256") is not None:
             mismatch = got != entry["rec_sha256"]
         out_bytes = data if ac.restores_as_is(data) else encode_png(rgb, level=png_level)
-    atomic_write_bytes(final, out_bytes)
+    try:
+        atomic_write_bytes(final, out_bytes)
+    except OSError as exc:  # e.g. a folder where the file goes: name the file, not its temp
+        raise Cloud3dError(f"{path}: cannot write {final}: {exc.strerror or exc}") from None
     return {"bytes": len(out_bytes), "sha256": sha256_bytes(out_bytes), "mismatch": mismatch}
 
 
