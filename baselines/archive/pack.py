@@ -177,12 +177,13 @@ def _clear_leftovers(out: Path) -> None:
 def _finished(out: Path, ac: ArchiveCodec, verify: bool) -> bool:
     """True when ``out`` is the archive that a run of the same codec and settings wrote
     before it was killed during its clean-up (its staging folder, maybe already renamed
-    for removal, records the archive's identity); that folder is then removed. The same
-    command then reports the archive instead of refusing it."""
+    for removal and partly removed, records the archive's identity and the settings in
+    :data:`DONE`); that folder is then removed. The same command then reports the archive
+    instead of refusing it."""
+    want = {"archive": _identity(out), "key": _stage_key(ac, verify)}
     for stage in (_stage_path(out), _trash_path(out)):
         try:
-            if (json.loads((stage / "state.json").read_text()) == _stage_key(ac, verify)
-                    and json.loads((stage / DONE).read_text()) == _identity(out)):
+            if json.loads((stage / DONE).read_text()) == want:
                 _drop_stage(out)
                 _clear_leftovers(out)
                 return True
@@ -192,13 +193,19 @@ def _finished(out: Path, ac: ArchiveCodec, verify: bool) -> bool:
 
 
 def _drop_stage(out: Path) -> None:
-    """Remove the staging folder: renamed first, so a kill half-way through leaves a
-    folder :func:`_clear_leftovers` removes, never a staging folder missing files."""
+    """Remove the staging folder: renamed first, so a kill half-way through never leaves a
+    staging folder missing files, and its record of the finished archive (:data:`DONE`)
+    removed last, so :func:`_finished` still recognises what is left."""
     stage, trash = _stage_path(out), _trash_path(out)
     try:
         os.replace(stage, trash)
     except OSError:
         return
+    for p in sorted(trash.iterdir(), key=lambda p: p.name == DONE):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -302,7 +309,8 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     members = [(e["member"], stage / f"{i:06d}.bin") for i, e in enumerate(ordered)]
     with atomic_path(out) as tmp:
         write_archive(tmp, body, members, mtime=int(time.time()))
-        atomic_write_text(stage / DONE, json.dumps(_identity(tmp)))
+        atomic_write_text(stage / DONE, json.dumps({"archive": _identity(tmp),
+                                                    "key": _stage_key(ac, verify)}))
     _drop_stage(out)
     return ArchiveSummary(out=out, codec=ac.spec, files=len(ordered), reused=reused,
                           original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
