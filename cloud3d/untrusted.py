@@ -103,15 +103,15 @@ def loads_json(data: bytes, source: str, max_depth: int = MAX_JSON_DEPTH) -> Any
     naming ``source`` otherwise."""
     depth = json_depth(data)
     if depth > max_depth:
-        raise Cloud3dError(f"{source}: JSON nested {depth} levels deep, more than {max_depth}: "
+        raise Cloud3dError(f"{source}: JSON nested {depth} levels deep (at most {max_depth}): "
                            "refused")
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
-        raise Cloud3dError(f"{source} is not UTF-8 text") from None
+        raise Cloud3dError(f"{source}: not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise Cloud3dError(f"{source} is not valid JSON ({first[:120]})") from None
+        raise Cloud3dError(f"{source}: not valid JSON ({first[:120]})") from None
 
 
 def read_json(path: str | os.PathLike, limit: int, what: str = "JSON file",

@@ -153,7 +153,7 @@ def _start_or_resume(dst: Path, log: pd.DataFrame) -> Path:
             except (OSError, UnicodeDecodeError):
                 pass
         if not mine:
-            raise Cloud3dError(f"{dst} is not empty and holds no earlier run of these crops "
+            raise Cloud3dError(f"{dst} is not an empty folder and holds no earlier run of these crops "
                                "(same dataset, selection, size, count and seed): choose a new "
                                "folder")
     atomic_write_text(marker, json.dumps({"crops_sha256": digest}) + "\n")

@@ -53,7 +53,7 @@ import torch
 from cloud3d.atomic import atomic_path, atomic_write_text
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file, utc_stamp
-from cloud3d.untrusted import open_regular, quote, read_json
+from cloud3d.untrusted import loads_json, open_regular, quote, read_regular
 from models.architectures import ARCHITECTURES
 from models.checkpoint import build_model, check_config, load_checkpoint
 from models.latent_model import LatentModel, model_qualities
@@ -100,7 +100,10 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     the defect for anything else. The weights file is not opened."""
     p = Path(path)
     src = str(p)
-    card = read_json(p, MAX_CARD_BYTES, "model card", MAX_CARD_DEPTH)
+    try:
+        card = loads_json(read_regular(p, MAX_CARD_BYTES, "model card"), src, MAX_CARD_DEPTH)
+    except Cloud3dError as exc:
+        raise Cloud3dError(f"{exc}: not a model card") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise Cloud3dError(f"{src} is not a cloud3d model card (format {CARD_FORMAT!r})")
     if card.get("format_version") != CARD_VERSION:

@@ -179,7 +179,7 @@ def check_config(arch: str, config: Any,
         default = options.get(key) if options is not None else None
         if isinstance(default, int) and not isinstance(default, bool) and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise Cloud3dError(f"{source}: {arch} config {quote(key)}={quote(value)} is not a positive integer")
+            raise Cloud3dError(f"{source}: {arch} config {key[:80]}={quote(value)} is not a positive integer")
     try:
         specs = _fake_state(arch, json.dumps(config, sort_keys=True))
     except (TypeError, ValueError, RuntimeError) as exc:

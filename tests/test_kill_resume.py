@@ -107,3 +107,22 @@ def test_a_killed_bench_leaves_only_its_results_file(tmp_path):
                 "--results", res / "r.sqlite", "--workers", 1, "--no-estimate", "--quiet")
     assert r.returncode == -9, r.stderr
     assert [p.name for p in res.iterdir()] == ["r.sqlite"]  # and -wal, -shm before the fix
+
+
+def test_bench_folder_killed_writing_its_table_resumes_without_leftovers(tmp_path, run_cli):
+    import json
+
+    ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=3, h=40, w=48)
+    args = ("bench-folder", ds, "--method", "tar", "--codec", "png", "--quiet", "--out")
+    counts = tmp_path / "calls.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.robust.killat", "os.replace", "0",
+                        *map(str, args), tmp_path / "ref" / "t.csv"], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "CLOUD3D_KILLAT_COUNTS": str(counts)})
+    assert r.returncode == 0, r.stderr
+    last = json.loads(counts.read_text())["os.replace"]  # the table's last atomic write
+    r = _killat("os.replace", last, *args, tmp_path / "run" / "t.csv")
+    assert r.returncode == -9, r.stderr
+    assert list((tmp_path / "run").glob(".t.csv.*.tmp"))
+    r = run_cli(*args, tmp_path / "run" / "t.csv")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["t.csv"]  # the temp file stayed

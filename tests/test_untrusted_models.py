@@ -84,7 +84,7 @@ def test_cards_that_are_devices_pipes_or_folders_are_skipped_not_read(bundle, tm
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("[" * 100_000 + "]" * 100_000, "nested"),  # RecursionError before the fix
+    ("[" * 100_000 + "]" * 100_000, "nested 100000 levels"),  # RecursionError before the fix
     ('{"format": "cloud3d-model-card", "x": NaN}', "not valid JSON"),
 ])
 def test_deep_or_non_json_cards_give_one_line(tmp_path, text, needle):

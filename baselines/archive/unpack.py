@@ -205,7 +205,9 @@ def unarchive(archive: str | os.PathLike, out: str | os.PathLike, workers: int =
         notes = []
         if ac.version() != codec_info.get("version"):
             notes.append(f"archived with {codec_info.get('version')!r}, decoding with {ac.version()!r}")
+        remove_stale_temps(out, [MARKER])  # a restore killed while it marked the folder
         _prepare_out(out, reader.body_sha256, Path(archive), force)
+        remove_stale_temps(out, ["manifest.csv"])  # ... or while it wrote the manifest
         jobs_meta: dict[int, tuple[dict, Path]] = {}
         restored: dict[int, dict[str, Any]] = {}
         failures: list[str] = []
