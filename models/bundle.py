@@ -83,7 +83,7 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 def check_name(name: str) -> str:
     """``name`` if it is a valid model name (see :data:`NAME_RE`), else Cloud3dError."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise Cloud3dError(f"model name {name!r} must be 1-64 lower-case letters, digits or . _ - "
+        raise Cloud3dError(f"model name {quote(name)} must be 1-64 lower-case letters, digits or . _ - "
                            "(starting with a letter or digit)")
     return name
 
@@ -107,11 +107,11 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise Cloud3dError(f"{src} is not a cloud3d model card (format {CARD_FORMAT!r})")
     if card.get("format_version") != CARD_VERSION:
-        raise Cloud3dError(f"{src}: model card version {card.get('format_version')!r} is not "
+        raise Cloud3dError(f"{src}: model card version {quote(card.get('format_version'))} is not "
                            f"supported (this cloud3d reads {CARD_VERSION})")
     name = card.get("name")
     if name != p.stem:
-        raise Cloud3dError(f"{src}: card names the model {name!r}, its file is {p.name}")
+        raise Cloud3dError(f"{src}: card names the model {quote(name)}, its file is {p.name}")
     check_name(name)
     if not isinstance(card.get("arch"), str) or not isinstance(card.get("config"), dict):
         raise Cloud3dError(f"{src}: card needs an 'arch' name and a 'config' object")
@@ -125,7 +125,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
                                f"than the {MAX_LADDER} qualities a stream can name")
     if card.get("weights_file") != f"{name}.npz":
         raise Cloud3dError(f"{src}: card field 'weights_file' must be {name}.npz")
-    if card.get("weights_dtype") not in _DTYPES:
+    if not isinstance(card.get("weights_dtype"), str) or card["weights_dtype"] not in _DTYPES:
         raise Cloud3dError(f"{src}: card field 'weights_dtype' must be one of {', '.join(_DTYPES)}")
     q = card.get("qualities")
     if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 255:
@@ -144,9 +144,9 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 if not info.filename.endswith(".npy") or info.filename[:-4] in out:
-                    raise Cloud3dError(f"{src}: unexpected or repeated member {info.filename!r}")
+                    raise Cloud3dError(f"{src}: unexpected or repeated member {quote(info.filename)}")
                 if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-                    raise Cloud3dError(f"{src}: member {info.filename!r} is compressed or "
+                    raise Cloud3dError(f"{src}: member {quote(info.filename)} is compressed or "
                                        "encrypted; bundled weights are stored plain")
                 with zf.open(info) as f:
                     version = np.lib.format.read_magic(f)
@@ -158,11 +158,11 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                         raise ValueError(f"npy format {version}")
                     head = f.tell() if f.seekable() else None
                 if dtype.hasobject or fortran or dtype.kind not in "fiu":
-                    raise Cloud3dError(f"{src}: member {info.filename!r} is not a plain "
+                    raise Cloud3dError(f"{src}: member {quote(info.filename)} is not a plain "
                                        "C-ordered numeric array")
                 n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 if head is None or info.file_size != head + n or info.compress_size != info.file_size:
-                    raise Cloud3dError(f"{src}: member {info.filename!r} holds "
+                    raise Cloud3dError(f"{src}: member {quote(info.filename)} holds "
                                        f"{info.file_size} bytes, its header implies {n} of data")
                 out[info.filename[:-4]] = (tuple(int(d) for d in shape), dtype)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:

@@ -98,7 +98,7 @@ def find_model(name: str, user_dir: str | os.PathLike | None = None) -> ModelEnt
     for e in entries:
         if e.name == name and not e.hidden:
             return e
-    raise Cloud3dError(f"no model named {name!r} (known: {_known(entries)}; user folder "
+    raise Cloud3dError(f"no model named {quote(name)} (known: {_known(entries)}; user folder "
                        f"{Path(user_dir) if user_dir else user_model_dir()}); `cloud3d models` "
                        "lists them")
 

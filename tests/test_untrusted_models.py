@@ -171,3 +171,14 @@ def test_app_names_that_are_not_plain_folder_names_are_refused(tmp_path, app, ru
                 "--size", "64x48", "--no-progress")
     _one_clean_line(r, "invalid app name")
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # '..' wrote into cap/ before
+
+
+@pytest.mark.parametrize("field, value", [("weights_dtype", {}), ("name", "é" * 5000),
+                                          ("format_version", "9" * 5000)])
+def test_card_fields_of_any_json_type_give_a_short_line(bundle, tmp_path, field, value):
+    # found by the harness's cards family: a TypeError for a dict, a 5 kB line for a name
+    card = tmp_path / "real.json"
+    card.write_text(json.dumps({**_card(bundle), field: value}))
+    with pytest.raises(Cloud3dError) as err:
+        read_card(card)
+    assert len(str(err.value)) < 400 and "\n" not in str(err.value)

@@ -130,7 +130,7 @@ def write_archive(tmp_path: Path, body: dict[str, Any], files: list[tuple[str, P
 def _int(entry: dict, key: str, low: int, high: int, where: str) -> int:
     v = entry.get(key)
     if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
-        raise Cloud3dError(f"{where}: field {key!r} = {v!r} is not an integer in {low}..{high}")
+        raise Cloud3dError(f"{where}: field {key!r} = {quote(v)} is not an integer in {low}..{high}")
     return v
 
 

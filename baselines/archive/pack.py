@@ -144,16 +144,17 @@ def _staged(stage: Path, index: int, sf: SourceFile) -> dict[str, Any] | None:
         return None
 
 
-#: in the staging folder: the identity of the archive it made, once that archive is in place
-DONE = "done.json"
-
-
 def _stage_path(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
 def _trash_path(out: Path) -> Path:
     return out.parent / f".{out.name}.partial-trash"
+
+
+def _done_path(out: Path) -> Path:
+    """Next to the archive while its run cleans up: the identity of the archive it made."""
+    return out.parent / f".{out.name}.done"
 
 
 def _identity(path: Path) -> dict[str, int]:
@@ -168,45 +169,38 @@ def _stage_key(ac: ArchiveCodec, verify: bool) -> dict[str, Any]:
 
 def _clear_leftovers(out: Path) -> None:
     """Remove what a killed run left that holds nothing to re-use: a half-written archive
-    (its temporary file) and a staging folder already being removed."""
-    remove_stale_temps(out.parent, [out.name])
+    or record (their temporary files), a staging folder already being removed, and a
+    record of an archive that never took its place."""
+    remove_stale_temps(out.parent, [out.name, _done_path(out).name])
     if _trash_path(out).exists():
         shutil.rmtree(_trash_path(out), ignore_errors=True)
+    _done_path(out).unlink(missing_ok=True)
 
 
 def _finished(out: Path, ac: ArchiveCodec, verify: bool) -> bool:
     """True when ``out`` is the archive that a run of the same codec and settings wrote
-    before it was killed during its clean-up (its staging folder, maybe already renamed
-    for removal and partly removed, records the archive's identity and the settings in
-    :data:`DONE`); that folder is then removed. The same command then reports the archive
-    instead of refusing it."""
-    want = {"archive": _identity(out), "key": _stage_key(ac, verify)}
-    for stage in (_stage_path(out), _trash_path(out)):
-        try:
-            if json.loads((stage / DONE).read_text()) == want:
-                _drop_stage(out)
-                _clear_leftovers(out)
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-def _drop_stage(out: Path) -> None:
-    """Remove the staging folder: renamed first, so a kill half-way through never leaves a
-    staging folder missing files, and its record of the finished archive (:data:`DONE`)
-    removed last, so :func:`_finished` still recognises what is left."""
-    stage, trash = _stage_path(out), _trash_path(out)
+    before it was killed during its clean-up: the record next to it (:func:`_done_path`,
+    written before the archive's rename and removed last) names this very file. What the
+    run left is then removed, and the same command reports the archive instead of
+    refusing it."""
     try:
+        done = json.loads(_done_path(out).read_text())
+    except (OSError, ValueError):
+        return False
+    if done != {"archive": _identity(out), "key": _stage_key(ac, verify)}:
+        return False
+    _finish(out)
+    return True
+
+
+def _finish(out: Path) -> None:
+    """Remove the staging folder (renamed first, so a kill half-way through never leaves a
+    staging folder missing files), then the record of the finished archive."""
+    stage, trash = _stage_path(out), _trash_path(out)
+    if stage.exists():
         os.replace(stage, trash)
-    except OSError:
-        return
-    for p in sorted(trash.iterdir(), key=lambda p: p.name == DONE):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
     shutil.rmtree(trash, ignore_errors=True)
+    _done_path(out).unlink(missing_ok=True)
 
 
 def _summary_of(out: Path, ac: ArchiveCodec, sources: Sources, seconds: float) -> ArchiveSummary:
@@ -309,9 +303,9 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     members = [(e["member"], stage / f"{i:06d}.bin") for i, e in enumerate(ordered)]
     with atomic_path(out) as tmp:
         write_archive(tmp, body, members, mtime=int(time.time()))
-        atomic_write_text(stage / DONE, json.dumps({"archive": _identity(tmp),
-                                                    "key": _stage_key(ac, verify)}))
-    _drop_stage(out)
+        atomic_write_text(_done_path(out), json.dumps({"archive": _identity(tmp),
+                                                       "key": _stage_key(ac, verify)}))
+    _finish(out)
     return ArchiveSummary(out=out, codec=ac.spec, files=len(ordered), reused=reused,
                           original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
                           seconds=time.perf_counter() - t0, quality=mean_quality(ordered))

@@ -35,6 +35,7 @@ from cloud3d.atomic import atomic_write_bytes, atomic_write_text, remove_stale_t
 from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import encode_png, read_image_rgb
 from cloud3d.provenance import sha256_bytes, sha256_file
+from cloud3d.untrusted import quote
 
 from .codecs import ArchiveCodec, cached_codec
 from .container import ArchiveReader, safe_join
@@ -199,12 +200,14 @@ def unarchive(archive: str | os.PathLike, out: str | os.PathLike, workers: int =
         body = reader.body
         codec_info = body.get("codec") if isinstance(body.get("codec"), dict) else {}
         spec = codec_info.get("spec")
-        if not isinstance(spec, str):
-            raise Cloud3dError(f"{archive}: the manifest names no codec")
+        if not isinstance(spec, str) or len(spec) > 500:
+            raise Cloud3dError(f"{archive}: the manifest names no codec (or not one of at most "
+                               "500 characters)")
         ac = cached_codec(spec, checkpoint)
         notes = []
         if ac.version() != codec_info.get("version"):
-            notes.append(f"archived with {codec_info.get('version')!r}, decoding with {ac.version()!r}")
+            notes.append(f"archived with {quote(codec_info.get('version'))}, decoding with "
+                         f"{ac.version()!r}")
         remove_stale_temps(out, [MARKER])  # a restore killed while it marked the folder
         _prepare_out(out, reader.body_sha256, Path(archive), force)
         remove_stale_temps(out, ["manifest.csv"])  # ... or while it wrote the manifest
