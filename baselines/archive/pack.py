@@ -5,7 +5,10 @@ manifest entry are written there atomically as soon as it is coded, so a run sto
 error or Ctrl-C loses nothing; the same command resumes, re-using every staged file whose
 source is unchanged (same size and modification time, and the dataset manifest's SHA-256).
 The archive itself appears in one rename once every file is coded, and the staging folder is
-removed.
+removed. The same command run again once the archive exists (after a kill during that
+clean-up, or after a run that finished) finds it: when it is the complete archive of exactly
+these files (names, sizes, SHA-256) with this codec and settings, it is reported and what a
+killed run left is removed; any other existing file is refused unless ``force``.
 
 With ``verify`` (the default) every bitstream is decoded again before it is accepted: a lossless
 codec must give back exactly the original pixels, and a lossy one's reconstruction is measured
@@ -152,63 +155,53 @@ def _trash_path(out: Path) -> Path:
     return out.parent / f".{out.name}.partial-trash"
 
 
-def _done_path(out: Path) -> Path:
-    """Next to the archive while its run cleans up: the identity of the archive it made."""
-    return out.parent / f".{out.name}.done"
-
-
-def _identity(path: Path) -> dict[str, int]:
-    """What tells this very file apart (a rename keeps it): inode, size, modification time."""
-    st = os.stat(path)
-    return {"inode": st.st_ino, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def _stage_key(ac: ArchiveCodec, verify: bool) -> dict[str, Any]:
     return {"format": FORMAT_VERSION, "codec": ac.describe(), "verify": verify}
 
 
 def _clear_leftovers(out: Path) -> None:
     """Remove what a killed run left that holds nothing to re-use: a half-written archive
-    or record (their temporary files), a staging folder already being removed, and a
-    record of an archive that never took its place."""
-    remove_stale_temps(out.parent, [out.name, _done_path(out).name])
+    (its temporary file) and a staging folder already being removed."""
+    remove_stale_temps(out.parent, [out.name])
     if _trash_path(out).exists():
         shutil.rmtree(_trash_path(out), ignore_errors=True)
-    _done_path(out).unlink(missing_ok=True)
-
-
-def _finished(out: Path, ac: ArchiveCodec, verify: bool) -> bool:
-    """True when ``out`` is the archive that a run of the same codec and settings wrote
-    before it was killed during its clean-up: the record next to it (:func:`_done_path`,
-    written before the archive's rename and removed last) names this very file. What the
-    run left is then removed, and the same command reports the archive instead of
-    refusing it."""
-    try:
-        done = json.loads(_done_path(out).read_text())
-    except (OSError, ValueError):
-        return False
-    if done != {"archive": _identity(out), "key": _stage_key(ac, verify)}:
-        return False
-    _finish(out)
-    return True
 
 
 def _finish(out: Path) -> None:
-    """Remove the staging folder (renamed first, so a kill half-way through never leaves a
-    staging folder missing files), then the record of the finished archive."""
+    """Remove the staging folder: renamed first, so a kill half-way through never leaves a
+    staging folder missing files (:func:`_clear_leftovers` removes the rest)."""
     stage, trash = _stage_path(out), _trash_path(out)
     if stage.exists():
         os.replace(stage, trash)
     shutil.rmtree(trash, ignore_errors=True)
-    _done_path(out).unlink(missing_ok=True)
 
 
-def _summary_of(out: Path, ac: ArchiveCodec, sources: Sources, seconds: float) -> ArchiveSummary:
-    """The summary of the finished archive ``out`` (every file re-used)."""
+def _archive_of(out: Path, ac: ArchiveCodec, verify: bool,
+                sources: Sources) -> list[dict[str, Any]] | None:
+    """The entries of ``out`` when it is the complete archive of exactly ``sources`` (same
+    names, sizes and SHA-256) with this codec and settings, else ``None``: what a re-run of
+    the command that made it finds (after a kill in its clean-up, or after it finished)."""
     from .container import ArchiveReader
 
-    with ArchiveReader(out) as reader:
-        entries = reader.entries
+    try:
+        with ArchiveReader(out) as reader:
+            body, entries, missing = reader.body, reader.entries, reader.missing
+    except Cloud3dError:
+        return None
+    codec = json.loads(json.dumps(ac.describe()))  # as the manifest holds it
+    if missing or body.get("codec") != codec or body.get("verified") is not verify:
+        return None
+    if [e["path"] for e in entries] != [sf.relpath for sf in sources.files]:
+        return None
+    for e, sf in zip(entries, sources.files, strict=True):
+        if e["bytes"] != sf.bytes or e["sha256"] != (sf.sha256 or sha256_file(sf.abspath)):
+            return None
+    return entries
+
+
+def _summary_of(out: Path, ac: ArchiveCodec, sources: Sources, entries: list[dict[str, Any]],
+                seconds: float) -> ArchiveSummary:
+    """The summary of the finished archive ``out`` (every file re-used)."""
     return ArchiveSummary(out=out, codec=ac.spec, files=len(entries), reused=len(entries),
                           original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
                           seconds=seconds, quality=mean_quality(entries))
@@ -258,8 +251,10 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     """Write the archive ``out`` of the files of ``src`` (see :mod:`baselines.archive.sources`)
     coded with ``spec`` (see :func:`baselines.archive.codecs.resolve_codec`).
 
-    Raises :class:`Cloud3dError` when ``out`` exists (unless ``force``), when the input is
-    empty, or when any file cannot be coded; files coded so far stay staged for a re-run.
+    Raises :class:`Cloud3dError` when ``out`` exists and is not the archive of these files
+    with this codec and settings (unless ``force``; when it is, it is reported as it is),
+    when the input is empty, or when any file cannot be coded; files coded so far stay
+    staged for a re-run.
     """
     t0 = time.perf_counter()
     ac = cached_codec(spec.strip())
@@ -267,11 +262,15 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     out = Path(out)
     if out.is_dir():
         raise Cloud3dError(f"{out} is a folder: give the archive's file name, e.g. {out}/archive.tar")
-    if out.exists() and _finished(out, ac, verify):  # a run killed while it cleaned up
-        return _summary_of(out, ac, sources, time.perf_counter() - t0)
-    _clear_leftovers(out)
     if out.exists() and not force:
-        raise Cloud3dError(f"{out} already exists: use --force to replace it")
+        done = _archive_of(out, ac, verify, sources)
+        if done is None:
+            raise Cloud3dError(f"{out} already exists and is not the archive of these files with "
+                               "this codec: use --force to replace it")
+        _finish(out)  # what a run killed in its clean-up left
+        _clear_leftovers(out)
+        return _summary_of(out, ac, sources, done, time.perf_counter() - t0)
+    _clear_leftovers(out)
     stage = _stage_dir(out, ac, verify)
     entries: dict[int, dict[str, Any]] = {}
     jobs = []
@@ -303,8 +302,6 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     members = [(e["member"], stage / f"{i:06d}.bin") for i, e in enumerate(ordered)]
     with atomic_path(out) as tmp:
         write_archive(tmp, body, members, mtime=int(time.time()))
-        atomic_write_text(_done_path(out), json.dumps({"archive": _identity(tmp),
-                                                       "key": _stage_key(ac, verify)}))
     _finish(out)
     return ArchiveSummary(out=out, codec=ac.spec, files=len(ordered), reused=reused,
                           original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
