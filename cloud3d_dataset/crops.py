@@ -141,6 +141,9 @@ def _start_or_resume(dst: Path, log: pd.DataFrame) -> Path:
     marker = dst / PENDING
     plan = log.to_csv(index=False, lineterminator="\n")
     digest = hashlib.sha256(plan.encode()).hexdigest()
+    remove_stale_temps(marker.parent, [marker.name])  # a run killed while claiming the folder
+    with contextlib.suppress(OSError):
+        marker.parent.rmdir()  # only when that left it empty
     if dst.is_dir() and any(dst.iterdir()):
         mine = False
         try:

@@ -98,6 +98,12 @@ def test_crops_killed_mid_way_resumes_to_the_same_crops(tmp_path, run_cli):
     assert not (out / ".cloud3d").exists()
     # a finished crop folder is not refused either: the same command finds nothing to do
     assert run_cli(*args, "-o", out).returncode == 0
+    # killed while writing its pending marker (found by the harness, seed 1): resumes too
+    r = _killat("os.replace", 1, *args, "-o", tmp_path / "early")
+    assert r.returncode == -9, r.stderr
+    r = run_cli(*args, "-o", tmp_path / "early")
+    assert r.returncode == 0, r.stderr
+    assert _leftovers(tmp_path / "early") == [] and not (tmp_path / "early" / ".cloud3d").exists()
 
 
 def test_a_killed_bench_leaves_only_its_results_file(tmp_path):
