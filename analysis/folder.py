@@ -28,6 +28,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import pandas as pd
 from analysis.measures import MEASURES, MEASURES_VERSION, image_measures, prepare_backend
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_image_rgb
+from cloud3d.lifetime import process_pool, stop_pool
 from cloud3d.provenance import sha256_bytes, sha256_file
 
 #: File extensions treated as images in a reference folder (case-insensitive).
@@ -233,19 +235,20 @@ def measure_paths(
             pending.clear()
         last_commit = time.monotonic()
 
-    pool = None
+    pool = futures = None
     if workers > 1 and len(tasks) > 1:
         prepare_backend()  # compile once here: the workers inherit (or load) the kernel
-        # workers start before the progress bar's monitor thread: a fork copies no threads
-        pool = _pool_context().Pool(min(workers, len(tasks)), initializer=_worker_init)
+        # workers fork before the progress bar's monitor thread starts (submitting starts
+        # them), and die with this process (cloud3d.lifetime)
+        pool = process_pool(min(workers, len(tasks)), initializer=_worker_init,
+                            mp_context=_pool_context())
+        futures = [pool.submit(_task, t) for t in tasks]
     bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress or not tasks)
     try:
         if pool is None:
             results = map(_task, tasks)
         else:
-            results = pool.imap_unordered(
-                _task, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers)))
-            )
+            results = (f.result() for f in as_completed(futures))
         for path, res, err in results:
             sha = path_sha[path]
             if err is not None:
@@ -260,8 +263,7 @@ def measure_paths(
         flush()
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            stop_pool(pool)
         bar.close()
         try:
             flush()  # keep finished work on Ctrl-C too

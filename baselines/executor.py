@@ -29,6 +29,7 @@ from typing import Any
 from baselines.tasks import Task
 from baselines.worker import failed_row, run_task, with_image_bytes, worker_init
 from cloud3d.errors import Cloud3dError
+from cloud3d.lifetime import process_pool, stop_pool
 
 #: extra seconds the main process waits beyond ``timeout`` before giving up on a task
 WATCHDOG_GRACE_S = 30.0
@@ -95,8 +96,7 @@ class TaskExecutor:
             self.executor = self._client.get_executor(pure=False)
         else:
             self._processes = min(self.workers or os.cpu_count() or 1, max(1, n_tasks))
-            self.executor = cf.ProcessPoolExecutor(max_workers=self._processes, initializer=worker_init,
-                                                   initargs=(os.getpid(),))
+            self.executor = process_pool(self._processes, initializer=worker_init)
 
     def threads(self) -> int:
         """Worker threads tasks run on: the Dask cluster's, the local pool's processes, else
@@ -109,7 +109,7 @@ class TaskExecutor:
         if self.kind == "given" or self.executor is None:
             return
         if self._abandoned and self.kind == "local":
-            _kill_pool(self.executor)  # a worker stuck in C code would otherwise block shutdown
+            stop_pool(self.executor)  # a worker stuck in C code would otherwise block shutdown
         else:
             self.executor.shutdown(wait=not self._abandoned)
         if self._client is not None:
@@ -121,7 +121,7 @@ class TaskExecutor:
         if self.kind == "given" or self.executor is None:
             return
         if self.kind == "local":
-            _kill_pool(self.executor)
+            stop_pool(self.executor)
         else:
             self.executor.shutdown(wait=False)
             self._client.close()
@@ -179,16 +179,3 @@ class TaskExecutor:
                     fut.cancel()
                     self._abandoned += 1
                     yield failed_row(task, f"timeout: no result after {waited:.0f} s (limit {self.timeout:g} s)")
-
-
-def _kill_pool(executor: cf.ProcessPoolExecutor) -> None:
-    """Stop a process pool now: running tasks are abandoned, not awaited."""
-    executor.shutdown(wait=False, cancel_futures=True)
-    procs = getattr(executor, "_processes", None) or {}
-    for p in list(procs.values()):
-        try:
-            p.terminate()
-        except Exception:  # noqa: BLE001
-            pass
-    for p in list(procs.values()):
-        p.join(timeout=5)

@@ -14,9 +14,12 @@ Two tables:
     one row per ``cloud3d bench`` invocation: command line, versions, machine
     description (CPU model, cores, RAM, torch/CUDA when present), summary.
 
-The file uses WAL journaling; only the main process writes, one committed
-transaction per finished task, so a killed run loses at most the task in
-flight and re-running resumes from the rows present.
+The file uses SQLite's rollback journal (``journal_mode=DELETE``); only the main
+process writes, one committed transaction per finished task, so a killed run loses
+at most the task in flight and re-running resumes from the rows present. Not WAL:
+a WAL database keeps ``-wal`` and ``-shm`` files beside it while it is open, and a
+killed run left them there; the rollback journal exists only inside a write (a
+kill during one leaves it, and the next open rolls the write back and removes it).
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class ResultsStore:
     """A results SQLite file. Use as a context manager or call :meth:`close`.
 
     Only one process should write at a time (the runner's main process);
-    readers may open the same file concurrently (WAL).
+    readers may open the same file concurrently (a write waits up to 30 s for them).
     """
 
     def __init__(self, path: str | os.PathLike, readonly: bool = False) -> None:
@@ -138,8 +141,7 @@ class ResultsStore:
                 self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
             else:
                 self.conn = sqlite3.connect(self.path, timeout=30)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA journal_mode=DELETE")  # also converts a WAL file
                 self._create()
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:

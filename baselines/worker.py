@@ -193,14 +193,14 @@ def with_image_bytes(task: Task) -> Task:
 # ----------------------------------------------------------------------------------------
 # pool worker start-up
 # ----------------------------------------------------------------------------------------
-def worker_init(parent_pid: int) -> None:  # pragma: no cover - runs in worker processes
-    """Initializer of local pool workers; ``parent_pid`` is the main process (``os.getpid()`` there)."""
+def worker_init() -> None:  # pragma: no cover - runs in worker processes
+    """Initializer of local pool workers (:func:`cloud3d.lifetime.process_pool` has already
+    tied each to the main process)."""
     # Ctrl-C goes to the whole process group; the main process alone decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # one pool process per core: keep torch (MS-SSIM) and OpenMP codecs single-threaded
     os.environ["OMP_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    die_with_parent(parent_pid)
 
 

@@ -29,11 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cloud3d.lifetime import process_pool  # noqa: E402
 
 #: variant -> (codec name, options); the hand pipelines are handled separately
 VARIANTS = {
@@ -129,7 +130,7 @@ def main() -> None:
         chosen.remove("vtm-ffmpeg")
     # the slow VTM encodes first, so that parallel jobs finish together
     chosen.sort(key=lambda v: not v.startswith("vtm"))
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with process_pool(args.jobs) as pool:  # workers die with this script
         futs = [pool.submit(run_hand if v in HAND else run_codec, v, args.png, args.qp) for v in chosen]
         results = [row for f in futs for row in f.result()]
     print(f"{args.png}, QP {args.qp}")

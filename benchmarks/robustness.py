@@ -6,9 +6,14 @@ What it runs (the parts live in ``benchmarks/robust/``, see each module's docstr
   headers, hostile LZMA strings, wrong models), decoded in-process in worker processes;
 * ``files``: forged checkpoints and archives, corrupt, oversized and 16-bit images, hostile
   manifests, each fed to the library call that reads it, the same way;
-* ``cli``: a slice of both through the real ``cloud3d`` command in subprocesses;
-* ``kills``: ``capture``, ``split`` and ``bench`` SIGKILLed at random moments and before
-  chosen filesystem calls, then resumed and compared with an uninterrupted run.
+* ``cards``: hostile model folders and cards (devices, pipes, deep or huge JSON, unknown
+  architectures, hash clashes), listed and loaded, or met while decoding a real stream;
+* ``manifests``: forged archive manifests and entry layouts (NaN, depth, long names,
+  file/folder clashes, raw entries that are not the original), restored;
+* ``cli``: a slice of all four through the real ``cloud3d`` command in subprocesses;
+* ``kills``: ``capture``, ``split``, ``bench``, ``archive``, ``unarchive`` and ``crops``
+  SIGKILLed at random moments and before chosen filesystem calls, then resumed and
+  compared with an uninterrupted run.
 
 It prints, per family: cases, accepted, clean errors, tracebacks, errors that are not one
 line, crashes, hangs, cases over their budget, the peak memory and the slowest case; per
@@ -21,7 +26,8 @@ wall time at a load of 23 on 2 cores):
 
 * stream case, in-process: :data:`STREAM_BUDGET` (10 CPU s, 512 MiB of resident memory
   above what the worker held before the case);
-* file case, in-process: :data:`FILE_BUDGET` (30 CPU s, 512 MiB above the worker);
+* file, card and manifest case, in-process: :data:`FILE_BUDGET` (30 CPU s, 512 MiB above
+  the worker);
 * CLI case: :data:`CLI_BUDGET` (120 CPU s, 2 GiB peak resident set of the whole process,
   torch included);
 * kill trial: each command (killed run, resume) at most 300 s.
@@ -54,7 +60,7 @@ from benchmarks.robust.guard import BAD, Budget, CaseResult, run_family  # noqa:
 STREAM_BUDGET = Budget(10.0, 512 * 2**20)
 FILE_BUDGET = Budget(30.0, 512 * 2**20)
 CLI_BUDGET = Budget(120.0, 2 * 2**30)
-QUICK = {"streams": 300, "files": 200, "cli": 12, "kills": 2}
+QUICK = {"streams": 300, "files": 200, "cards": 56, "manifests": 44, "cli": 12, "kills": 2}
 
 
 def run_cases(family: str, n: int, seed: int, work: Path, budget: Budget, jobs: int,
@@ -121,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                                  epilog="Example: nice python benchmarks/robustness.py --quick")
     ap.add_argument("--streams", type=int, default=10_000, help="stream cases (default 10000)")
     ap.add_argument("--files", type=int, default=2_000, help="file cases (default 2000)")
+    ap.add_argument("--cards", type=int, default=700, help="model folder and card cases (default 700)")
+    ap.add_argument("--manifests", type=int, default=550, help="archive manifest cases (default 550)")
     ap.add_argument("--cli", type=int, default=60, help="CLI cases (default 60)")
     ap.add_argument("--kills", type=int, default=20, help="kill trials per command (default 20)")
-    ap.add_argument("--commands", default="capture,split,bench", help="commands to kill")
+    ap.add_argument("--commands", default="capture,split,bench,archive,unarchive,crops",
+                    help="commands to kill")
     ap.add_argument("--quick", action="store_true", help=f"a small slice: {QUICK}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="parallel case workers (default 1)")
@@ -140,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         results: list[CaseResult] = []
-        with tqdm(total=args.streams + args.files + args.cli, desc="cases", unit="case") as bar:
+        total = args.streams + args.files + args.cards + args.manifests + args.cli
+        with tqdm(total=total, desc="cases", unit="case") as bar:
             results += run_cases("streams", args.streams, args.seed, work, STREAM_BUDGET,
                                  args.jobs, bar)
-            results += run_cases("files", args.files, args.seed, work, FILE_BUDGET, args.jobs, bar)
+            for family in ("files", "cards", "manifests"):
+                results += run_cases(family, getattr(args, family), args.seed, work,
+                                     FILE_BUDGET, args.jobs, bar)
             if args.cli:
                 from benchmarks.robust.cli_slice import run_slice
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -76,3 +77,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+#: the temporary name :func:`atomic_path` gives ``NAME``: ``.NAME.`` + 8 random characters + a suffix
+_TEMP_RE = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}(?:\.tmp|\.part)?")
+
+
+def remove_stale_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files that a killed :func:`atomic_path` write of one of ``names``
+    left in ``folder`` (``.NAME.XXXXXXXX.tmp``); returns them. For a command resuming its own
+    output: the write that made such a file died with its process, and is redone."""
+    wanted = set(names)
+    gone: list[Path] = []
+    try:
+        candidates = [e for e in os.scandir(folder) if e.name.startswith(".")]
+    except OSError:
+        return gone
+    for e in candidates:
+        m = _TEMP_RE.fullmatch(e.name)
+        if m and m.group("name") in wanted and e.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(e.path)
+                gone.append(Path(e.path))
+    return gone

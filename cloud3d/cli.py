@@ -53,6 +53,17 @@ def _register_all() -> None:
 _register_all()
 
 
+#: longest error line printed; a message quoting untrusted input is cut there
+MAX_ERROR_CHARS = 1000
+
+
+def _one_line(msg: str) -> str:
+    """``msg`` on one line of at most :data:`MAX_ERROR_CHARS` characters (the messages say
+    what they need in far less; this only keeps a quoted file from flooding the terminal)."""
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= MAX_ERROR_CHARS else msg[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line and exit status 1."""
     try:
@@ -69,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except Cloud3dError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

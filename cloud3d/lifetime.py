@@ -14,7 +14,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.context import BaseContext
 
 #: Linux ``prctl`` option: signal this process when its parent dies (``<linux/prctl.h>``)
 PR_SET_PDEATHSIG = 1
@@ -73,7 +75,36 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of ``workers`` whose workers end when this process ends (even by SIGKILL)."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
-                               initargs=(os.getpid(),))
+def _init_worker(parent_pid: int, initializer: Callable[..., object] | None,
+                 initargs: tuple) -> None:
+    """A pool worker's start: tie its life to the parent's, then the caller's initializer."""
+    die_with_parent(parent_pid)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def process_pool(workers: int, initializer: Callable[..., object] | None = None,
+                 initargs: tuple = (), mp_context: BaseContext | None = None) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` whose workers end when this process ends (even by SIGKILL).
+
+    The one way the toolkit starts worker processes (``bench``, ``archive``, ``unarchive``,
+    ``split``, ``verify``, ``analyse``...). ``initializer(*initargs)`` runs in each worker
+    after it is tied to this process; ``mp_context`` picks the start method (default: the
+    platform's)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp_context,
+                               initializer=_init_worker,
+                               initargs=(os.getpid(), initializer, tuple(initargs)))
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool of :func:`process_pool` now: queued tasks are cancelled, running ones
+    abandoned (their workers terminated, not awaited; one stuck in C code cannot block)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        try:
+            p.terminate()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    for p in procs:
+        p.join(timeout=5)

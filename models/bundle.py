@@ -39,6 +39,7 @@ makes us allocate more than its size), and the loaded model must hash to the car
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -52,6 +53,8 @@ import torch
 from cloud3d.atomic import atomic_path, atomic_write_text
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file, utc_stamp
+from cloud3d.untrusted import loads_json, open_regular, quote, read_regular
+from models.architectures import ARCHITECTURES
 from models.checkpoint import build_model, check_config, load_checkpoint
 from models.latent_model import LatentModel, model_qualities
 from models.prepared import weights_hash
@@ -63,6 +66,10 @@ CARD_FORMAT = "cloud3d-model-card"
 CARD_VERSION = 1
 #: largest model card read (bytes)
 MAX_CARD_BYTES = 1 << 20
+#: deepest JSON nesting of a card (the exporter's own cards use 4 levels)
+MAX_CARD_DEPTH = 32
+#: longest lambda ladder a card may list: a stream names quality indices 0..254
+MAX_LADDER = 255
 #: what a model name may be (it names files): lower-case letters, digits, ``. _ -``
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 #: card fields the exporter sets; ``--card-json`` may not override them
@@ -76,7 +83,7 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 def check_name(name: str) -> str:
     """``name`` if it is a valid model name (see :data:`NAME_RE`), else Cloud3dError."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise Cloud3dError(f"model name {name!r} must be 1-64 lower-case letters, digits or . _ - "
+        raise Cloud3dError(f"model name {quote(name)} must be 1-64 lower-case letters, digits or . _ - "
                            "(starting with a letter or digit)")
     return name
 
@@ -94,28 +101,31 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     src = str(p)
     try:
-        size = p.stat().st_size
-        if size > MAX_CARD_BYTES:
-            raise Cloud3dError(f"{src}: model card of {size} bytes, above {MAX_CARD_BYTES}")
-        card = json.loads(p.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise Cloud3dError(f"cannot read model card {src}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, ValueError):
-        raise Cloud3dError(f"{src} is not a model card (not UTF-8 JSON)") from None
+        card = loads_json(read_regular(p, MAX_CARD_BYTES, "model card"), src, MAX_CARD_DEPTH)
+    except Cloud3dError as exc:
+        raise Cloud3dError(f"{exc}: not a model card") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise Cloud3dError(f"{src} is not a cloud3d model card (format {CARD_FORMAT!r})")
     if card.get("format_version") != CARD_VERSION:
-        raise Cloud3dError(f"{src}: model card version {card.get('format_version')!r} is not "
+        raise Cloud3dError(f"{src}: model card version {quote(card.get('format_version'))} is not "
                            f"supported (this cloud3d reads {CARD_VERSION})")
     name = card.get("name")
     if name != p.stem:
-        raise Cloud3dError(f"{src}: card names the model {name!r}, its file is {p.name}")
+        raise Cloud3dError(f"{src}: card names the model {quote(name)}, its file is {p.name}")
     check_name(name)
     if not isinstance(card.get("arch"), str) or not isinstance(card.get("config"), dict):
         raise Cloud3dError(f"{src}: card needs an 'arch' name and a 'config' object")
+    if card["arch"] not in ARCHITECTURES:
+        raise Cloud3dError(f"{src}: unknown architecture {quote(card['arch'])} (made by a newer "
+                           "cloud3d, or forged); `cloud3d models` lists the known models")
+    for where, ladder in (("lambdas", card.get("lambdas")),
+                          ("config lambdas", card["config"].get("lambdas"))):
+        if isinstance(ladder, list) and len(ladder) > MAX_LADDER:
+            raise Cloud3dError(f"{src}: card field {where} lists {len(ladder)} values, more "
+                               f"than the {MAX_LADDER} qualities a stream can name")
     if card.get("weights_file") != f"{name}.npz":
         raise Cloud3dError(f"{src}: card field 'weights_file' must be {name}.npz")
-    if card.get("weights_dtype") not in _DTYPES:
+    if not isinstance(card.get("weights_dtype"), str) or card["weights_dtype"] not in _DTYPES:
         raise Cloud3dError(f"{src}: card field 'weights_dtype' must be one of {', '.join(_DTYPES)}")
     q = card.get("qualities")
     if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 255:
@@ -134,9 +144,9 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 if not info.filename.endswith(".npy") or info.filename[:-4] in out:
-                    raise Cloud3dError(f"{src}: unexpected or repeated member {info.filename!r}")
+                    raise Cloud3dError(f"{src}: unexpected or repeated member {quote(info.filename)}")
                 if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-                    raise Cloud3dError(f"{src}: member {info.filename!r} is compressed or "
+                    raise Cloud3dError(f"{src}: member {quote(info.filename)} is compressed or "
                                        "encrypted; bundled weights are stored plain")
                 with zf.open(info) as f:
                     version = np.lib.format.read_magic(f)
@@ -148,11 +158,11 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                         raise ValueError(f"npy format {version}")
                     head = f.tell() if f.seekable() else None
                 if dtype.hasobject or fortran or dtype.kind not in "fiu":
-                    raise Cloud3dError(f"{src}: member {info.filename!r} is not a plain "
+                    raise Cloud3dError(f"{src}: member {quote(info.filename)} is not a plain "
                                        "C-ordered numeric array")
                 n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 if head is None or info.file_size != head + n or info.compress_size != info.file_size:
-                    raise Cloud3dError(f"{src}: member {info.filename!r} holds "
+                    raise Cloud3dError(f"{src}: member {quote(info.filename)} holds "
                                        f"{info.file_size} bytes, its header implies {n} of data")
                 out[info.filename[:-4]] = (tuple(int(d) for d in shape), dtype)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -192,9 +202,8 @@ def load_bundle(card_path: str | os.PathLike,
     card_path = Path(card_path)
     card = read_card(card_path)
     npz = card_path.with_name(card["weights_file"])
-    if not npz.is_file():
-        raise Cloud3dError(f"{card_path}: its weights file {npz} is missing")
-    got = sha256_file(npz)
+    with open_regular(npz, "weights file") as f:  # not a device or a pipe put in its place
+        got = hashlib.file_digest(f, "sha256").hexdigest()
     if got != card["weights_file_sha256"]:
         raise Cloud3dError(f"{npz} is not the weights file its card {card_path.name} names "
                            f"(sha256 {got[:12]}, card {card['weights_file_sha256'][:12]}): "

@@ -34,6 +34,7 @@ import torch
 
 from cloud3d.atomic import atomic_path
 from cloud3d.errors import Cloud3dError
+from cloud3d.untrusted import quote
 from models.architectures import ARCHITECTURES, create_model
 from models.latent_model import LatentModel
 
@@ -115,7 +116,7 @@ def load_checkpoint(
     meta = obj["meta"]
     got = meta.get("arch")
     if not isinstance(got, str) or got not in ARCHITECTURES:
-        raise Cloud3dError(f"{path}: unknown architecture {got!r} in checkpoint; known: "
+        raise Cloud3dError(f"{path}: unknown architecture {quote(got)} in checkpoint; known: "
                            f"{', '.join(ARCHITECTURES)}")
     if arch is not None and arch != got:
         raise Cloud3dError(
@@ -131,7 +132,7 @@ def build_model(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
     CPU, after :func:`check_config`; the one way checkpoints and bundled models are built.
     ``source`` names the file in errors (:class:`Cloud3dError`)."""
     if not isinstance(arch, str) or arch not in ARCHITECTURES:
-        raise Cloud3dError(f"{source}: unknown architecture {arch!r}; known: "
+        raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}; known: "
                            f"{', '.join(ARCHITECTURES)}")
     check_config(arch, config, state_dict, source)
     model = create_model(arch, **config)
@@ -163,39 +164,43 @@ def check_config(arch: str, config: Any,
     ``state_dict`` maps names to tensors or to bare shapes (a file's headers, read before its
     data). Returns the fresh model's ``{name: (shape, dtype)}``.
     """
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}; known: "
+                           f"{', '.join(ARCHITECTURES)}")
     if not isinstance(config, dict):
         raise Cloud3dError(f"{source}: architecture config is {type(config).__name__} JSON, "
                            "not an object of constructor options")
+    shown = quote(config)
     options = _named_options(arch)
     for key, value in config.items():
         if options is not None and key not in options:
             allowed = ", ".join(options) or "none"
-            raise Cloud3dError(f"{source}: {arch} has no config option {key!r} (options: {allowed})")
+            raise Cloud3dError(f"{source}: {arch} has no config option {quote(key)} (options: {allowed})")
         default = options.get(key) if options is not None else None
         if isinstance(default, int) and not isinstance(default, bool) and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise Cloud3dError(f"{source}: {arch} config {key}={value!r} is not a positive integer")
+            raise Cloud3dError(f"{source}: {arch} config {key[:80]}={quote(value)} is not a positive integer")
     try:
         specs = _fake_state(arch, json.dumps(config, sort_keys=True))
     except (TypeError, ValueError, RuntimeError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise Cloud3dError(f"{source}: config {config} is not valid for {arch}: {first}") from None
+        raise Cloud3dError(f"{source}: config {shown} is not valid for {arch}: {first}") from None
     shapes = {k: shape for k, (shape, _) in specs.items()}
     n = sum(math.prod(s) for s in shapes.values())
     if n > MAX_MODEL_PARAMS:
-        raise Cloud3dError(f"{source}: {arch} with config {config} has {n:,} parameters, above the "
+        raise Cloud3dError(f"{source}: {arch} with config {shown} has {n:,} parameters, above the "
                            f"limit of {MAX_MODEL_PARAMS:,} (forged or foreign checkpoint)")
     missing = sorted(set(shapes) - set(state_dict))
     extra = sorted(set(state_dict) - set(shapes))
     if missing or extra:
-        what = f"lacks {missing[0]!r}" if missing else f"has an unexpected {extra[0]!r}"
-        raise Cloud3dError(f"{source} does not match architecture {arch} {config}: its state dict "
+        what = f"lacks {quote(missing[0])}" if missing else f"has an unexpected {quote(extra[0])}"
+        raise Cloud3dError(f"{source} does not match architecture {arch} {shown}: its state dict "
                            f"{what} (checkpoint of another architecture or size?)")
     for key, shape in shapes.items():
         value = state_dict[key]
         got = tuple(value.shape if isinstance(value, torch.Tensor) else value)
         if math.prod(shape) and got != shape:
-            raise Cloud3dError(f"{source} does not match architecture {arch} {config}: {key} has "
+            raise Cloud3dError(f"{source} does not match architecture {arch} {shown}: {key} has "
                                f"shape {list(got)}, the model {list(shape)}")
     return specs
 

@@ -165,16 +165,13 @@ def decompress(stream, output, model_ref, quality, device, fp16, threads, max_pi
       cloud3d decompress g.c3d -o g.png   # made with -m general: found by the weights hash
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
-    from pathlib import Path
-
-    from cloud3d.errors import describe_os_error
+    from cloud3d.untrusted import read_regular
     from models import bitstream
 
     _check_output(output)
-    try:
-        data = Path(stream).read_bytes()
-    except OSError as exc:
-        raise Cloud3dError(describe_os_error(exc, stream)) from None
+    # a regular file of at most the raw size of the largest image a stream may hold: a
+    # device (/dev/zero) or a pipe is refused at once, a huge file after that many bytes
+    data = read_regular(stream, 3 * bitstream.MAX_PIXELS, "stream")
     # container and budget first: a stream refused here costs no torch import, no model
     s = bitstream.parse(data, str(stream))
     bitstream.check_decode_budget(s, max_pixels, str(stream))

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 
 from cloud3d.errors import Cloud3dError, CodecError
+from cloud3d.untrusted import quote
 from models.bundle import NAME_RE, load_bundle, read_card
 from models.latent_model import LatentModel
 
 __all__ = ["BUNDLED_DIR", "MODEL_DIR_ENV", "ModelEntry", "find_by_hash", "find_model",
-           "open_model", "scan_models", "user_model_dir"]
+           "matches_by_hash", "model_for_stream", "open_model", "scan_models", "user_model_dir"]
 
 #: the bundled models shipped with the package
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -97,32 +98,45 @@ def find_model(name: str, user_dir: str | os.PathLike | None = None) -> ModelEnt
     for e in entries:
         if e.name == name and not e.hidden:
             return e
-    raise Cloud3dError(f"no model named {name!r} (known: {_known(entries)}; user folder "
+    raise Cloud3dError(f"no model named {quote(name)} (known: {_known(entries)}; user folder "
                        f"{Path(user_dir) if user_dir else user_model_dir()}); `cloud3d models` "
                        "lists them")
 
 
 def find_by_hash(whash: bytes, user_dir: str | os.PathLike | None = None) -> ModelEntry | None:
     """The first model (bundled first) whose card records weights hash ``whash``, or None."""
+    found = matches_by_hash(whash, user_dir)
+    return found[0] if found else None
+
+
+def matches_by_hash(whash: bytes, user_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
+    """Every model (bundled first, then by name) whose card records weights hash ``whash``.
+    A card only claims a hash: :meth:`ModelEntry.load` checks the weights against it."""
     hexed = whash.hex()
-    for e in scan_models(user_dir)[0]:
-        if e.card["weights_sha256"] == hexed:
-            return e
-    return None
+    return [e for e in scan_models(user_dir)[0] if e.card["weights_sha256"] == hexed]
 
 
 def model_for_stream(whash: bytes, arch: str, source: str,
                      device: str | torch.device = "cpu",
                      user_dir: str | os.PathLike | None = None) -> tuple[LatentModel, ModelEntry]:
     """The bundled or user model a stream was made with (by its weights hash), loaded;
-    :class:`CodecError` naming the hash and the folders searched when none matches."""
-    entry = find_by_hash(whash, user_dir)
-    if entry is None:
-        folder = Path(user_dir) if user_dir else user_model_dir()
-        raise CodecError(f"{source} was made by a {arch} model with weights {whash.hex()[:12]}, "
-                         f"which matches no bundled model and none in {folder}: pass its "
-                         "checkpoint with -m, or put its bundle in that folder")
-    return entry.load(device), entry
+    :class:`CodecError` naming the hash and the folders searched when none matches.
+
+    A card whose bundle does not load (missing or replaced weights, a forged card claiming
+    another model's hash) is passed over for the next card claiming the hash; the error
+    names the first such card when none loads."""
+    folder = Path(user_dir) if user_dir else user_model_dir()
+    broken: list[str] = []
+    for entry in matches_by_hash(whash, user_dir):
+        try:
+            return entry.load(device), entry
+        except Cloud3dError as exc:
+            broken.append(str(exc))
+    why = (f"; {len(broken)} card(s) claim it but their bundles do not load (first: "
+           f"{broken[0]})" if broken else "")
+    raise CodecError(f"{source} was made by a {quote(arch)} model with weights "
+                     f"{whash.hex()[:12]}, which matches no bundled model and none in {folder}"
+                     f"{why}: pass its checkpoint with -m, or put its bundle in that folder")
 
 
 def open_model(ref: str, device: str | torch.device = "cpu",

@@ -143,24 +143,16 @@ def export(checkpoint, name, out, card_json, dtype, force) -> None:
     """
     from pathlib import Path
 
-    from cloud3d.errors import describe_os_error
-    from models.bundle import MAX_CARD_BYTES, check_name, export_bundle
+    from models.bundle import MAX_CARD_BYTES, MAX_CARD_DEPTH, check_name, export_bundle
     from models.library import user_model_dir
 
     check_name(name)
     folder = Path(out) if out else user_model_dir()
     extra = None
     if card_json is not None:
-        try:
-            raw = Path(card_json).read_bytes()
-        except OSError as exc:
-            raise Cloud3dError(describe_os_error(exc, card_json)) from None
-        if len(raw) > MAX_CARD_BYTES:
-            raise Cloud3dError(f"{card_json}: {len(raw)} bytes, above {MAX_CARD_BYTES}")
-        try:
-            extra = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise Cloud3dError(f"{card_json} is not UTF-8 JSON: {str(exc)[:100]}") from None
+        from cloud3d.untrusted import read_json
+
+        extra = read_json(card_json, MAX_CARD_BYTES, "card JSON", MAX_CARD_DEPTH)
         if not isinstance(extra, dict):
             raise Cloud3dError(f"{card_json} must hold a JSON object of card fields")
     existing = [p for p in (folder / f"{name}.json", folder / f"{name}.npz") if p.exists()]

@@ -169,8 +169,13 @@ def test_codec_spec_errors(dataset, tmp_path):
     with pytest.raises(Cloud3dError, match="out of range"):
         archive_folder(dataset, tmp_path / "a.tar", "jpegxl-lossless:effort=12", progress=False)
     archive_folder(dataset, tmp_path / "a.tar", "raw", progress=False)
-    with pytest.raises(Cloud3dError, match="already exists"):
-        archive_folder(dataset, tmp_path / "a.tar", "raw", progress=False)
+    made = (tmp_path / "a.tar").read_bytes()
+    with pytest.raises(Cloud3dError, match="already exists"):  # another codec: not replaced
+        archive_folder(dataset, tmp_path / "a.tar", "png", progress=False)
+    # the same command again finds its finished archive (issue 23: a re-run after a kill
+    # in the clean-up must not be refused) and leaves it as it is
+    again = archive_folder(dataset, tmp_path / "a.tar", "raw", progress=False)
+    assert again.reused == again.files and (tmp_path / "a.tar").read_bytes() == made
     assert not os.environ.get("CLOUD3D_CODEC_MODULES")  # the registry look-up leaves no trace
 
 

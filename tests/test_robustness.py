@@ -1,5 +1,6 @@
-"""The robustness harness (``benchmarks/robustness.py``): its always-on slice, and the kills
-that found the split's leftovers (issue 16 item 9).
+"""The robustness harness (``benchmarks/robustness.py``): its always-on slice (every family of
+hostile inputs, one kill trial of each command issue 23 made resumable), and the kills that
+found the split's leftovers (issue 16 item 9).
 
 The full harness (10,000 streams, kill trials per command) is a benchmark, run by hand; its
 figures are in docs/robustness.md. Here a few dozen cases of each family run through the same
@@ -23,7 +24,9 @@ from cloud3d_dataset.verify import verify
 
 
 @pytest.mark.parametrize("family, n, budget", [("streams", 36, STREAM_BUDGET),
-                                                ("files", 32, FILE_BUDGET)])
+                                                ("files", 32, FILE_BUDGET),
+                                                ("cards", 14, FILE_BUDGET),  # each variant once
+                                                ("manifests", 11, FILE_BUDGET)])
 def test_always_on_slice(tmp_path, family, n, budget):
     results = run_family(family, 0, n, 0, tmp_path, budget)
     assert [r.index for r in results] == list(range(n))
@@ -31,6 +34,16 @@ def test_always_on_slice(tmp_path, family, n, budget):
     assert not bad
     assert {r.outcome for r in results} <= {"accepted", "clean"}
     assert any(r.outcome == "clean" for r in results)  # the cases do reach the checks
+
+
+@pytest.mark.parametrize("command", ["archive", "unarchive", "crops"])
+def test_one_kill_trial_of_each_new_command(tmp_path, command):
+    # killed before a filesystem call drawn among those a full run makes, then resumed:
+    # the same rows as an uninterrupted run, nothing left over, no process left
+    from benchmarks.robust.kills import Runner, all_scenarios
+
+    trial = Runner(all_scenarios()[command], tmp_path, seed=0).trial(random_moment=False)
+    assert trial.killed and not trial.bad, trial
 
 
 def test_the_guard_tells_outcomes_apart():

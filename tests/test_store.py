@@ -18,10 +18,11 @@ def _row(**kw):
     return base
 
 
-def test_wal_unique_key_and_upsert(tmp_path):
+def test_rollback_journal_unique_key_and_upsert(tmp_path):
     path = tmp_path / "sub" / "r.sqlite"
     with ResultsStore(path) as st:
-        assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # not WAL: its -wal/-shm files stayed beside the results of a killed bench (issue 23)
+        assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         st.put(_row(status="failed", error="boom", bytes=None))
         first_id = st.conn.execute("SELECT id FROM results").fetchone()[0]
         st.put(_row())  # retry of the same key replaces the failed row in place

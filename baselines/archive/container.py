@@ -48,6 +48,7 @@ from typing import Any
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import check_image_size
 from cloud3d.safepaths import relpath_problem, resolve_inside
+from cloud3d.untrusted import loads_json, open_regular, quote
 
 FORMAT = "cloud3d-archive"
 FORMAT_VERSION = 1
@@ -60,6 +61,8 @@ MAX_MANIFEST_BYTES = 64 << 20
 MAX_SIDE = 16384
 #: longest relative path accepted
 MAX_PATH_CHARS = 1024
+#: longest name of one path component, in bytes (Linux file systems' NAME_MAX)
+MAX_NAME_BYTES = 255
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -83,8 +86,7 @@ def check_relpath(path: Any, what: str = "path") -> str:
     if why is None and len(path) > MAX_PATH_CHARS:
         why = f"is longer than {MAX_PATH_CHARS} characters"
     if why is not None:
-        shown = path[:80] if isinstance(path, str) else path
-        raise Cloud3dError(f"{what} {shown!r} {why}: refused")
+        raise Cloud3dError(f"{what} {quote(path)} {why}: refused")
     return path
 
 
@@ -128,7 +130,7 @@ def write_archive(tmp_path: Path, body: dict[str, Any], files: list[tuple[str, P
 def _int(entry: dict, key: str, low: int, high: int, where: str) -> int:
     v = entry.get(key)
     if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
-        raise Cloud3dError(f"{where}: field {key!r} = {v!r} is not an integer in {low}..{high}")
+        raise Cloud3dError(f"{where}: field {key!r} = {quote(v)} is not an integer in {low}..{high}")
     return v
 
 
@@ -154,6 +156,7 @@ def check_entries(entries: Any, archive_bytes: int) -> list[dict[str, Any]]:
         raise Cloud3dError(f"manifest lists {len(entries)} files, more than the archive can hold")
     seen_paths: set[str] = set()
     seen_members: set[str] = set()
+    folders: dict[str, int] = {}  # every folder a path needs -> the entry that needs it
     for i, e in enumerate(entries):
         where = f"manifest entry {i}"
         if not isinstance(e, dict):
@@ -166,6 +169,20 @@ def check_entries(entries: Any, archive_bytes: int) -> list[dict[str, Any]]:
             raise Cloud3dError(f"{where}: member {member!r} is outside {DATA_PREFIX}")
         if path in seen_paths or member in seen_members:
             raise Cloud3dError(f"{where}: {path!r} is listed twice")
+        long = next((c for c in path.split("/") if len(c.encode("utf-8")) > MAX_NAME_BYTES), None)
+        if long is not None:
+            raise Cloud3dError(f"{where}: path {quote(path)} has a name of "
+                               f"{len(long.encode('utf-8'))} bytes, more than a file system "
+                               f"allows ({MAX_NAME_BYTES}): refused")
+        parts = path.split("/")
+        for k in range(1, len(parts)):
+            folders.setdefault("/".join(parts[:k]), i)
+        clash = path if path in folders else next(
+            ("/".join(parts[:k]) for k in range(1, len(parts)) if "/".join(parts[:k]) in seen_paths),
+            None)
+        if clash is not None:
+            raise Cloud3dError(f"{where}: {quote(clash)} is both a file and a folder of the "
+                               "archive's paths: refused")
         seen_paths.add(path)
         seen_members.add(member)
         _int(e, "bytes", 0, 1 << 40, where)
@@ -190,10 +207,10 @@ class ArchiveReader:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise Cloud3dError(f"no such archive: {self.path}")
-        self.size = self.path.stat().st_size
-        self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._f = open_regular(self.path, "archive")  # no FIFO, device or folder
+        self.size = os.fstat(self._f.fileno()).st_size
         try:
             self._open()
         except BaseException:
@@ -225,9 +242,9 @@ class ArchiveReader:
     def _read_manifest(self, info: tarfile.TarInfo) -> tuple[dict[str, Any], str]:
         raw = self._read(info)
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Cloud3dError(f"{self.path}: the manifest is corrupt (not valid JSON: {exc})") from None
+            doc = loads_json(raw, "manifest")
+        except Cloud3dError as exc:
+            raise Cloud3dError(f"{self.path}: the manifest is corrupt ({exc})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise Cloud3dError(f"{self.path}: the manifest is not a {FORMAT} manifest")
         if doc.get("version") != FORMAT_VERSION:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cloud3d.atomic import atomic_write_text
+from cloud3d.atomic import atomic_write_text, remove_stale_temps
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_png_header, read_png_rgb
 from cloud3d.provenance import (
@@ -59,6 +59,7 @@ from cloud3d.provenance import (
     tool_version,
     utc_stamp,
 )
+from cloud3d.untrusted import read_regular
 
 from .codecs import cached_codec
 from .sources import Sources, list_sources
@@ -280,6 +281,33 @@ COLUMNS = ["method", "kind", "lossless", "files", "pixels", "original_bytes", "c
            "host", "loadavg_before", "loadavg_after", "finished", "error"]
 
 
+#: largest results table read back (bytes); a table of thousands of rows is well below it
+MAX_TABLE_BYTES = 64 << 20
+
+
+def _read_table(csv_path: Path) -> pd.DataFrame:
+    """The rows an earlier run wrote to ``csv_path`` (none when it does not exist or is
+    empty); :class:`Cloud3dError` when it is not such a table, which is then left alone."""
+    import io
+
+    if not csv_path.exists() and not csv_path.is_symlink():
+        return pd.DataFrame(columns=COLUMNS)
+    raw = read_regular(csv_path, MAX_TABLE_BYTES, "bench-folder table")
+    if not raw.strip():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        table = pd.read_csv(io.BytesIO(raw))
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        first = (str(exc).splitlines() or [""])[0][:120]
+        raise Cloud3dError(f"{csv_path} is not a bench-folder table ({first}): choose another "
+                           "--out, or move that file away") from None
+    missing = [c for c in ("method", "input_fingerprint") if c not in table.columns]
+    if missing:
+        raise Cloud3dError(f"{csv_path} is not a bench-folder table (no column {missing[0]!r}): "
+                           "choose another --out, or move that file away")
+    return table
+
+
 def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution=None,
                      methods: list[str] | None = None, extra_codecs: list[str] = (),
                      checkpoint: str | None = None, csv_path: str | os.PathLike = "bench-folder.csv",
@@ -296,8 +324,8 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
     csv_path = Path(csv_path).absolute()  # absolute before an archiver runs in the folder
     scratch_root = Path(work).absolute() if work else csv_path.parent / f".{csv_path.name}.work"
     fingerprint, pixels = _read_sources(src)
-    table = (pd.read_csv(csv_path).reindex(columns=COLUMNS) if csv_path.is_file() and csv_path.stat().st_size
-             else pd.DataFrame(columns=COLUMNS))
+    remove_stale_temps(csv_path.parent, [csv_path.name])  # a killed run's half-written table
+    table = _read_table(csv_path).reindex(columns=COLUMNS)
     machine = machine_description()
     for m in tqdm(plan, desc="bench-folder", unit="row", disable=not progress):
         done = (table["method"] == m.name) & (table["input_fingerprint"] == fingerprint)
@@ -322,7 +350,8 @@ def run_folder_bench(folder: str | os.PathLike, split=None, app=None, resolution
             "cores": machine.get("cores"), "host": machine.get("host"), "finished": utc_stamp(),
             "loadavg_before": round(load, 2), "loadavg_after": round(os.getloadavg()[0], 2), **res,
         }
-        table = pd.concat([table[~done], pd.DataFrame([row])], ignore_index=True).reindex(columns=COLUMNS)
+        table = pd.concat([table[~done], pd.DataFrame([row])],
+                          ignore_index=True).reindex(columns=COLUMNS)
         atomic_write_text(csv_path, table.to_csv(index=False, lineterminator="\n"))
         if "error" not in res:
             echo(f"{m.name}: {res['compressed_bytes']:,} bytes, rate {row['compression_rate']:.3f}, "

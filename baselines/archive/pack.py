@@ -5,7 +5,10 @@ manifest entry are written there atomically as soon as it is coded, so a run sto
 error or Ctrl-C loses nothing; the same command resumes, re-using every staged file whose
 source is unchanged (same size and modification time, and the dataset manifest's SHA-256).
 The archive itself appears in one rename once every file is coded, and the staging folder is
-removed.
+removed. The same command run again once the archive exists (after a kill during that
+clean-up, or after a run that finished) finds it: when it is the complete archive of exactly
+these files (names, sizes, SHA-256) with this codec and settings, it is reported and what a
+killed run left is removed; any other existing file is refused unless ``force``.
 
 With ``verify`` (the default) every bitstream is decoded again before it is accepted: a lossless
 codec must give back exactly the original pixels, and a lossy one's reconstruction is measured
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud3d.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from cloud3d.atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import parse_png_header, read_image_rgb
 from cloud3d.provenance import sha256_bytes, sha256_file, utc_stamp
@@ -144,10 +147,70 @@ def _staged(stage: Path, index: int, sf: SourceFile) -> dict[str, Any] | None:
         return None
 
 
+def _stage_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+def _trash_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial-trash"
+
+
+def _stage_key(ac: ArchiveCodec, verify: bool) -> dict[str, Any]:
+    return {"format": FORMAT_VERSION, "codec": ac.describe(), "verify": verify}
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove what a killed run left that holds nothing to re-use: a half-written archive
+    (its temporary file) and a staging folder already being removed."""
+    remove_stale_temps(out.parent, [out.name])
+    if _trash_path(out).exists():
+        shutil.rmtree(_trash_path(out), ignore_errors=True)
+
+
+def _finish(out: Path) -> None:
+    """Remove the staging folder: renamed first, so a kill half-way through never leaves a
+    staging folder missing files (:func:`_clear_leftovers` removes the rest)."""
+    stage, trash = _stage_path(out), _trash_path(out)
+    if stage.exists():
+        os.replace(stage, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _archive_of(out: Path, ac: ArchiveCodec, verify: bool,
+                sources: Sources) -> list[dict[str, Any]] | None:
+    """The entries of ``out`` when it is the complete archive of exactly ``sources`` (same
+    names, sizes and SHA-256) with this codec and settings, else ``None``: what a re-run of
+    the command that made it finds (after a kill in its clean-up, or after it finished)."""
+    from .container import ArchiveReader
+
+    try:
+        with ArchiveReader(out) as reader:
+            body, entries, missing = reader.body, reader.entries, reader.missing
+    except Cloud3dError:
+        return None
+    codec = json.loads(json.dumps(ac.describe()))  # as the manifest holds it
+    if missing or body.get("codec") != codec or body.get("verified") is not verify:
+        return None
+    if [e["path"] for e in entries] != [sf.relpath for sf in sources.files]:
+        return None
+    for e, sf in zip(entries, sources.files, strict=True):
+        if e["bytes"] != sf.bytes or e["sha256"] != (sf.sha256 or sha256_file(sf.abspath)):
+            return None
+    return entries
+
+
+def _summary_of(out: Path, ac: ArchiveCodec, sources: Sources, entries: list[dict[str, Any]],
+                seconds: float) -> ArchiveSummary:
+    """The summary of the finished archive ``out`` (every file re-used)."""
+    return ArchiveSummary(out=out, codec=ac.spec, files=len(entries), reused=len(entries),
+                          original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
+                          seconds=seconds, quality=mean_quality(entries))
+
+
 def _stage_dir(out: Path, ac: ArchiveCodec, verify: bool) -> Path:
     """The staging folder, emptied first when it belongs to another codec or setting."""
-    stage = out.parent / f".{out.name}.partial"
-    key = {"format": FORMAT_VERSION, "codec": ac.describe(), "verify": verify}
+    stage = _stage_path(out)
+    key = _stage_key(ac, verify)
     state = stage / "state.json"
     if stage.is_dir():
         try:
@@ -188,8 +251,10 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     """Write the archive ``out`` of the files of ``src`` (see :mod:`baselines.archive.sources`)
     coded with ``spec`` (see :func:`baselines.archive.codecs.resolve_codec`).
 
-    Raises :class:`Cloud3dError` when ``out`` exists (unless ``force``), when the input is
-    empty, or when any file cannot be coded; files coded so far stay staged for a re-run.
+    Raises :class:`Cloud3dError` when ``out`` exists and is not the archive of these files
+    with this codec and settings (unless ``force``; when it is, it is reported as it is),
+    when the input is empty, or when any file cannot be coded; files coded so far stay
+    staged for a re-run.
     """
     t0 = time.perf_counter()
     ac = cached_codec(spec.strip())
@@ -198,7 +263,14 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     if out.is_dir():
         raise Cloud3dError(f"{out} is a folder: give the archive's file name, e.g. {out}/archive.tar")
     if out.exists() and not force:
-        raise Cloud3dError(f"{out} already exists: use --force to replace it")
+        done = _archive_of(out, ac, verify, sources)
+        if done is None:
+            raise Cloud3dError(f"{out} already exists and is not the archive of these files with "
+                               "this codec: use --force to replace it")
+        _finish(out)  # what a run killed in its clean-up left
+        _clear_leftovers(out)
+        return _summary_of(out, ac, sources, done, time.perf_counter() - t0)
+    _clear_leftovers(out)
     stage = _stage_dir(out, ac, verify)
     entries: dict[int, dict[str, Any]] = {}
     jobs = []
@@ -230,7 +302,7 @@ def archive_folder(src: str | os.PathLike, out: str | os.PathLike, spec: str,
     members = [(e["member"], stage / f"{i:06d}.bin") for i, e in enumerate(ordered)]
     with atomic_path(out) as tmp:
         write_archive(tmp, body, members, mtime=int(time.time()))
-    shutil.rmtree(stage, ignore_errors=True)
+    _finish(out)
     return ArchiveSummary(out=out, codec=ac.spec, files=len(ordered), reused=reused,
                           original_bytes=sources.total_bytes, archive_bytes=out.stat().st_size,
                           seconds=time.perf_counter() - t0, quality=mean_quality(ordered))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud3d.errors import Cloud3dError, describe_os_error
+from cloud3d.lifetime import process_pool
 
 
 @dataclass
@@ -48,7 +49,7 @@ def run_jobs(fn: Callable[[tuple], Any], jobs: Iterable[tuple], total: int, work
                 yield _call(fn, job)
                 bar.update()
             return
-        pool = cf.ProcessPoolExecutor(max_workers=workers)
+        pool = process_pool(workers)  # workers die with this process, even by SIGKILL
         try:
             it = iter(jobs)
             pending: set[cf.Future] = set()

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from cloud3d.atomic import atomic_write_bytes, atomic_write_text
-from cloud3d.errors import Cloud3dError
+from cloud3d.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
+from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import encode_png, read_image_rgb
 from cloud3d.provenance import sha256_bytes, sha256_file
+from cloud3d.untrusted import quote
 
 from .codecs import ArchiveCodec, cached_codec
 from .container import ArchiveReader, safe_join
@@ -107,8 +108,11 @@ def _restore_one(job: tuple) -> dict[str, Any]:
     ac = decoder(spec, override)
     path = entry["path"]
     mismatch = False
-    if ac.codec is None:
-        out_bytes = data  # checked against the original file's SHA-256 by the reader
+    if ac.codec is None:  # the member is the original file: it must have its size and hash
+        if len(data) != entry["bytes"] or sha256_bytes(data) != entry["sha256"]:
+            raise Cloud3dError(f"{path}: the archived file is not the original the manifest "
+                               "describes (size or SHA-256 mismatch): not restored")
+        out_bytes = data
     else:
         size = _peek_size(data)
         if size is not None and size != (entry["width"], entry["height"]):
@@ -129,7 +133,10 @@ def _restore_one(job: tuple) -> dict[str, Any]:
         elif entry.get("rec_sha256") is not None:
             mismatch = got != entry["rec_sha256"]
         out_bytes = data if ac.restores_as_is(data) else encode_png(rgb, level=png_level)
-    atomic_write_bytes(final, out_bytes)
+    try:
+        atomic_write_bytes(final, out_bytes)
+    except OSError as exc:  # e.g. a folder where the file goes: name the file, not its temp
+        raise Cloud3dError(f"{path}: cannot write {final}: {exc.strerror or exc}") from None
     return {"bytes": len(out_bytes), "sha256": sha256_bytes(out_bytes), "mismatch": mismatch}
 
 
@@ -147,6 +154,16 @@ def _prepare_out(out: Path, body_sha256: str, archive: Path, force: bool) -> Non
                                "choose an empty folder, or --force to restore into it anyway")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, json.dumps({"archive": str(archive), "body_sha256": body_sha256}) + "\n")
+
+
+def _remove_temps(todo) -> None:
+    """Remove what a killed earlier restore left of the PNGs still to write (the temporary
+    files of their atomic writes), so a resumed restore leaves nothing behind."""
+    by_folder: dict[Path, set[str]] = {}
+    for _, final in todo:
+        by_folder.setdefault(final.parent, set()).add(final.name)
+    for folder, names in by_folder.items():
+        remove_stale_temps(folder, names)
 
 
 def warm_up(ac: ArchiveCodec) -> None:
@@ -183,27 +200,39 @@ def unarchive(archive: str | os.PathLike, out: str | os.PathLike, workers: int =
         body = reader.body
         codec_info = body.get("codec") if isinstance(body.get("codec"), dict) else {}
         spec = codec_info.get("spec")
-        if not isinstance(spec, str):
-            raise Cloud3dError(f"{archive}: the manifest names no codec")
+        if not isinstance(spec, str) or len(spec) > 500:
+            raise Cloud3dError(f"{archive}: the manifest names no codec (or not one of at most "
+                               "500 characters)")
         ac = cached_codec(spec, checkpoint)
         notes = []
         if ac.version() != codec_info.get("version"):
-            notes.append(f"archived with {codec_info.get('version')!r}, decoding with {ac.version()!r}")
+            notes.append(f"archived with {quote(codec_info.get('version'))}, decoding with "
+                         f"{ac.version()!r}")
+        remove_stale_temps(out, [MARKER])  # a restore killed while it marked the folder
         _prepare_out(out, reader.body_sha256, Path(archive), force)
+        remove_stale_temps(out, ["manifest.csv"])  # ... or while it wrote the manifest
         jobs_meta: dict[int, tuple[dict, Path]] = {}
         restored: dict[int, dict[str, Any]] = {}
         failures: list[str] = []
         skipped = 0
         for i, entry in enumerate(reader.entries):
             try:
+                if entry["path"].split("/")[0] == MARKER:
+                    raise Cloud3dError(f"{entry['path']}: path under the restore's own state "
+                                       f"file {MARKER}: refused")
                 final = safe_join(out, entry["path"])
+                done = _check_existing(ac, entry, final)
             except Cloud3dError as exc:
                 failures.append(str(exc))
                 continue
-            if _check_existing(ac, entry, final):
+            except OSError as exc:
+                failures.append(f"{entry['path']}: {describe_os_error(exc)}")
+                continue
+            if done:
                 skipped += 1
             else:
                 jobs_meta[i] = (entry, final)
+        _remove_temps(jobs_meta.values())
         if jobs_meta:
             decoder(spec, checkpoint)  # warm in this process (and in forked workers)
 
@@ -215,6 +244,9 @@ def unarchive(archive: str | os.PathLike, out: str | os.PathLike, workers: int =
                     safe_join(out, entry["path"])  # again, now that its folders exist
                 except Cloud3dError as exc:
                     failures.append(f"{entry['path']}: {exc}")
+                    continue
+                except OSError as exc:  # e.g. a file where the entry needs a folder
+                    failures.append(f"{entry['path']}: {describe_os_error(exc)}")
                     continue
                 yield (i, spec, checkpoint, entry, data, final, png_level)
 

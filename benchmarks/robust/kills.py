@@ -1,4 +1,5 @@
-"""Kill ``capture``, ``split`` and ``bench`` mid-run, resume them, compare with a clean run.
+"""Kill ``capture``, ``split`` and ``bench`` (and, from :mod:`benchmarks.robust.kill_archive`,
+``archive``, ``unarchive`` and ``crops``) mid-run, resume them, compare with a clean run.
 
 Each scenario (:data:`SCENARIOS`) first runs its command once uninterrupted: that run is the
 reference (its result rows, its wall time, and how often it called each filesystem
@@ -334,11 +335,19 @@ class Runner:
         return t
 
 
+def all_scenarios() -> dict[str, Scenario]:
+    """These and those of :mod:`benchmarks.robust.kill_archive` (archive, unarchive, crops)."""
+    from benchmarks.robust.kill_archive import SCENARIOS as more
+
+    return {**SCENARIOS, **more}
+
+
 def run_trials(names: list[str], n: int, work: Path, seed: int, on_trial=None) -> list[Trial]:
     """``n`` trials per scenario in ``names`` (alternately random moments and chosen calls)."""
     out = []
+    scenarios = all_scenarios()
     for name in names:
-        r = Runner(SCENARIOS[name], work, seed)
+        r = Runner(scenarios[name], work, seed)
         for i in range(n):
             t = r.trial(random_moment=i % 2 == 0)
             out.append(t)

@@ -1,23 +1,24 @@
 """A worker process of the harness: ``python -m benchmarks.robust.worker FAMILY SEED START STOP
-WORKDIR CPU_S RSS`` runs cases START..STOP-1 of FAMILY (``streams`` or ``files``) and prints
+WORKDIR CPU_S RSS`` runs cases START..STOP-1 of FAMILY (one of :data:`FAMILIES`) and prints
 one JSON line per case (:func:`benchmarks.robust.guard.emit`)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 from benchmarks.robust.guard import Budget, emit, run_case
 
+#: the in-process families: each a module of ``benchmarks.robust`` with ``setup`` and ``case``
+FAMILIES = ("streams", "files", "cards", "manifests")
+
 
 def main(argv: list[str]) -> None:
     family, seed, start, stop, workdir, cpu_s, rss = argv
-    if family == "streams":
-        from benchmarks.robust import streams as mod
-    elif family == "files":
-        from benchmarks.robust import files as mod
-    else:
-        raise SystemExit(f"unknown family {family!r}")
+    if family not in FAMILIES:
+        raise SystemExit(f"unknown family {family!r}: one of {', '.join(FAMILIES)}")
+    mod = importlib.import_module(f"benchmarks.robust.{family}")
     import torch
 
     torch.set_num_threads(1)
