@@ -10,6 +10,8 @@ the anchors on the split, ``cloud3d report`` of the results (tables, RD plots, i
 * ``saving_vs_{anchor}_pct``: for a fixed-rate model (one point), how many percent fewer bytes
   it needs than the anchor at its PSNR (the anchor's rate interpolated in log-rate between the
   two qualities around it; empty outside the anchor's sweep). Negative: more bytes.
+* ``dpsnr_vs_{anchor}_db``: for a fixed-rate model, its PSNR minus the anchor's at its rate
+  (interpolated the same way; empty outside the sweep).
 
 Status (:func:`status_of`): a model is a ``reference`` when, on every app of the study it is
 for (every app for ``app: all``), it needs at least :data:`TARGET_PCT` percent fewer bytes than
@@ -33,9 +35,9 @@ __all__ = ["ANCHORS", "TARGET_PCT", "run_study", "status_of"]
 
 #: anchor codecs and the specs they are run with (BPG: 4:4:4, as in the paper)
 ANCHORS: dict[str, str] = {
-    "jpeg": "jpeg:q=10,20,30,40,50,60,70,80,90,95;label=jpeg",
-    "webp": "webp:q=10,20,30,40,50,60,70,80,90,95;label=webp",
-    "bpg": "bpg:qp=22,27,32,37,42,47;subsampling=444;label=bpg",
+    "jpeg": "jpeg:q=2,5,10,20,30,40,50,60,70,80,90,95;label=jpeg",
+    "webp": "webp:q=0,5,10,20,30,40,50,60,70,80,90,95;label=webp",
+    "bpg": "bpg:qp=22,27,32,37,42,47,51;subsampling=444;label=bpg",
 }
 #: rate saving vs JPEG (percent) a reference model reaches on every app
 TARGET_PCT = 10.0
@@ -50,11 +52,15 @@ def _available(name: str) -> bool:
         return False
 
 
-def _point_saving(anchor: pd.DataFrame, bpp: float, psnr: float) -> float | None:
-    from models.lap import jpeg_rate_at
+def _point_saving(anchor: pd.DataFrame, bpp: float, psnr: float
+                  ) -> tuple[float | None, float | None]:
+    """(percent fewer bytes than ``anchor`` at ``psnr``, dB over it at ``bpp``)."""
+    from models.lap import jpeg_psnr_at, jpeg_rate_at
 
-    ref = jpeg_rate_at(list(zip(anchor["mean_bpp"], anchor["mean_psnr"], strict=True)), psnr)
-    return None if ref is None else 100 * (1 - bpp / ref)
+    pts = list(zip(anchor["mean_bpp"], anchor["mean_psnr"], strict=True))
+    ref, at = jpeg_rate_at(pts, psnr), jpeg_psnr_at(pts, bpp)
+    return (None if ref is None else 100 * (1 - bpp / ref),
+            None if at is None else psnr - at)
 
 
 def status_of(card: dict[str, Any], rows: pd.DataFrame) -> str:
@@ -103,8 +109,10 @@ def run_study(dataset: str | os.PathLike, out: str | os.PathLike,
             hit = bd[bd["codec"] == name]
             rec[f"bd_rate_vs_{a}_pct"] = float(hit["bd_rate_pct"].iloc[0]) if len(hit) else math.nan
             anchor = pq[(pq["app"] == app) & (pq["codec_label"] == a)]
-            saving = _point_saving(anchor, rec["bpp"], rec["psnr"]) if len(g) == 1 else None
+            saving, dpsnr = (_point_saving(anchor, rec["bpp"], rec["psnr"]) if len(g) == 1
+                             else (None, None))
             rec[f"saving_vs_{a}_pct"] = math.nan if saving is None else saving
+            rec[f"dpsnr_vs_{a}_db"] = math.nan if dpsnr is None else dpsnr
         rows.append(rec)
     table = pd.DataFrame(rows)
     table.to_csv(outp / "models.csv", index=False)
