@@ -10,6 +10,8 @@ import json
 
 import click
 
+from cloud3d.wording import count
+
 _MAX_LISTED = 30
 
 
@@ -26,7 +28,7 @@ def _echo_list(title: str, items: list[tuple[str, str]]) -> None:
 
 def _files(n: int) -> str:
     """``1 file``, ``3 files``."""
-    return f"{n} file{'' if n == 1 else 's'}"
+    return count(n, "file")
 
 @click.command("split")
 @click.argument("raw_dir", type=click.Path(file_okay=False, path_type=str))

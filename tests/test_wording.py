@@ -32,3 +32,11 @@ def test_verify_of_one_file_says_file(tmp_path, run_cli):
     r = run_cli("verify", tmp_path / "ds", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "ok: 1 file matches the manifest" in r.stdout
+
+
+def test_archive_and_unarchive_of_one_file_say_file(tmp_path, run_cli):
+    write_png(tmp_path / "one" / "a.png", make_game_like_frame(32, 48, 1))
+    r = run_cli("archive", tmp_path / "one", "-o", tmp_path / "one.tar", "--codec", "png", "--quiet")
+    assert r.returncode == 0 and "archive: 1 file," in r.stdout, r.stdout + r.stderr
+    r = run_cli("unarchive", tmp_path / "one.tar", "-o", tmp_path / "back", "--quiet")
+    assert r.returncode == 0 and "unarchive: 1 file restored" in r.stdout, r.stdout + r.stderr

@@ -32,6 +32,7 @@ from cloud3d.atomic import atomic_path, atomic_write_bytes, atomic_write_text, r
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import parse_png_header, read_image_rgb
 from cloud3d.provenance import sha256_bytes, sha256_file, utc_stamp
+from cloud3d.wording import count
 
 from .codecs import ArchiveCodec, cached_codec
 from .container import FORMAT_VERSION, member_name, write_archive
@@ -60,7 +61,7 @@ class ArchiveSummary:
     def line(self) -> str:
         q = "".join(f", {k} {v:.4f}" for k, v in self.quality.items())
         reused = f" ({self.reused} re-used from an interrupted run)" if self.reused else ""
-        return (f"{self.files} files{reused}, {self.original_bytes:,} -> {self.archive_bytes:,} bytes "
+        return (f"{count(self.files, 'file')}{reused}, {self.original_bytes:,} -> {self.archive_bytes:,} bytes "
                 f"(rate {self.rate:.3f}) with {self.codec}{q}, {self.seconds:.1f} s")
 
 

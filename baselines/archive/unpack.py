@@ -36,6 +36,7 @@ from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import encode_png, read_image_rgb
 from cloud3d.provenance import sha256_bytes, sha256_file
 from cloud3d.untrusted import quote
+from cloud3d.wording import count
 
 from .codecs import ArchiveCodec, cached_codec
 from .container import ArchiveReader, safe_join
@@ -60,7 +61,7 @@ class UnarchiveSummary:
 
     def line(self) -> str:
         q = "".join(f", {k} {v:.4f}" for k, v in self.quality.items())
-        return (f"{self.restored} files restored, {self.skipped} already there ({self.codec}{q}), "
+        return (f"{count(self.restored, 'file')} restored, {self.skipped} already there ({self.codec}{q}), "
                 f"{self.seconds:.1f} s")
 
 
