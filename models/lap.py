@@ -115,12 +115,13 @@ SWEEP = tuple((b, cl) for b in (8, 16, 32) for cl in (False, True))
 
 
 def sweep_throughput(arch: str, crop: int, device: str, budget_s: float = 60.0,
-                     progress: bool = True) -> tuple[int, bool, dict[str, float]]:
-    """Try the :data:`SWEEP` settings (each a few timed steps; stops at ``budget_s``) and
-    return the ``(batch, channels_last, speed)`` of the most Mpx/s. One process, no per-step
-    host syncs besides the loss values."""
+                     progress: bool = True, settings: tuple[tuple[int, bool], ...] = SWEEP
+                     ) -> tuple[int, bool, dict[str, float]]:
+    """Try the ``settings`` (batch, channels_last) pairs (each a few timed steps; stops at
+    ``budget_s``) and return the ``(batch, channels_last, speed)`` of the most Mpx/s. One
+    process, no per-step host syncs besides the loss values."""
     t0, best = time.perf_counter(), None
-    for batch, cl in SWEEP:
+    for batch, cl in settings:
         if time.perf_counter() - t0 > budget_s:
             break
         try:

@@ -142,3 +142,17 @@ def test_pack_fits_its_budget_and_restores_to_a_dataset_a_lap_reads(dataset, tmp
     assert FrameBank(tmp_path / "data", "train", crop=64).sample(2).shape == (2, 3, 64, 64)
     r = run_cli("pack", dataset, "-o", tmp_path / "p2.tar", "--budget-mb", "0.01", "--quiet")
     assert r.returncode == 1 and "raise --budget-mb" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_throughput_sweep_picks_the_fastest_setting(capsys):
+    """The GPU lap's sweep (run here on the CPU, tiny crops): every setting is tried within
+    the budget and the one with the most Mpx/s is returned."""
+    from models.lap import sweep_throughput
+
+    settings = ((1, False), (2, False), (2, True))
+    batch, channels_last, speed = sweep_throughput("c2f-xsmall-pruned", 64, "cpu", budget_s=120,
+                                                   settings=settings)
+    lines = [x for x in capsys.readouterr().out.splitlines() if "Mpx/s" in x]
+    assert len(lines) == len(settings)
+    best = max(float(x.split(":")[-1].split()[0]) for x in lines)
+    assert (batch, channels_last) in settings and speed["mpx_per_s"] == pytest.approx(best, abs=0.01)
