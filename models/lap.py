@@ -262,6 +262,9 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
         raise Cloud3dError(f"unknown stage {stage!r}; the plan has {', '.join(STAGES)}")
     st = STAGES[stage] if isinstance(stage, str) else stage
     stage = st.name
+    from cloud3d_dataset.manifest import image_paths
+
+    image_paths(dataset, split="train", app=None if st.app == "all" else st.app)  # before any work
     bdir = Path(bundle_dir) if bundle_dir is not None else BUNDLED_DIR
     run = Path(runs) / stage
     init = _start_point(st, run, bdir)
