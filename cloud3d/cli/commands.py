@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "baselines.cli",
     "baselines.video_cli",
     "baselines.archive.cli",
+    "baselines.model_study_cli",
     "models.cli",
     "cloud3d.cli.demo",
 )
