@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis.plots import pyplot, save_figure
 from baselines import metrics
+from baselines.html_report import _e, _figure, table_html
 from cloud3d.errors import Cloud3dError
 
 
@@ -132,8 +133,6 @@ def report_sections(out: Path, folder_csv: str | os.PathLike | None,
                     video_csv: str | os.PathLike | None) -> str:
     """HTML sections for the report in ``out``: each given CSV's figure (drawn into ``out``)
     and its table. Empty when neither is given."""
-    from baselines.html_report import _e, _figure, table_html
-
     html = []
     if folder_csv is not None:
         df = read_table(folder_csv, "bench-folder")

@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from baselines.bd_columns import BD_COLUMNS, BD_TITLES
+from baselines.bdrate import MIN_OVERLAP
 from cloud3d.atomic import atomic_write_text
 from cloud3d.provenance import utc_now
 
@@ -116,10 +118,7 @@ def table_html(df: pd.DataFrame, max_rows: int = 400, notes: pd.DataFrame | None
 
 def _bd_section(bd: pd.DataFrame) -> str:
     """The BD table: values from curves overlapping on less than 75 % of their range are flagged cells."""
-    from baselines.bdrate import MIN_OVERLAP
-    from baselines.report import BD_COLUMNS
-
-    titles = {"bd_rate": "BD-rate % (PSNR)", "bd_psnr": "BD-PSNR dB", "bd_rate_msssim": "BD-rate % (MS-SSIM)"}
+    titles = BD_TITLES
     view = bd[["app", "resolution", "codec", "n_points", "anchor_points",
                *BD_COLUMNS.values(), "reason"]].rename(columns={BD_COLUMNS[k]: v for k, v in titles.items()})
     notes = pd.DataFrame("", index=bd.index, columns=list(titles.values()))

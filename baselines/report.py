@@ -27,7 +27,10 @@ import pandas as pd
 
 from analysis.plots import pyplot, save_figure
 from baselines import metrics
+from baselines.bd_columns import BD_COLUMNS, BD_VALUES
 from baselines.bdrate import MIN_OVERLAP, bd_overlap, bd_quality, bd_rate
+from baselines.bench_figures import report_sections
+from baselines.html_report import write_index_html
 from baselines.store import ResultsStore
 from baselines.tasks import label_slug
 from cloud3d.atomic import atomic_write_text
@@ -81,16 +84,6 @@ def choose_anchor(labels: list[str], anchor: str | None) -> str:
         if name in labels:
             return name
     return sorted(labels)[0]
-
-
-#: the BD values of :func:`bd_table`: (name, what it is, quality column, axis of its overlap)
-BD_VALUES = (
-    ("bd_rate", "BD-rate", "mean_psnr", "quality"),
-    ("bd_psnr", "BD-PSNR", "mean_psnr", "rate"),
-    ("bd_rate_msssim", "BD-rate MS-SSIM", "ms_ssim_db", "quality"),
-)
-#: value column of each BD value in :func:`bd_table` (``bd_rate_pct``...)
-BD_COLUMNS = {"bd_rate": "bd_rate_pct", "bd_psnr": "bd_psnr_db", "bd_rate_msssim": "bd_rate_msssim_pct"}
 
 
 def bd_table(pq: pd.DataFrame, anchor: str) -> pd.DataFrame:
@@ -238,9 +231,6 @@ def write_report(
     ``bench_video`` (CSVs of those commands) also ``bench_folder.{png,svg}`` /
     ``bench_video.{png,svg}`` and their sections (:mod:`baselines.bench_figures`).
     """
-    from baselines.bench_figures import report_sections
-    from baselines.html_report import write_index_html
-
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

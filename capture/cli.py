@@ -56,7 +56,7 @@ def _recorder_options(default_app: str | None, live: bool):
             click.option("--keep-duplicates", is_flag=True, help="keep frames repeating the previous kept one"),
             click.option("--dup-mad", type=float, default=0.5, show_default=True,
                          help="mean absolute difference (0..255) at or below which a frame is a duplicate"),
-            click.option("--writers", type=int, default=2, show_default=True, help="PNG writer threads"),
+            click.option("--writers", type=int, default=2, show_default=True, help="PNG writer processes"),
             click.option("--queue", "queue_size", type=int, default=8, show_default=True,
                          help="frames that may wait for the writers"),
             click.option("--policy", type=click.Choice(["wait", "drop"]), default="wait", show_default=True,

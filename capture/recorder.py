@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cloud3d.errors import Cloud3dError, describe_os_error
+from cloud3d.names import check_app_name
 from cloud3d.provenance import package_versions, utc_now
 
 from .filters import FilterConfig, FrameFilter
@@ -172,8 +173,6 @@ def record(
     raise :class:`Cloud3dError` after the queue is drained; finished frames stay.
     """
     from tqdm import tqdm
-
-    from cloud3d_dataset.layout import check_app_name
 
     try:
         check_app_name(app)

@@ -1,4 +1,4 @@
-"""cloud3d core: what every stage shares, and the command line above the stages.
+"""cloud3d core: what every stage shares (``cloud3d.cli``, the command line, stands above the stages).
 
 Shared by every stage (import freely, from any stage)::
 
@@ -10,10 +10,12 @@ Shared by every stage (import freely, from any stage)::
     cloud3d.provenance   SHA-256 of files and bytes, versions of tools and packages,
                          UTC timestamps, a description of the machine
 
-Above every stage (nothing imports these; they only orchestrate)::
+Above every stage, a layer of its own (nothing imports it; it only orchestrates)::
 
-    cloud3d.cli          the ``cloud3d`` command: gathers each stage's click commands
-    cloud3d.demo         ``cloud3d demo``: the whole study on built-in synthetic frames
+    cloud3d.cli            the ``cloud3d`` command: the click group, ``main`` and one-line errors
+    cloud3d.cli.commands   command registration: gathers each stage's click commands
+    cloud3d.cli.demo       ``cloud3d demo``: the whole study on built-in synthetic frames
 
-Stage order for imports: capture < cloud3d_dataset < analysis < models < baselines.
+Stage order for imports: cloud3d core < capture < cloud3d_dataset < analysis < models <
+baselines < cloud3d.cli. The core imports no stage (tests/test_layers.py checks the order).
 """

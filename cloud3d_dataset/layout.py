@@ -18,10 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloud3d.names import check_app_name
+
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 _GROUP_RE = re.compile(r"^(?P<app>[A-Za-z0-9_.+]+(?:-[A-Za-z0-9_.+]+)*?)-(?P<res>\d+p)$")
-_APP_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]*$")  # never '.', '..' or a hidden name
 # a frame file's name: ASCII digits only (str.isdigit() would also take other scripts'
 # digits), at most 12 of them (a trillion frames), so that int() stays cheap on any name
 _FRAME_RE = re.compile(r"^(?P<n>[0-9]{1,12})\.png$")
@@ -38,18 +39,6 @@ class Group:
     @property
     def relpath(self) -> str:
         return f"{self.split}/{self.app}-{self.resolution}"
-
-
-def check_app_name(app: str) -> str:
-    """Validate an app name (letters, digits, ``_ . + -``, not starting with ``.`` or ``-``;
-    e.g. ``supertuxkart``, ``0ad``). An app name is a folder name: ``..`` would climb out of
-    the output folder, and a hidden name is skipped by every reader of the layout."""
-    if not isinstance(app, str) or not _APP_RE.match(app):
-        raise ValueError(
-            f"invalid app name {app!r}: use letters, digits, '_', '.', '+' or '-', not starting "
-            "with '.' or '-' (no spaces or '/')"
-        )
-    return app
 
 
 def group_dirname(app: str, resolution: str) -> str:

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import PngInfo, inspect_png
+from cloud3d.names import check_app_name
 from cloud3d.resolutions import resolution_name, size_problem
 from cloud3d_dataset.capturelog import CaptureLog, read_capture_log
-from cloud3d_dataset.layout import check_app_name
 
 _RES_DIR_RE = re.compile(r"^(\d+p|native)$")
 _INDEX_RE = re.compile(r"^(\d+)\.png$", re.IGNORECASE)

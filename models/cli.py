@@ -355,38 +355,10 @@ def lap(dataset_dir, stage, budget, runs, device, bundle_dir, batch, crop, threa
                          for k, v in row.items()))
 
 
-@click.command("pack")
-@click.argument("dataset_dir", type=click.Path(file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
-              help="Pack file to write (a cloud3d archive, e.g. pack.tar).")
-@click.option("--budget-mb", default=60.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Most megabytes the pack may take.")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seed of the window positions (another per lap: other pixels).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def pack(dataset_dir, out, budget_mb, seed, quiet) -> None:
-    """Pack DATASET_DIR's train and validation frames into --budget-mb for a GPU machine.
-
-    One window of every frame, as large as fits, as JPEG q95 4:4:4; restore it there with
-    `cloud3d unarchive PACK -o data` and train with `cloud3d lap data --device cuda`.
-
-    \b
-    Example:
-      cloud3d pack dataset -o pack.tar --budget-mb 60 --seed 3
-    """
-    from models.pack import pack_dataset
-
-    res = pack_dataset(dataset_dir, out, budget_mb, seed=seed, progress=not quiet)
-    click.echo(f"pack: {res['frames']} frames, {res['window']} px windows, "
-               f"{res['bytes'] / 1e6:.1f} MB (JPEG q95 4:4:4 at about {res['estimated_bpp']:.2f} "
-               f"bpp): {res['summary']} -> {out}")
-
-
 def register(group: click.Group) -> None:
     """Add ``compress``, ``decompress``, ``train``, ``lap`` and ``models`` to the ``cloud3d``
     group."""
     from models.library_cli import models
 
-    for cmd in (compress, decompress, train, lap, pack, models):
+    for cmd in (compress, decompress, train, lap, models):
         group.add_command(cmd)

@@ -353,7 +353,10 @@ def decode_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], strings: lis
 
         return code_levels(ep, shapes, lzma_pass, times)
     if parts is not None:
-        return substreams.decode_tile(ep, shapes, strings, parts, times, source, workers)
+        read, finish = substreams.tile_reader(ep, shapes, strings, parts, source, workers)
+        levels = code_levels(ep, shapes, read, times)
+        finish()
+        return levels
     from compressai import ans
 
     decoders: dict[int, Any] = {}

@@ -20,7 +20,7 @@ def _gpx(card: dict) -> str:
 
 
 def _status(card: dict) -> str:
-    """``reference`` only when the card's study figures met the targets (models.study)."""
+    """``reference`` only when the card's study figures met the targets (baselines.model_study)."""
     return "reference" if card.get("status") == "reference" else "preview"
 
 
@@ -72,37 +72,6 @@ def models(ctx: click.Context, as_json: bool) -> None:
     if any(e.hidden for e in entries):
         click.echo("(hidden): a user model with a bundled model's name; the name means the "
                    "bundled one, so rename the user model", err=True)
-
-
-@models.command("study")
-@click.argument("dataset_dir", type=click.Path(file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Study folder: results.sqlite, report/, models.csv.")
-@click.option("--model", "names", multiple=True, help="Only this model (repeatable) "
-              "[default: every bundled model].")
-@click.option("--split", default="test", show_default=True)
-@click.option("--limit", default=None, type=click.IntRange(min=1),
-              help="Only the first N frames per app and resolution.")
-@click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Parallel bench workers (default: CPU count).")
-@click.option("--update-cards", is_flag=True,
-              help="Write the figures and the status they earn into each model's card.")
-def study(dataset_dir, out, names, split, limit, workers, update_cards) -> None:
-    """The models against JPEG, WebP and BPG 4:4:4 on DATASET_DIR's test split: one bench, one
-    report, and OUT/models.csv (BD-rate, or a fixed-rate model's saving at equal PSNR).
-
-    \b
-    Examples:
-      cloud3d models study dataset --out study
-      cloud3d models study dataset --out study --model general --update-cards
-    """
-    from models.study import run_study
-
-    table = run_study(dataset_dir, out, list(names) or None, split=split, limit=limit,
-                      workers=workers, update_cards=update_cards)
-    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
-        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    click.echo(f"tables and plots: {out}/models.csv, {out}/report/index.html")
 
 
 @models.command("show")

@@ -31,19 +31,18 @@ from bisect import bisect_right
 
 import numpy as np
 
-#: probability precision (bits)
-PRECISION = 16
-#: bits per bypass chunk of an escaped value
-BYPASS_BITS = 4
-#: lower bound of the coder state's normalisation interval
-RANS_L = 1 << 31
-#: most bypass chunks of one escaped value (32 bits)
-MAX_BYPASS = 32 // BYPASS_BITS
-#: largest |symbol - offset| the encoder takes (its escape value must fit 32 bits)
-MAX_MAGNITUDE = 2**30
+from models.rans_format import (  # noqa: F401 - part of this module's interface
+    BAD_INDEX,
+    BYPASS_BITS,
+    ESCAPE_TOO_LONG,
+    MAX_BYPASS,
+    MAX_MAGNITUDE,
+    OK,
+    PRECISION,
+    RANS_L,
+    READ_PAST_END,
+)
 
-#: decoder status codes
-OK, READ_PAST_END, ESCAPE_TOO_LONG, BAD_INDEX = 0, 1, 2, 3
 #: most symbols a decode call handles in pure Python (beyond: the numba kernel)
 SMALL = 4096
 _MASK64 = (1 << 64) - 1

@@ -1,4 +1,5 @@
-"""The numba kernels of :mod:`models.rans` (compiled, cached, without the GIL).
+"""The numba kernels of :mod:`models.rans` (compiled, cached, without the GIL); the string
+format's numbers come from :mod:`models.rans_format`.
 
 Kept apart so that importing :mod:`models.rans` does not import numba: a small stream is
 decoded by the pure-Python decoder there, and a command that only decodes small streams
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from models.rans import (  # noqa: F401
+from models.rans_format import (  # noqa: F401
     BAD_INDEX,
     BYPASS_BITS,
     ESCAPE_TOO_LONG,

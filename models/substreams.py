@@ -210,15 +210,15 @@ def level_passes_host(levels: Any, k: int) -> list[tuple[np.ndarray, np.ndarray]
     return [(host_int32(s[m]), host_int32(i[m])) for m in masks]
 
 
-def decode_tile(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
-                parts: list[tuple[int, ...]], times: dict[str, float], source: str,
-                workers: ThreadPoolExecutor | None) -> Any:
-    """:func:`models.entropy.decode_levels` of a version-3 tile (``ep``: its
-    ``EntropyParams``; returns its ``Levels``): each pass's table indexes go to the host once
-    as int32, its symbols come back once (as float64 on the parameter device)."""
+def tile_reader(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
+                parts: list[tuple[int, ...]], source: str, workers: ThreadPoolExecutor | None
+                ) -> tuple[Callable[..., Any], Callable[[], None]]:
+    """The reading side of a version-3 tile (``ep``: its ``EntropyParams``): ``(read,
+    finish)``, where ``read`` is the ``level_symbols`` step of
+    :func:`models.entropy.code_levels` (each pass's table indexes go to the host once as
+    int32, its symbols come back once, as float64 on the parameter device) and ``finish``
+    checks, after the loop, that every substream was read to its end."""
     import torch
-
-    from models.entropy import code_levels
 
     readers = [LevelDecoder(b, p, ep.tables(k), f"{source}: latent level {k}")
                for k, (b, p) in enumerate(zip(strings, parts, strict=True))]
@@ -229,7 +229,8 @@ def decode_tile(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
         out = vals.to(ep.pdev, torch.float64)
         return out if mask is not None else out.reshape(shapes[k])
 
-    levels = code_levels(ep, shapes, read, times)
-    for r in readers:
-        r.finish()
-    return levels
+    def finish() -> None:
+        for r in readers:
+            r.finish()
+
+    return read, finish

@@ -91,9 +91,9 @@ def test_study_benches_a_model_against_the_anchors_and_sets_its_status(dataset, 
     bench rows for it and the anchors, a models.csv row per app, and the card's status."""
     import sqlite3
 
+    from baselines.model_study import status_of
     from models.bundle import read_card
     from models.lap import Stage, run_lap
-    from models.study import status_of
 
     models_dir = tmp_path / "mine"
     run_lap(str(dataset), tmp_path / "runs", 600, stage=Stage("toy", "toy", "c2f-xsmall-pruned", 0.013),

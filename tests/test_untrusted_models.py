@@ -19,7 +19,7 @@ import pytest
 from helpers import cli_argv, make_game_like_frame, tiny_model
 
 from cloud3d.errors import Cloud3dError
-from cloud3d_dataset.layout import check_app_name
+from cloud3d.names import check_app_name
 from models.bundle import export_bundle, load_bundle, read_card
 from models.checkpoint import save_checkpoint
 from models.codec import compress_image
@@ -171,6 +171,27 @@ def test_app_names_that_are_not_plain_folder_names_are_refused(tmp_path, app, ru
                 "--size", "64x48", "--no-progress")
     _one_clean_line(r, "invalid app name")
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # '..' wrote into cap/ before
+
+
+@pytest.mark.parametrize("app", ["..", "."])
+def test_dot_app_names_are_refused_by_capture_and_split_with_one_reason(tmp_path, app, run_cli):
+    """One rule in the core: capture and the dataset stage refuse '.' and '..' the same way,
+    saying why (not only which characters are allowed)."""
+    from cloud3d.imageio import write_png
+
+    why = "'.' and '..' are not folder names of their own"
+    with pytest.raises(ValueError, match=why):
+        check_app_name(app)
+    r = run_cli("capture", "synthetic", "--out", tmp_path / "cap", "--app", app, "--count", 2,
+                "--size", "64x48", "--no-progress")
+    _one_clean_line(r, why)
+    raw = tmp_path / "pngs"
+    raw.mkdir()
+    for i in range(2):
+        write_png(raw / f"{i}.png", make_game_like_frame(48, 64, seed=i))
+    r = run_cli("split", raw, "--out", tmp_path / "ds", "--app", app)
+    _one_clean_line(r, why, str(raw))
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "cap").exists()
 
 
 @pytest.mark.parametrize("field, value", [("weights_dtype", {}), ("name", "é" * 5000),

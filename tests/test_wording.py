@@ -40,3 +40,21 @@ def test_archive_and_unarchive_of_one_file_say_file(tmp_path, run_cli):
     assert r.returncode == 0 and "archive: 1 file," in r.stdout, r.stdout + r.stderr
     r = run_cli("unarchive", tmp_path / "one.tar", "-o", tmp_path / "back", "--quiet")
     assert r.returncode == 0 and "unarchive: 1 file restored" in r.stdout, r.stdout + r.stderr
+
+
+def test_capture_help_calls_the_png_writers_what_the_recorder_starts():
+    """--writers counts writer processes (the recorder's default pool kind), not threads."""
+    import inspect
+
+    import click
+
+    from capture.recorder import record
+    from cloud3d.cli import cli
+
+    kind = inspect.signature(record).parameters["writer_kind"].default
+    assert kind == "process"
+    helps = {name: p.help for name, cmd in cli.commands["capture"].commands.items()
+             for p in cmd.params if isinstance(p, click.Option) and p.name == "writers"}
+    assert len(helps) >= 5, helps  # every source's command takes --writers
+    for name, text in helps.items():
+        assert "writer processes" in text and "thread" not in text, (name, text)

@@ -1,7 +1,9 @@
-"""``cloud3d archive``, ``cloud3d unarchive`` and ``cloud3d bench-folder`` (docs/archive.md).
+"""``cloud3d archive``, ``cloud3d unarchive``, ``cloud3d bench-folder`` (docs/archive.md) and
+``cloud3d pack`` (an archive of a dataset's windows for a GPU machine, docs/models.md).
 
-Thin layer over :mod:`baselines.archive.pack`, :mod:`baselines.archive.unpack` and
-:mod:`baselines.archive.folder_bench`; heavy imports happen inside the commands.
+Thin layer over :mod:`baselines.archive.pack`, :mod:`baselines.archive.unpack`,
+:mod:`baselines.archive.folder_bench` and :mod:`baselines.archive.window_pack`; heavy imports
+happen inside the commands.
 """
 
 from __future__ import annotations
@@ -142,8 +144,37 @@ def _draw(df, csv_path: str) -> None:
         click.echo(f"figure: {png}")
 
 
+@click.command("pack")
+@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Pack file to write (a cloud3d archive, e.g. pack.tar).")
+@click.option("--budget-mb", default=60.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Most megabytes the pack may take.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the window positions (another per lap: other pixels).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def pack(dataset_dir, out, budget_mb, seed, quiet) -> None:
+    """Pack DATASET_DIR's train and validation frames into --budget-mb for a GPU machine.
+
+    One window of every frame, as large as fits, as JPEG q95 4:4:4; restore it there with
+    `cloud3d unarchive PACK -o data` and train with `cloud3d lap data --device cuda`.
+
+    \b
+    Example:
+      cloud3d pack dataset -o pack.tar --budget-mb 60 --seed 3
+    """
+    from baselines.archive.window_pack import pack_dataset
+
+    res = pack_dataset(dataset_dir, out, budget_mb, seed=seed, progress=not quiet)
+    click.echo(f"pack: {res['frames']} frames, {res['window']} px windows, "
+               f"{res['bytes'] / 1e6:.1f} MB (JPEG q95 4:4:4 at about {res['estimated_bpp']:.2f} "
+               f"bpp): {res['summary']} -> {out}")
+
+
 def register(group: click.Group) -> None:
     """Add the archive commands to the ``cloud3d`` group."""
     group.add_command(archive_cmd)
     group.add_command(unarchive_cmd)
     group.add_command(bench_folder_cmd)
+    group.add_command(pack)

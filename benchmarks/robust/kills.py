@@ -197,7 +197,7 @@ class BenchScenario(Scenario):
 
 
 class CaptureScenario(Scenario):
-    """``cloud3d capture synthetic --count 30`` at 320x180 with 2 writer threads."""
+    """``cloud3d capture synthetic --count 30`` at 320x180 with 2 writer processes."""
 
     name = "capture"
 

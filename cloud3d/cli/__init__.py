@@ -1,36 +1,32 @@
-"""The ``cloud3d`` command: one click group gathering every stage's commands.
+"""The ``cloud3d`` command: the layer above every stage (nothing imports it).
 
-Each stage keeps its commands next to its code (``capture/cli.py``,
-``analysis/cli.py``...) and exposes ``register(group)``. Those modules import
-heavy libraries (torch, dask) only inside command functions, so
-``cloud3d --help`` stays fast.
+Three parts, one module each::
+
+    cloud3d.cli            the root: the click group, :func:`main` (the console script) and
+                           the turning of user errors into one line with exit status 1
+    cloud3d.cli.commands   command registration: every stage's click commands on the group
+    cloud3d.cli.demo       ``cloud3d demo``: the whole study on built-in synthetic frames
+
+``python -m cloud3d.cli ARGS`` runs the same :func:`main`. The group with every command
+registered is :data:`cli` (``from cloud3d.cli import cli``); it is built on first use, so that
+a command module that fails to import is reported by :func:`main` as one line naming the
+module rather than as a traceback, or as a command silently missing from ``--help``.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 from cloud3d.errors import Cloud3dError
 
-#: Modules that contribute commands, in the order of the data path.
-COMMAND_MODULES = (
-    "capture.cli",
-    "cloud3d_dataset.dataset_cli",
-    "analysis.cli",
-    "baselines.cli",
-    "baselines.video_cli",
-    "baselines.archive.cli",
-    "models.cli",
-    "cloud3d.demo",
-)
+__all__ = ["MAX_ERROR_CHARS", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group("cli", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="cloud3d")
-def cli() -> None:
+def _root() -> None:
     """cloud3d: record, package, analyse and compress frames from 3D applications.
 
     \b
@@ -39,18 +35,24 @@ def cli() -> None:
     """
 
 
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that stage has no commands yet
-                continue
-            raise
-        mod.register(cli)
+_registered = False
 
 
-_register_all()
+def _group() -> click.Group:
+    """The root group with every command registered (registration runs once)."""
+    global _registered
+    if not _registered:
+        from cloud3d.cli.commands import register_all
+
+        register_all(_root)
+        _registered = True
+    return _root
+
+
+def __getattr__(name: str):
+    if name == "cli":
+        return _group()
+    raise AttributeError(f"module 'cloud3d.cli' has no attribute {name!r}")
 
 
 #: longest error line printed; a message quoting untrusted input is cut there
@@ -67,7 +69,7 @@ def _one_line(msg: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line and exit status 1."""
     try:
-        rv = cli.main(args=argv, standalone_mode=False)
+        rv = _group().main(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
             sys.exit(rv)  # click returns Exit codes (e.g. from --help) in non-standalone mode
     except click.exceptions.Abort:
@@ -93,7 +95,3 @@ def main(argv: list[str] | None = None) -> None:
 
         click.echo(f"error: {describe_os_error(exc)}", err=True)
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

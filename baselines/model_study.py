@@ -29,6 +29,9 @@ from typing import Any
 
 import pandas as pd
 
+from baselines.codecs.registry import get_codec_class
+from baselines.report import bd_table, write_report
+from baselines.runner import run_bench
 from cloud3d.errors import Cloud3dError
 
 __all__ = ["ANCHORS", "TARGET_PCT", "run_study", "status_of"]
@@ -44,8 +47,6 @@ TARGET_PCT = 10.0
 
 
 def _available(name: str) -> bool:
-    from baselines.codecs.registry import get_codec_class
-
     try:
         return get_codec_class(name)().availability() is None
     except Exception:  # a codec that cannot even be built is not available  # noqa: BLE001
@@ -81,8 +82,6 @@ def run_study(dataset: str | os.PathLike, out: str | os.PathLike,
               workers: int | None = None, update_cards: bool = False,
               progress: bool = True) -> pd.DataFrame:
     """Run the study (module docstring) into ``out``; returns the ``models.csv`` table."""
-    from baselines.report import bd_table, write_report
-    from baselines.runner import run_bench
     from models.library import scan_models
 
     entries = {e.name: e for e in scan_models()[0]}

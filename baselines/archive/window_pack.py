@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from baselines.archive.pack import archive_folder
 from cloud3d.errors import Cloud3dError
 
 __all__ = ["PACK_CODEC", "pack_dataset"]
@@ -53,7 +54,6 @@ def pack_dataset(dataset: str | os.PathLike, out: str | os.PathLike, budget_mb: 
     """Write the pack ``out`` (a tar of :data:`PACK_CODEC` windows with a manifest) of
     ``dataset``'s ``splits`` within ``budget_mb`` megabytes; returns what was packed
     (``frames``, ``window``, ``bytes``, ``estimated_bpp``)."""
-    from baselines.archive.pack import archive_folder
     from cloud3d.imageio import read_png_rgb
     from cloud3d_dataset.crops import make_crops
     from cloud3d_dataset.manifest import image_paths

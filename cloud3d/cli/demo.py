@@ -1,15 +1,15 @@
 """``cloud3d demo``: the whole study on built-in synthetic frames, in minutes, on a plain machine.
 
 Steps, each a call into the stage that owns it (the CLI and notebooks use
-the same functions)::
+the same functions; :func:`run_demo` makes the calls)::
 
     capture   synthetic scene -> OUT/raw/synthetic/...              (capture.record)
               + the same scene shown in a real X window on a private
                 Xvfb and captured from the screen, when Xvfb exists   (capture.LaunchSource)
-    split     leakage-safe 8:1:1 splits -> OUT/dataset/              (cloud3d_dataset.build_splits)
+    split     leakage-safe 8:1:1 splits -> OUT/dataset/              (cloud3d_dataset.split.build_splits)
     entropy   per-image entropy vs stand-in natural photos -> OUT/entropy/   (analysis.run_entropy)
-    bench     fast codecs over the test split -> OUT/results.sqlite  (baselines.run_bench)
-    report    tables, figures, index.html -> OUT/report/             (baselines.write_report)
+    bench     fast codecs over the test split -> OUT/results.sqlite  (baselines.runner.run_bench)
+    report    tables, figures, index.html -> OUT/report/             (baselines.report.write_report)
 
 Every step is resumable: re-running the demo into the same folder reuses what
 is already there. All frames are labelled synthetic (app names ``synthetic``
