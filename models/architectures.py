@@ -408,9 +408,14 @@ ARCHITECTURES: list[Architecture] = [
     Architecture("mbt2018-mean", Mbt2018Mean),
 ]
 
-#: every architecture by name (:class:`cloud3d.registry.Registry`; built-in ones only)
+#: the environment variable naming a user's architecture modules (comma-separated)
+MODULES_ENV = "CLOUD3D_ARCH_MODULES"
+
+#: every architecture by name (:class:`cloud3d.registry.Registry`): this module's, then those
+#: of the modules in ``$CLOUD3D_ARCH_MODULES``, each defining ``ARCHITECTURES``, a list of
+#: :class:`Architecture` whose models set ``arch`` to the entry's name
 REGISTRY: Registry[Architecture] = Registry(
-    "architecture", (__name__,), "ARCHITECTURES", what="Architecture objects",
+    "architecture", (__name__,), "ARCHITECTURES", env_var=MODULES_ENV, what="Architecture objects",
     accepts=lambda a: isinstance(a, Architecture),
 )
 

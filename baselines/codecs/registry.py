@@ -1,7 +1,9 @@
 """Find codecs by name and parse ``--codec`` specs.
 
-Codec classes live in modules listed in :data:`CODEC_MODULES`; each module
-defines ``CODECS: list[type[Codec]]``. Modules are imported lazily so listing
+Codec classes live in modules listed in :data:`CODEC_MODULES`, plus the user's own modules
+named in ``$CLOUD3D_CODEC_MODULES``; each module defines ``CODECS: list[type[Codec]]``
+(:data:`REGISTRY`, the :class:`cloud3d.registry.Registry` that games and architectures use
+too). Codec modules import their optional libraries only when a codec is used, so listing
 codecs never fails because one optional library is missing.
 
 Spec syntax (one ``--codec`` option)::
