@@ -71,7 +71,8 @@ def codecs_cmd(ctx: click.Context) -> None:
         click.echo(f"    options  {r['options'] or '(none)'}")
         if r["version"]:
             click.echo(f"    version  {r['version']}")
-    click.echo("\nspec syntax: --codec NAME[:PARAM=V1,V2,...][;OPTION=VALUE;...]   e.g. --codec 'jpeg:q=20,40,60'")
+    click.echo("\nspec syntax: --codec NAME[:PARAM=V1,V2,...][;OPTION=VALUE;...]   e.g. --codec 'jpeg:q=20,40,60'\n"
+               "a value holding , or ; goes in double quotes: --codec 'learned:checkpoint=\"runs/a,b/best.pt\"'")
 
 
 @codecs_cmd.command("build")

@@ -56,6 +56,7 @@ from compressai.models import CompressionModel, MeanScaleHyperprior, ScaleHyperp
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
+from cloud3d.registry import Registry
 from models.latent_model import walk_groups
 from models.msp import MSP_CHANNEL_GROUPS, MSP_SCALES, MSPContext, MSPParams
 from models.variable_rate import DEFAULT_LAMBDAS, GainUnit
@@ -63,6 +64,8 @@ from models.variable_rate import DEFAULT_LAMBDAS, GainUnit
 __all__ = [
     "C2F_SIZES",
     "ARCHITECTURES",
+    "REGISTRY",
+    "Architecture",
     "C2FModel",
     "arch_names",
     "create_model",
@@ -381,25 +384,45 @@ def _c2f(size: str, pruned: bool, variable_rate: bool = False,
     return make
 
 
-#: registry: short name -> factory(**config). ``c2f-*-vr``: variable-rate (gain units), with
-#: the config ``lambdas`` (default :data:`models.variable_rate.DEFAULT_LAMBDAS`).
-ARCHITECTURES: dict[str, Callable[..., _LatentModel]] = {
-    **{f"c2f-{s}": _c2f(s, False) for s in C2F_SIZES},
-    **{f"c2f-{s}-pruned": _c2f(s, True) for s in C2F_SIZES},
-    **{f"c2f-{s}-vr": _c2f(s, False, True) for s in C2F_SIZES},
-    **{f"c2f-{s}-pruned-vr": _c2f(s, True, True) for s in C2F_SIZES},
-    **{f"c2f-{s}-msp": _c2f(s, False, msp=True) for s in C2F_SIZES},
-    **{f"c2f-{s}-pruned-msp": _c2f(s, True, msp=True) for s in C2F_SIZES},
-    **{c2f_name(s, m, p, variable_rate=v): _c2f(s, p, v, m=m)
-       for s in WIDE_SIZES for m in WIDE_LATENTS for p in (False, True) for v in (False, True)},
-    "bmshj2018-hyperprior": Bmshj2018Hyperprior,
-    "mbt2018-mean": Mbt2018Mean,
-}
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: its short name and ``make(**config)``, the factory of a
+    fresh model (``config`` as in :func:`create_model`)."""
+
+    name: str
+    make: Callable[..., _LatentModel]
+
+
+#: this module's architectures (``c2f-*-vr``: variable-rate (gain units), with the config
+#: ``lambdas``, default :data:`models.variable_rate.DEFAULT_LAMBDAS`)
+ARCHITECTURES: list[Architecture] = [
+    *[Architecture(f"c2f-{s}", _c2f(s, False)) for s in C2F_SIZES],
+    *[Architecture(f"c2f-{s}-pruned", _c2f(s, True)) for s in C2F_SIZES],
+    *[Architecture(f"c2f-{s}-vr", _c2f(s, False, True)) for s in C2F_SIZES],
+    *[Architecture(f"c2f-{s}-pruned-vr", _c2f(s, True, True)) for s in C2F_SIZES],
+    *[Architecture(f"c2f-{s}-msp", _c2f(s, False, msp=True)) for s in C2F_SIZES],
+    *[Architecture(f"c2f-{s}-pruned-msp", _c2f(s, True, msp=True)) for s in C2F_SIZES],
+    *[Architecture(c2f_name(s, m, p, variable_rate=v), _c2f(s, p, v, m=m))
+      for s in WIDE_SIZES for m in WIDE_LATENTS for p in (False, True) for v in (False, True)],
+    Architecture("bmshj2018-hyperprior", Bmshj2018Hyperprior),
+    Architecture("mbt2018-mean", Mbt2018Mean),
+]
+
+#: the environment variable naming a user's architecture modules (comma-separated)
+MODULES_ENV = "CLOUD3D_ARCH_MODULES"
+
+#: every architecture by name (:class:`cloud3d.registry.Registry`): this module's, then those
+#: of the modules in ``$CLOUD3D_ARCH_MODULES``, each defining ``ARCHITECTURES``, a list of
+#: :class:`Architecture` whose models set ``arch`` to the entry's name
+REGISTRY: Registry[Architecture] = Registry(
+    "architecture", (__name__,), "ARCHITECTURES", env_var=MODULES_ENV, what="Architecture objects",
+    accepts=lambda a: isinstance(a, Architecture),
+)
 
 
 def arch_names() -> list[str]:
     """Registered architecture names."""
-    return list(ARCHITECTURES)
+    return list(REGISTRY)
 
 
 def create_model(arch: str, **config: Any) -> _LatentModel:
@@ -408,15 +431,16 @@ def create_model(arch: str, **config: Any) -> _LatentModel:
 
     Raises ValueError naming the valid architectures when ``arch`` is unknown.
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](**config)
+    known = REGISTRY.entries()
+    if arch not in known:
+        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(known)}")
+    return known[arch].make(**config)
 
 
 def reference_for(arch: str) -> tuple[str, dict[str, int]]:
     """compressai ``mbt2018-mean`` config with the channel counts of a c2f model (N, and M of
     a wide-latent model, else M = N)."""
-    if arch.startswith("c2f-") and arch in ARCHITECTURES:
+    if arch.startswith("c2f-") and arch in REGISTRY:
         model = create_model(arch) if "-vr" not in arch else create_model(arch, lambdas=[0.01])
         return "mbt2018-mean", {"N": C2F_SIZES[model.size_name].n, "M": model.latent_width}
     raise ValueError(f"{arch} is not a c2f model")

@@ -35,7 +35,8 @@ import torch
 from cloud3d.atomic import atomic_path
 from cloud3d.errors import Cloud3dError
 from cloud3d.untrusted import quote
-from models.architectures import ARCHITECTURES, create_model
+from models.architectures import REGISTRY as ARCH_REGISTRY
+from models.architectures import create_model
 from models.latent_model import LatentModel
 
 FORMAT = "cloud3d-model"
@@ -115,9 +116,9 @@ def load_checkpoint(
     obj = read_checkpoint(path)
     meta = obj["meta"]
     got = meta.get("arch")
-    if not isinstance(got, str) or got not in ARCHITECTURES:
+    if not isinstance(got, str) or got not in ARCH_REGISTRY:
         raise Cloud3dError(f"{path}: unknown architecture {quote(got)} in checkpoint; known: "
-                           f"{', '.join(ARCHITECTURES)}")
+                           f"{', '.join(ARCH_REGISTRY)}")
     if arch is not None and arch != got:
         raise Cloud3dError(
             f"{path} is a checkpoint of architecture {got}, not {arch}: pass a {arch} checkpoint "
@@ -131,9 +132,9 @@ def build_model(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
     """The model ``arch`` built with ``config`` and holding ``state_dict``, in eval mode on the
     CPU, after :func:`check_config`; the one way checkpoints and bundled models are built.
     ``source`` names the file in errors (:class:`Cloud3dError`)."""
-    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCH_REGISTRY:
         raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}; known: "
-                           f"{', '.join(ARCHITECTURES)}")
+                           f"{', '.join(ARCH_REGISTRY)}")
     check_config(arch, config, state_dict, source)
     model = create_model(arch, **config)
     load_weights(model, state_dict, source)
@@ -164,9 +165,9 @@ def check_config(arch: str, config: Any,
     ``state_dict`` maps names to tensors or to bare shapes (a file's headers, read before its
     data). Returns the fresh model's ``{name: (shape, dtype)}``.
     """
-    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCH_REGISTRY:
         raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}; known: "
-                           f"{', '.join(ARCHITECTURES)}")
+                           f"{', '.join(ARCH_REGISTRY)}")
     if not isinstance(config, dict):
         raise Cloud3dError(f"{source}: architecture config is {type(config).__name__} JSON, "
                            "not an object of constructor options")
@@ -208,7 +209,7 @@ def check_config(arch: str, config: Any,
 def _named_options(arch: str) -> dict[str, Any] | None:
     """Constructor options of ``arch`` with their defaults; None when the factory only takes
     ``**kwargs`` (it then checks them itself)."""
-    params = inspect.signature(ARCHITECTURES[arch]).parameters.values()
+    params = inspect.signature(ARCH_REGISTRY[arch].make).parameters.values()
     named = {p.name: p.default for p in params
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return named if named or not any(p.kind == p.VAR_KEYWORD for p in params) else None

@@ -201,7 +201,8 @@ def _passive_omp_wait() -> None:
     Idle OpenMP threads then sleep instead of spinning. On a machine shared with other jobs
     a spinning thread holds a core the other thread's work needs: measured here with the
     load average at 13-15, a 2-thread training step took 10-13 s spinning and 2.8-3.6 s
-    passive (1 thread: 2.3 s); see docs/models.md, "Training speed on a CPU".
+    passive (1 thread: 2.3 s); see
+    docs/studies/2026-11-29-train-speed-cpu.md.
     """
     import os
     import sys

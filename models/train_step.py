@@ -81,7 +81,7 @@ def make_optimizers(model: torch.nn.Module, lr: float, aux_lr: float
     The main Adam uses torch's fused kernel: measured with ``benchmarks/train_speed.py`` on
     this 2-core machine, it cuts the optimizer phase of c2f-small-pruned (10.5 M parameters)
     from about 325 to 175-215 ms per step and that of c2f-xsmall-pruned (3.9 M) from
-    about 40 to 15-25 ms of CPU (docs/models.md, "Training speed on a CPU")."""
+    about 40 to 15-25 ms of CPU (docs/studies/2026-11-29-train-speed-cpu.md)."""
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
     return torch.optim.Adam(main, lr=lr, fused=True), torch.optim.Adam(aux, lr=aux_lr)

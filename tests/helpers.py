@@ -73,7 +73,7 @@ def plugin_cli_argv(args: list[str]) -> list[str]:
     """``cloud3d ARGS...`` with the test codecs of ``plugin_codecs.py`` registered (``test-quant``)."""
     code = (
         "import sys; sys.path.insert(0, {tests!r});"
-        "import baselines.codecs.registry as r; r.CODEC_MODULES += ('plugin_codecs',);"
+        "import baselines.codecs.registry as r; r.REGISTRY.builtin += ('plugin_codecs',);"
         "from cloud3d.cli import main; main({args!r})"
     ).format(tests=str(ROOT / "tests"), args=args)
     return [sys.executable, "-c", code]

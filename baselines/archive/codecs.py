@@ -16,17 +16,14 @@ An archive may also use ``raw`` (the original files stored byte for byte, like t
 codec of ``cloud3d bench`` with one quality value, e.g. ``jpeg:q=90``, ``bpg:qp=27`` or
 ``learned:checkpoint=runs/a/best.pt;coder=lzma``. :func:`resolve_codec` parses a spec with the
 registry's own parser (:func:`baselines.codecs.registry.parse_codec_spec`); this module is
-added to the registry for that call through its documented ``CLOUD3D_CODEC_MODULES``
-variable.
+one of the registry's built-in codec modules, so ``cloud3d bench`` and ``cloud3d codecs``
+know these codecs too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,28 +109,8 @@ class PngOptCodec(PngCodec):
             raise CodecError(f"{self.name}: encoding a {w}x{h} image failed: {exc}") from exc
         return EncodeResult(data=bytes(data), encode_s=time.perf_counter() - t0)
 
-    def encode(self, rgb: np.ndarray, quality: float) -> bytes:
-        return self.encode_timed(rgb, quality).data
-
 
 CODECS: list[type[Codec]] = [WebpLosslessCodec, JpegXlLosslessCodec, PngOptCodec]
-
-
-@contextlib.contextmanager
-def _registered() -> Iterator[None]:
-    """This module in ``$CLOUD3D_CODEC_MODULES`` for the duration of a registry look-up."""
-    var = "CLOUD3D_CODEC_MODULES"
-    old = os.environ.get(var)
-    mods = [m.strip() for m in (old or "").split(",") if m.strip()]
-    if MODULE not in mods:
-        os.environ[var] = ",".join([*mods, MODULE])
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = old
 
 
 @dataclass
@@ -197,18 +174,18 @@ def resolve_codec(spec: str, quality_override: Any = None) -> ArchiveCodec:
     spec = spec.strip()
     if spec == RAW:
         return ArchiveCodec(spec=RAW, codec=None, quality=None)
-    from baselines.codecs.registry import get_codec_class, parse_codec_spec
+    from baselines.codecs.registry import build_codec_spec, get_codec_class
+    from baselines.codecs.spec_text import spec_name, split_spec
 
-    with _registered():
-        try:
-            if quality_override is not None:  # same codec and options, another quality value
-                head, *opts = spec.split(";")
-                name = head.partition(":")[0].strip()
-                qname = get_codec_class(name).quality.name
-                spec = ";".join([f"{name}:{qname}={quality_override}", *opts])
-            parsed = parse_codec_spec(spec)
-        except ValueError as exc:
-            raise Cloud3dError(f"--codec {spec!r}: {exc}") from None
+    try:
+        cls = get_codec_class(spec_name(spec))
+        parts = split_spec(spec, cls.name)
+        if quality_override is not None:  # same codec and options, another quality value
+            parts = parts.with_values(cls.quality.name, [str(quality_override)])
+            spec = parts.text()
+        parsed = build_codec_spec(cls, parts, spec)
+    except ValueError as exc:
+        raise Cloud3dError(f"--codec {spec!r}: {exc}") from None
     if len(parsed.qualities) != 1:
         q = parsed.cls.quality
         raise Cloud3dError(

@@ -1,7 +1,9 @@
 """Find codecs by name and parse ``--codec`` specs.
 
-Codec classes live in modules listed in :data:`CODEC_MODULES`; each module
-defines ``CODECS: list[type[Codec]]``. Modules are imported lazily so listing
+Codec classes live in modules listed in :data:`CODEC_MODULES`, plus the user's own modules
+named in ``$CLOUD3D_CODEC_MODULES``; each module defines ``CODECS: list[type[Codec]]``
+(:data:`REGISTRY`, the :class:`cloud3d.registry.Registry` that games and architectures use
+too). Codec modules import their optional libraries only when a codec is used, so listing
 codecs never fails because one optional library is missing.
 
 Spec syntax (one ``--codec`` option)::
@@ -15,21 +17,22 @@ Spec syntax (one ``--codec`` option)::
     learned:model=supertuxkart              (a bundled model, every quality of it)
     learned:model=supertuxkart@1,supertuxkart@4
 
-Without ``:PARAM=...`` the codec's default sweep is used. ``label=NAME`` (any codec) names
+A value holding ``,`` or ``;`` (a path, say) goes in double quotes, e.g.
+``learned:checkpoint="runs/a,b/best.pt"``; see :mod:`baselines.codecs.spec_text` for the
+exact rules. Without ``:PARAM=...`` the codec's default sweep is used. ``label=NAME`` (any codec) names
 the curve in results and reports; by default it is the codec's own curve name (see
 :meth:`Codec.curve_label`) plus the options that differ from the defaults.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from baselines.codecs.base import Codec
-from cloud3d.errors import Cloud3dError
+from baselines.codecs.spec_text import SpecText, spec_name, split_spec
+from cloud3d.registry import Registry
 
 #: the environment variable naming extra codec modules (comma-separated)
 MODULES_ENV = "CLOUD3D_CODEC_MODULES"
@@ -41,41 +44,18 @@ CODEC_MODULES: tuple[str, ...] = (
     "baselines.codecs.bpg",
     "baselines.codecs.vtm",
     "baselines.codecs.learned",
+    "baselines.archive.codecs",
 )
 
+#: every codec class by name: :data:`CODEC_MODULES`, then the modules in ``$CLOUD3D_CODEC_MODULES``
+#: (a user's own codecs, without editing this file); see :class:`cloud3d.registry.Registry`
+REGISTRY: Registry[type[Codec]] = Registry(
+    "codec", CODEC_MODULES, "CODECS", env_var=MODULES_ENV, what="Codec classes",
+    accepts=lambda c: isinstance(c, type) and issubclass(c, Codec),
+)
 
 #: what ``label=`` accepts (it names files of kept bitstreams and report rows)
 LABEL_RE = re.compile(r"[A-Za-z0-9_.+@-]{1,64}")
-
-
-def codec_modules() -> tuple[str, ...]:
-    """:data:`CODEC_MODULES` plus any in ``$CLOUD3D_CODEC_MODULES`` (comma-separated module names).
-
-    The variable lets a user (or a test) plug in codecs of their own without
-    editing this file; those modules must define ``CODECS`` like the built-in ones.
-    """
-    extra = [m.strip() for m in os.environ.get(MODULES_ENV, "").split(",") if m.strip()]
-    return CODEC_MODULES + tuple(dict.fromkeys(m for m in extra if m not in CODEC_MODULES))
-
-
-def _plugin_codecs(modname: str) -> list[type[Codec]]:
-    """The ``CODECS`` of a user's module named in ``$CLOUD3D_CODEC_MODULES``.
-
-    Raises:
-        Cloud3dError: the module cannot be imported (e.g. misspelled, or not on
-            PYTHONPATH) or defines no list of Codec subclasses called ``CODECS``.
-    """
-    try:
-        mod = importlib.import_module(modname)
-    except ImportError as exc:
-        raise Cloud3dError(
-            f"{MODULES_ENV} names codec module {modname!r}, which cannot be imported ({exc}); "
-            "check the spelling and that its folder is on PYTHONPATH"
-        ) from exc
-    codecs = getattr(mod, "CODECS", None)
-    if not isinstance(codecs, list | tuple) or not all(isinstance(c, type) and issubclass(c, Codec) for c in codecs):
-        raise Cloud3dError(f"{MODULES_ENV}: module {modname!r} defines no CODECS list of Codec classes")
-    return list(codecs)
 
 
 def all_codecs() -> dict[str, type[Codec]]:
@@ -84,22 +64,14 @@ def all_codecs() -> dict[str, type[Codec]]:
     The built-in modules import their optional libraries lazily, so this never fails
     for a missing library; a bad module in ``$CLOUD3D_CODEC_MODULES`` is a Cloud3dError.
     """
-    out: dict[str, type[Codec]] = {}
-    for modname in codec_modules():
-        if modname in CODEC_MODULES:
-            classes = importlib.import_module(modname).CODECS
-        else:
-            classes = _plugin_codecs(modname)
-        for cls in classes:
-            out[cls.name] = cls
-    return out
+    return REGISTRY.entries()
 
 
 def get_codec_class(name: str) -> type[Codec]:
     """The codec class called ``name``; ValueError listing valid names otherwise."""
     codecs = all_codecs()
     if name not in codecs:
-        raise ValueError(f"unknown codec {name!r}; known codecs: {', '.join(codecs)}")
+        raise ValueError(REGISTRY.unknown(name, codecs))
     return codecs[name]
 
 
@@ -135,17 +107,16 @@ def parse_codec_spec(spec: str) -> CodecSpec:
     Raises ValueError with a message listing valid names, parameters, ranges
     and options when anything is wrong.
     """
-    head, *opt_parts = spec.split(";")
-    name, _, qpart = head.partition(":")
-    cls = get_codec_class(name.strip())
+    cls = get_codec_class(spec_name(spec))
+    return build_codec_spec(cls, split_spec(spec, cls.name), spec)
+
+
+def build_codec_spec(cls: type[Codec], parts: SpecText, spec: str) -> CodecSpec:
+    """The :class:`CodecSpec` of ``cls`` from the parts of ``spec`` (``spec`` names it in
+    messages); the checks of :func:`parse_codec_spec`."""
     options: dict[str, Any] = {}
-    for part in opt_parts:
-        if not part.strip():
-            continue
-        key, eq, val = part.partition("=")
-        if not eq:
-            raise ValueError(f"{cls.name}: option {part!r} must look like KEY=VALUE")
-        options[key.strip()] = _coerce(val.strip())
+    for key, val, quoted in parts.options:
+        options[key] = val if quoted else _coerce(val)
     label = options.pop("label", None)
     if label is not None:
         label = str(label)
@@ -154,20 +125,17 @@ def parse_codec_spec(spec: str) -> CodecSpec:
     qp = cls.quality
     param = None
     custom = None
-    if qpart:
-        key, eq, vals = qpart.partition("=")
-        if eq:
-            custom = cls.parse_qualities(key.strip(), [v.strip() for v in vals.split(",")
-                                                       if v.strip()])
+    if parts.qtext and parts.has_eq:
+        custom = cls.parse_qualities(parts.key, [v for v, _ in parts.values])
     if custom is not None:
         param, qualities = custom
-    elif qpart:
-        if not eq or key.strip() != qp.name:
+    elif parts.qtext:
+        if not parts.has_eq or parts.key != qp.name:
             raise ValueError(
                 f"{cls.name}: expected '{cls.name}:{qp.name}=V1,V2,...' ({qp.meaning}, "
                 f"{qp.low:g}..{qp.high:g}), got {spec!r}"
             )
-        qualities = [qp.check(_coerce(v.strip())) for v in vals.split(",") if v.strip()]
+        qualities = [qp.check(v if quoted else _coerce(v)) for v, quoted in parts.values]
     else:
         qualities = [qp.check(v) for v in qp.default_sweep]
     if not qualities:

@@ -18,10 +18,7 @@ A module that cannot be imported, or that has no ``GAMES`` list of recipes, is a
 
 from __future__ import annotations
 
-import importlib
-import os
-
-from cloud3d.errors import Cloud3dError
+from cloud3d.registry import Registry
 
 from .recipe import GameRecipe
 
@@ -30,46 +27,20 @@ BUILTIN_MODULES: tuple[str, ...] = ("capture.games.builtin",)
 
 ENV_VAR = "CLOUD3D_GAME_MODULES"
 
-
-def game_modules() -> tuple[str, ...]:
-    """:data:`BUILTIN_MODULES` plus the modules named in ``$CLOUD3D_GAME_MODULES``."""
-    extra = [m.strip() for m in os.environ.get(ENV_VAR, "").split(",") if m.strip()]
-    return BUILTIN_MODULES + tuple(m for m in extra if m not in BUILTIN_MODULES)
-
-
-def _load(modname: str) -> list[GameRecipe]:
-    try:
-        mod = importlib.import_module(modname)
-    except ModuleNotFoundError as exc:
-        if exc.name and (modname == exc.name or modname.startswith(exc.name + ".")):
-            raise Cloud3dError(
-                f"game module {modname!r} (from {ENV_VAR}) cannot be found: check its spelling "
-                "and that its folder is on PYTHONPATH"
-            ) from None
-        raise Cloud3dError(f"game module {modname!r} needs {exc.name!r}, which is not installed") from None
-    except Exception as exc:  # a user's module with a bug: say which one
-        raise Cloud3dError(f"game module {modname!r} failed to import: {type(exc).__name__}: {exc}") from None
-    games = getattr(mod, "GAMES", None)
-    if not isinstance(games, list | tuple) or not all(isinstance(g, GameRecipe) for g in games):
-        raise Cloud3dError(f"game module {modname!r} must define GAMES, a list of GameRecipe objects")
-    return list(games)
+#: every recipe by name: :data:`BUILTIN_MODULES`, then the modules in ``$CLOUD3D_GAME_MODULES``
+#: (see :class:`cloud3d.registry.Registry`)
+REGISTRY: Registry[GameRecipe] = Registry(
+    "game", BUILTIN_MODULES, "GAMES", env_var=ENV_VAR, what="GameRecipe objects",
+    accepts=lambda g: isinstance(g, GameRecipe),
+    unknown_hint=f"add your own with {ENV_VAR}, see docs/capture.md",
+)
 
 
 def all_games() -> dict[str, GameRecipe]:
     """Every recipe by name, built-in ones first."""
-    out: dict[str, GameRecipe] = {}
-    for modname in game_modules():
-        for game in _load(modname):
-            if game.name in out:
-                raise Cloud3dError(f"game {game.name!r} is defined twice (again in {modname!r})")
-            out[game.name] = game
-    return out
+    return REGISTRY.entries()
 
 
 def get_game(name: str) -> GameRecipe:
     """The recipe called ``name``; :class:`Cloud3dError` listing the known names otherwise."""
-    games = all_games()
-    if name not in games:
-        raise Cloud3dError(f"unknown game {name!r}; known games: {', '.join(games)} "
-                           f"(add your own with {ENV_VAR}, see docs/capture.md)")
-    return games[name]
+    return REGISTRY.lookup(name)
