@@ -28,8 +28,8 @@ import pandas as pd
 from analysis.plots import pyplot, save_figure
 from baselines import metrics
 from baselines.bdrate import MIN_OVERLAP, bd_overlap, bd_quality, bd_rate
-from baselines.store import ResultsStore
-from baselines.tasks import label_slug
+from baselines.bench.store import ResultsStore
+from baselines.bench.tasks import label_slug
 from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
 

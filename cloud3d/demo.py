@@ -144,8 +144,8 @@ def run_demo(
         seed: synthetic scene seed.
     """
     from analysis.pipeline import run_entropy
+    from baselines.bench.runner import run_bench
     from baselines.report import write_report
-    from baselines.runner import run_bench
     from cloud3d_dataset.split import build_splits
 
     bad = [r for r in resolutions if r not in RESOLUTIONS]

@@ -81,8 +81,8 @@ def run_study(dataset: str | os.PathLike, out: str | os.PathLike,
               workers: int | None = None, update_cards: bool = False,
               progress: bool = True) -> pd.DataFrame:
     """Run the study (module docstring) into ``out``; returns the ``models.csv`` table."""
+    from baselines.bench.runner import run_bench
     from baselines.report import bd_table, write_report
-    from baselines.runner import run_bench
     from models.library import scan_models
 
     entries = {e.name: e for e in scan_models()[0]}
