@@ -7,9 +7,9 @@ Public API (imported lazily so ``cloud3d --help`` stays fast)::
 
 from __future__ import annotations
 
-import importlib
+from cloud3d.lazy import lazy_exports
 
-_API = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "MEASURES": "analysis.measures",
     "image_measures": "analysis.measures",
     "measure_folder": "analysis.folder",
@@ -19,12 +19,4 @@ _API = {
     "plot_box": "analysis.plots",
     "run_entropy": "analysis.pipeline",
     "STANDIN_NAME": "analysis.reference",
-}
-
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+})

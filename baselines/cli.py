@@ -1,6 +1,6 @@
 """``cloud3d codecs``, ``cloud3d bench`` and ``cloud3d report``.
 
-Thin layer over :mod:`baselines.runner` and :mod:`baselines.report`; heavy
+Thin layer over :mod:`baselines.bench.runner` and :mod:`baselines.report`; heavy
 imports (pandas, matplotlib, dask, torch) happen inside the commands.
 """
 
@@ -147,7 +147,7 @@ def bench_cmd(dataset_dir, split, apps, resolutions, codecs, results, workers, s
     calibration; re-running the same command resumes: finished tasks are skipped.
     Exit status 1 when any task failed (see `cloud3d report`).
     """
-    from baselines.runner import run_bench
+    from baselines.bench.runner import run_bench
 
     if workers and scheduler:
         raise Cloud3dError("give either --workers (local pool) or --scheduler (Dask), not both")

@@ -29,9 +29,9 @@ from typing import Any
 
 import pandas as pd
 
+from baselines.bench.runner import run_bench
 from baselines.codecs.registry import get_codec_class
 from baselines.report import bd_table, write_report
-from baselines.runner import run_bench
 from cloud3d.errors import Cloud3dError
 
 __all__ = ["ANCHORS", "TARGET_PCT", "run_study", "status_of"]

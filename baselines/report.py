@@ -29,10 +29,10 @@ from analysis.plots import pyplot, save_figure
 from baselines import metrics
 from baselines.bd_columns import BD_COLUMNS, BD_VALUES
 from baselines.bdrate import MIN_OVERLAP, bd_overlap, bd_quality, bd_rate
+from baselines.bench.store import ResultsStore
+from baselines.bench.tasks import label_slug
 from baselines.bench_figures import report_sections
 from baselines.html_report import write_index_html
-from baselines.store import ResultsStore
-from baselines.tasks import label_slug
 from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
 

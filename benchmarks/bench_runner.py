@@ -4,7 +4,7 @@ Builds a small 720p dataset from the built-in synthetic scene, then times the
 same work (read PNG, encode, decode, MSE/PSNR, MS-SSIM) for JPEG and WebP:
 
 * ``direct``: a plain loop in this process (after one warm-up task),
-* ``runner 1 worker``: :func:`baselines.runner.run_bench` with one pool process
+* ``runner 1 worker``: :func:`baselines.bench.runner.run_bench` with one pool process
   into a fresh SQLite store (planning, pool start, pickling, commits included),
 * ``runner 2 workers``: the same with two processes.
 
@@ -67,7 +67,7 @@ def direct(root: Path) -> tuple[float, int]:
 
 
 def runner(root: Path, tmp: Path, workers: int, tag: str) -> tuple[float, int]:
-    from baselines.runner import run_bench
+    from baselines.bench.runner import run_bench
 
     res = tmp / f"{tag}.sqlite"
     t0 = time.perf_counter()

@@ -1,12 +1,12 @@
 """Packaging and verify speed: ``cloud3d split`` then ``cloud3d verify`` on synthetic captures.
 
-Writes 6 apps x 2 resolutions x ``--frames`` (default 1000) small PNGs in the
-capture format (frames.csv + resolution folders, fpng-encoded, 2 frames/s),
-then times, with ``time.perf_counter``:
+Records 6 apps x ``--frames`` (default 1000) frames of capture's synthetic scene at
+128x72 with capture's own recorder (frames.csv + ``native/``, fpng-encoded), then times,
+with ``time.perf_counter``:
 
 * packaging all apps into one dataset with hard links (800/100/100 scaled to
-  ``--frames``; reads each file once for SHA-256 and the PNG chunk/CRC check,
-  no pixel decoding);
+  ``--frames``, blocks of 10 frames; reads each file once for SHA-256 and the PNG
+  chunk/CRC check, no pixel decoding);
 * optionally (``--copy``) the same with copies;
 * ``verify`` of the whole dataset (SHA-256 + full PNG decode per file,
   process pool).
@@ -15,7 +15,7 @@ Figures are files per second (one file = one frame at one resolution). The
 raw files were just written, so they are in the page cache: these are
 warm-cache figures. Usage::
 
-    python benchmarks/split_bench.py                # 12,000 files
+    python benchmarks/split_bench.py                # 6,000 files
     python benchmarks/split_bench.py --frames 200   # quicker
 """
 
@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from capture import SyntheticSource, record
 from cloud3d_dataset.split import build_splits
-from cloud3d_dataset.synthcapture import write_synthetic_capture
 from cloud3d_dataset.verify import verify
 
 APPS = ("supertuxkart", "0ad", "redeclipse", "dota2", "inmind", "imhotep")
-SIZES = {"72p": (128, 72), "36p": (64, 36)}
+SIZE = (128, 72)
 
 
 def main() -> None:
@@ -51,12 +51,11 @@ def main() -> None:
         raw = base / "RAW"
         t0 = time.perf_counter()
         for i, app in enumerate(APPS):
-            write_synthetic_capture(raw, app, args.frames, SIZES, fps=2.0, seed=i)
-        n_files = len(APPS) * len(SIZES) * args.frames
-        print(
-            f"wrote {n_files} raw PNGs ({len(APPS)} apps x {len(SIZES)} res x {args.frames}) "
-            f"in {time.perf_counter() - t0:.1f} s"
-        )
+            with SyntheticSource(*SIZE, seed=i) as src:
+                record(src, raw, app, count=args.frames, writer_kind="thread", progress=False)
+        n_files = len(APPS) * args.frames
+        print(f"recorded {n_files} raw PNGs ({len(APPS)} apps x {args.frames}) "
+              f"in {time.perf_counter() - t0:.1f} s")
         test = max(1, args.frames // 10)
         counts = {"train": args.frames - 2 * test, "val": test, "test": test}
         runs = [("link", False)] + ([("copy", True)] if args.copy else [])

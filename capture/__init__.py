@@ -11,9 +11,9 @@ See docs/capture.md.
 
 from __future__ import annotations
 
-import importlib
+from cloud3d.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "record": "capture.recorder",
     "CaptureSummary": "capture.recorder",
     "FilterConfig": "capture.filters",
@@ -30,12 +30,4 @@ _EXPORTS = {
     "SyntheticScene": "capture.synthetic",
     "check_capture": "capture.verify",
     "fit_frame": "capture.resize",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'capture' has no attribute {name!r}")
+})

@@ -9,6 +9,7 @@ Shared by every stage (import freely, from any stage)::
     cloud3d.resolutions  the named resolutions (720p, 1080p) and how a size is named
     cloud3d.provenance   SHA-256 of files and bytes, versions of tools and packages,
                          UTC timestamps, a description of the machine
+    cloud3d.lazy         lazy_exports: each stage's public face (``__all__``, imports on use)
 
 Above every stage, a layer of its own (nothing imports it; it only orchestrates)::
 

@@ -61,6 +61,77 @@ def make_dataset(root: Path, apps=("alpha", "beta"), n: int = 3, h: int = H, w: 
     return root
 
 
+#: capture clock of the first grab of :func:`write_capture` (epoch seconds, UTC)
+CAPTURE_T0 = 1_700_000_000.0
+
+
+class CaptureFolder:
+    """A capture folder ``ROOT/APP/`` written by capture's own writer, as the recorder writes it.
+
+    Each kept frame's PNGs come from :func:`capture.writer.write_frame` (atomic, hashed) and
+    its row from :class:`capture.framelog.FrameLog`: frames.csv has the recorder's columns
+    (``status``, ISO-8601 ``capture_time``, ``file_{res}``...), the one dialect the dataset
+    stage reads. The one difference from a recording is the clock: the test sets each grab's
+    capture time (the recorder reads the wall clock, which the split's time blocks would see
+    as one burst). Use as a context manager; :meth:`add` one grab at a time.
+    """
+
+    def __init__(self, root: Path, app: str) -> None:
+        from capture.framelog import FrameLog
+
+        self.app_dir = Path(root) / app
+        self.app_dir.mkdir(parents=True, exist_ok=True)
+        self.log = FrameLog(self.app_dir)
+        self.index, _ = self.log.reconcile()
+        self.grabs = 0
+
+    def add(self, rgb: np.ndarray, when: float, resolutions=("native",), scene: str = "",
+            dropped: str | None = None) -> int | None:
+        """Log one grab of ``rgb`` ``(H, W, 3) uint8`` taken at ``when`` (epoch seconds): kept
+        (its PNGs written at ``resolutions``; returns its frame index) or, with ``dropped=REASON``,
+        logged as dropped without files (returns None)."""
+        from datetime import UTC, datetime
+
+        from capture.writer import write_frame
+
+        h, w = rgb.shape[:2]
+        row = {"run": "test", "grab": self.grabs, "source": "synthetic", "synthetic": 1,
+               "capture_time": datetime.fromtimestamp(when, UTC).isoformat(timespec="microseconds"),
+               "scene": scene, "x": 0, "y": 0, "width": w, "height": h}
+        self.grabs += 1
+        if dropped is not None:
+            self.log.append(row | {"status": "dropped", "reason": dropped})
+            return None
+        fields, _enc, _rsz, _n = write_frame(self.app_dir, rgb, self.index, resolutions, "error",
+                                             "fpng", 1)
+        self.log.append(row | fields | {"index": self.index, "status": "kept"})
+        self.index += 1
+        return self.index - 1
+
+    def __enter__(self) -> CaptureFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.log.close()
+
+
+def write_capture(root: Path, app: str, n: int, size: tuple[int, int] = (128, 72),
+                  resolutions=("native",), fps: float = 2.0, seed: int = 0,
+                  drop_every: int = 0) -> Path:
+    """``n`` grabs of capture's synthetic scene (``size`` = (width, height), at least 64x48),
+    written by :class:`CaptureFolder` at ``resolutions``; grab ``i`` shows scene time ``i / fps``
+    and is captured at ``CAPTURE_T0 + i / fps``. With ``drop_every=k`` every k-th grab is logged
+    as a dropped duplicate. Returns the app folder."""
+    from capture.synthetic import SyntheticSource
+
+    src = SyntheticSource(*size, seed=seed, fps=fps)
+    with CaptureFolder(root, app) as cap:
+        for i in range(n):
+            drop = drop_every and i % drop_every == drop_every - 1
+            cap.add(src.grab(), CAPTURE_T0 + i / fps, resolutions, dropped="duplicate" if drop else None)
+    return cap.app_dir
+
+
 def rows(path: Path) -> list[dict]:
     con = sqlite3.connect(path)
     con.row_factory = sqlite3.Row

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import ROOT
+from helpers import CAPTURE_T0, ROOT, CaptureFolder
 from plugin_games import STANDIN
 
 from capture.games.runner import GameOptions, capture_game
+from capture.synthetic import SyntheticScene
 from cloud3d.errors import Cloud3dError
-from cloud3d.imageio import write_png
 from cloud3d_dataset.blocks import assign_groups
 from cloud3d_dataset.manifest import load_manifest
 from cloud3d_dataset.split import build_splits
-from cloud3d_dataset.synthcapture import synthetic_frame
 from cloud3d_dataset.verify import verify
 
 ENV = {"CLOUD3D_GAME_MODULES": "plugin_games",
@@ -28,65 +27,65 @@ def _record(ds: Path, app: str) -> dict:
     return json.loads((ds / ".cloud3d" / f"split-{app}.json").read_text())
 
 
-def write_game_like_capture(app_dir: Path, scenes: dict[str, int], sizes: dict[str, tuple[int, int]],
-                            scene_column: bool = True) -> Path:
-    """A capture in ``cloud3d capture game``'s layout: each resolution rendered on its own.
+#: dataset group -> capture folder of the two streams: grabs of 128x72 written as they are
+#: (``native``), and grabs of 1280x720 (``720p``)
+STREAMS = {"72p": "native", "720p": "720p"}
 
-    For every folder of ``sizes`` and every scene, ``scenes[scene]`` frames, 0.5 s apart,
-    each with one file (``file_{res}``) and its scene in ``frames.csv``.
+
+def write_game_like_capture(app_dir: Path, scenes: dict[str, int], scene_column: bool = True) -> Path:
+    """A capture in ``cloud3d capture game``'s layout: each resolution captured on its own.
+
+    For each folder of :data:`STREAMS` and every scene, ``scenes[scene]`` grabs of capture's
+    synthetic scene, 0.5 s apart, each with one file (``file_{res}``) and its scene in
+    ``frames.csv`` (left empty with ``scene_column=False``), written by capture's writer.
     """
-    rows, index, t = [], 0, 1_700_000_000.0
-    for res, (w, h) in sizes.items():
-        for k, (scene, n) in enumerate(scenes.items()):
-            for i in range(n):
-                rel = f"{res}/{index:06d}.png"
-                write_png(app_dir / rel, synthetic_frame(h, w, seed=k, t=i * 4.0))
-                row = {"index": index, "status": "kept", "capture_time": t}
-                if scene_column:
-                    row["scene"] = scene
-                rows.append(row | {f"file_{r}": (rel if r == res else "") for r in sizes})
-                index, t = index + 1, t + 0.5
-    pd.DataFrame(rows).to_csv(app_dir / "frames.csv", index=False)
+    t = CAPTURE_T0
+    with CaptureFolder(app_dir.parent, app_dir.name) as cap:
+        for folder in STREAMS.values():
+            for k, (scene, n) in enumerate(scenes.items()):
+                view = SyntheticScene(128, 72, seed=k)
+                for i in range(n):
+                    rgb = view.render(i, fps=0.25)
+                    if folder == "720p":  # grabbed at 1280x720 (blown up: no resize to pay for)
+                        rgb = rgb.repeat(10, axis=0).repeat(10, axis=1)
+                    cap.add(rgb, t, (folder,), scene=scene if scene_column else "")
+                    t += 0.5
     return app_dir
 
 
-SIZES = {"72p": (128, 72), "36p": (64, 36)}
-
-
 def test_whole_scenes_per_split_at_every_resolution(tmp_path):
-    scenes = {f"track{k}": 6 for k in range(8)}
-    raw = write_game_like_capture(tmp_path / "RAW" / "kart", scenes, SIZES)
+    scenes = {f"track{k}": 3 for k in range(8)}
+    raw = write_game_like_capture(tmp_path / "RAW" / "kart", scenes)
     ds = tmp_path / "DS"
-    r = build_splits(raw, ds, train=30, val=6, test=6, group="scene", seed=4, progress=False)
-    assert r.counts == {"train": 30, "validation": 6, "test": 6} and r.block == "scene"
+    r = build_splits(raw, ds, train=15, val=3, test=3, group="scene", seed=4, progress=False)
+    assert r.counts == {"train": 15, "validation": 3, "test": 3} and r.block == "scene"
     owner = {s: split for split, names in r.scenes.items() for s in names}
     assert len(r.scenes["test"]) == 1 and len(r.scenes["validation"]) == 1
     df = load_manifest(ds)
     cap = pd.read_csv(raw / "frames.csv").set_index("index")
     rec = _record(ds, "kart")
-    assert set(rec["n_to_capture"]) == {"72p", "36p"}  # one stream per resolution
-    for res in SIZES:
+    assert set(rec["n_to_capture"]) == set(STREAMS)  # one stream per resolution
+    for res, folder in STREAMS.items():
         rows = rec["n_to_capture"][res]
-        assert [n for n, *_ in rows] == list(range(42))
+        assert [n for n, *_ in rows] == list(range(21))
         for _n, split, index, _t in rows:
-            assert cap.loc[index, f"file_{res}"].startswith(res)
+            assert cap.loc[index, f"file_{folder}"].startswith(folder)
             assert owner[cap.loc[index, "scene"]] == split  # every frame in its scene's split
         sub = df[df["resolution"] == res]
-        assert sub.groupby("split").size().to_dict() == {"test": 6, "train": 30, "validation": 6}
+        assert sub.groupby("split").size().to_dict() == {"test": 3, "train": 15, "validation": 3}
     assert rec["scenes"] == r.scenes and verify(ds, progress=False).ok
     # the same seed gives the same split; another seed moves scenes around
-    again = build_splits(raw, tmp_path / "DS2", train=30, val=6, test=6, group="scene", seed=4,
+    again = build_splits(raw, tmp_path / "DS2", train=15, val=3, test=3, group="scene", seed=4,
                          progress=False)
     assert again.scenes == r.scenes
     assert (tmp_path / "DS" / "manifest.csv").read_bytes() == (tmp_path / "DS2" / "manifest.csv").read_bytes()
 
 
 def test_scene_groups_need_scenes_and_enough_of_them(tmp_path):
-    raw = write_game_like_capture(tmp_path / "RAW" / "kart", {"a": 5, "b": 5}, SIZES,
-                                  scene_column=False)
+    raw = write_game_like_capture(tmp_path / "RAW" / "kart", {"a": 5, "b": 5}, scene_column=False)
     with pytest.raises(Cloud3dError, match="--group scene needs the scene of every frame"):
         build_splits(raw, tmp_path / "DS", train=6, val=2, test=2, group="scene", progress=False)
-    raw = write_game_like_capture(tmp_path / "RAW2" / "kart", {"a": 5, "b": 5, "c": 10}, SIZES)
+    raw = write_game_like_capture(tmp_path / "RAW2" / "kart", {"a": 5, "b": 5, "c": 10})
     args = dict(train=11, val=2, test=2, group="scene", seed=1, progress=False)  # order a, b, c
     with pytest.raises(Cloud3dError, match=r"with whole scenes per split: 15 needed .*frames per "
                                            r"scene: a 5, b 5, c 10; at most 12 fit"):
@@ -112,15 +111,15 @@ def test_assign_groups_keeps_a_scene_in_one_split_across_streams():
 
 
 def test_time_blocks_on_resolutions_rendered_on_their_own(tmp_path):
-    raw = write_game_like_capture(tmp_path / "RAW" / "kart", {"a": 30, "b": 30}, SIZES)
-    r = build_splits(raw, tmp_path / "DS", train=40, val=5, test=5, block="4s", progress=False)
+    raw = write_game_like_capture(tmp_path / "RAW" / "kart", {"a": 15, "b": 15})
+    r = build_splits(raw, tmp_path / "DS", train=20, val=3, test=3, block="2s", progress=False)
     rec = _record(tmp_path / "DS", "kart")
-    assert r.counts == {"train": 40, "validation": 5, "test": 5} and rec["streams"]
+    assert r.counts == {"train": 20, "validation": 3, "test": 3} and rec["streams"]
     cap = pd.read_csv(raw / "frames.csv").set_index("index")
-    for res in SIZES:  # each resolution uses only its own frames, numbered 0..49
+    for res, folder in STREAMS.items():  # each resolution uses only its own frames, numbered 0..25
         rows = rec["n_to_capture"][res]
-        assert [n for n, *_ in rows] == list(range(50))
-        assert all(cap.loc[i, f"file_{res}"].startswith(res) for _n, _s, i, _t in rows)
+        assert [n for n, *_ in rows] == list(range(26))
+        assert all(cap.loc[i, f"file_{folder}"].startswith(folder) for _n, _s, i, _t in rows)
     assert verify(tmp_path / "DS", progress=False).ok
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_game_like_frame, write_capture
 from PIL import Image
 
 from cloud3d.errors import Cloud3dError
@@ -22,16 +23,15 @@ from cloud3d_dataset.blocks import Span, assign, make_blocks
 from cloud3d_dataset.layout import SPLITS
 from cloud3d_dataset.manifest import load_manifest
 from cloud3d_dataset.split import build_splits
-from cloud3d_dataset.synthcapture import synthetic_frame, write_synthetic_capture
 
-SIZES = {"72p": (128, 72), "36p": (64, 36)}
 COUNTS = {"train": 40, "val": 8, "test": 8}
 
 
 @pytest.fixture()
 def raw(tmp_path) -> Path:
-    """A capture root with app 'kart': 100 logged frames at 2 fps, every 10th not kept."""
-    write_synthetic_capture(tmp_path / "RAW", "kart", 100, SIZES, fps=2.0, seed=1, drop_every=10)
+    """A capture root with app 'kart': 100 grabs of 128x72 at 2 fps (``native/``, the 72p
+    group), every 10th dropped."""
+    write_capture(tmp_path / "RAW", "kart", 100, fps=2.0, seed=1, drop_every=10)
     return tmp_path / "RAW"
 
 
@@ -40,36 +40,44 @@ def _record(ds: Path, app: str) -> dict:
 
 
 def _frames_csv(raw: Path, app: str) -> pd.DataFrame:
-    return pd.read_csv(raw / app / "frames.csv").set_index("index")
+    """The kept rows of an app's frames.csv by frame index, ``capture_time`` in epoch seconds."""
+    df = pd.read_csv(raw / app / "frames.csv", dtype={"reason": str}).query("status == 'kept'")
+    df["capture_time"] = pd.to_datetime(df["capture_time"]).map(pd.Timestamp.timestamp)
+    return df.astype({"index": int}).set_index("index")
 
 
-def test_split_counts_layout_and_hard_links(raw, tmp_path):
+def test_split_counts_layout_and_hard_links(tmp_path):
+    """Every grab written at two resolutions (128x72 native and 720p): the resolutions are
+    split together, hard-linked, and the same n is the same grab at both."""
+    raw = write_capture(tmp_path / "RAW", "kart", 60, resolutions=("native", "720p"), seed=1,
+                        drop_every=10)
+    folders = {"72p": ("native", (128, 72)), "720p": ("720p", (1280, 720))}
     ds = tmp_path / "DS"
-    r = build_splits(raw / "kart", ds, **COUNTS, seed=3, progress=False)
-    assert r.counts == {"train": 40, "validation": 8, "test": 8}
-    assert r.resolutions == ["36p", "72p"] and r.linked == 2 * 56 and r.encoded == 0
+    r = build_splits(raw, ds, train=24, val=6, test=6, block="4s", seed=3, progress=False)
+    assert r.counts == {"train": 24, "validation": 6, "test": 6}
+    assert r.resolutions == ["720p", "72p"] and r.linked == 2 * 36 and r.encoded == 0
     df = load_manifest(ds)
-    assert len(df) == 112
+    assert len(df) == 72
     rec = _record(ds, "kart")
     n_to_cap = {n: cap for n, _s, cap, _t in rec["n_to_capture"]}
-    # n runs 0..55 over the app (all splits), in capture order.
-    assert sorted(n_to_cap) == list(range(56))
-    assert [n_to_cap[n] for n in range(56)] == sorted(n_to_cap.values())
-    for res, (w, h) in SIZES.items():
+    # n runs 0..35 over the app (all splits), in capture order.
+    assert sorted(n_to_cap) == list(range(36))
+    assert [n_to_cap[n] for n in range(36)] == sorted(n_to_cap.values())
+    for res, (folder, (w, h)) in folders.items():
         sub = df[df["resolution"] == res]
-        assert sub.groupby("split").size().to_dict() == {"train": 40, "validation": 8, "test": 8}
+        assert sub.groupby("split").size().to_dict() == {"train": 24, "validation": 6, "test": 6}
         assert set(sub["width"]) == {w} and set(sub["height"]) == {h}
         for row in sub.itertuples():
             f = ds / row.path
-            src = raw / "kart" / res / f"{n_to_cap[row.source_index]:06d}.png"
+            src = raw / folder / f"{n_to_cap[row.source_index]:06d}.png"
             assert os.stat(f).st_ino == os.stat(src).st_ino  # hard link to the raw frame
             assert row.sha256 == sha256_file(f) and row.bytes == f.stat().st_size
     # The same n is the same source frame, in the same split, at every resolution.
-    a = df[df["resolution"] == "36p"].set_index("source_index")["split"]
+    a = df[df["resolution"] == "720p"].set_index("source_index")["split"]
     b = df[df["resolution"] == "72p"].set_index("source_index")["split"]
     assert a.equals(b)
     # Capture time comes from frames.csv.
-    times = _frames_csv(raw, "kart")["capture_time"]
+    times = _frames_csv(tmp_path / "RAW", "kart")["capture_time"]
     for row in df.head(5).itertuples():
         assert row.capture_time == pytest.approx(times[n_to_cap[row.source_index]], abs=1e-6)
 
@@ -77,11 +85,11 @@ def test_split_counts_layout_and_hard_links(raw, tmp_path):
 def test_capture_tool_log_format_status_and_iso_times(tmp_path):
     """frames.csv as the capture tool writes it: status column, ISO-8601 UTC times, dropped rows."""
     raw = tmp_path / "RAW"
-    app = write_synthetic_capture(raw, "synth", 30, {"36p": (64, 36)}, fps=2.0, seed=9)
-    lines = ["index,status,reason,run,grab,capture_time,file_36p,extra"]
+    app = write_capture(raw, "synth", 30, fps=2.0, seed=9)
+    lines = ["index,status,reason,run,grab,capture_time,file_native,extra"]
     for i in range(30):
         t = pd.Timestamp("2026-01-02T03:04:05Z") + pd.Timedelta(seconds=i / 2)
-        lines.append(f"{i},kept,,r1,{2 * i},{t.isoformat()},36p/{i:06d}.png,x")
+        lines.append(f"{i},kept,,r1,{2 * i},{t.isoformat()},native/{i:06d}.png,x")
         lines.append(f",dropped,black,r1,{2 * i + 1},{t.isoformat()},,x")
     (app / "frames.csv").write_text("\n".join(lines) + "\n")
     ds = tmp_path / "DS"
@@ -96,10 +104,7 @@ def test_capture_tool_log_format_status_and_iso_times(tmp_path):
 
 def test_no_block_crosses_splits_and_guard_holds(tmp_path):
     raw = tmp_path / "RAW"
-    # 3 fps near-duplicate sequence: neighbours differ by a few pixels only.
-    write_synthetic_capture(raw, "dota", 240, {"36p": (64, 36)}, fps=3.0, seed=5)
-    f0, f1 = synthetic_frame(36, 64, 5, 0.0), synthetic_frame(36, 64, 5, 1 / 3)
-    assert np.mean(f0 != f1) < 0.05  # really near-identical
+    write_capture(raw, "dota", 240, size=(64, 48), fps=3.0, seed=5)  # 80 s at 3 fps
     ds = tmp_path / "DS"
     build_splits(
         raw,
@@ -159,11 +164,11 @@ def test_manifest_reproducible_and_seed_matters(raw, tmp_path):
 def test_copy_mode_makes_independent_files(raw, tmp_path):
     ds = tmp_path / "DS"
     r = build_splits(raw / "kart", ds, **COUNTS, copy=True, progress=False)
-    assert r.copied == 112 and r.linked == 0
+    assert r.copied == 56 and r.linked == 0
     rec = _record(ds, "kart")
     n, _split, cap, _t = rec["n_to_capture"][0]
     row = load_manifest(ds).query("source_index == @n and resolution == '72p'").iloc[0]
-    dst, src = ds / row["path"], raw / "kart" / "72p" / f"{cap:06d}.png"
+    dst, src = ds / row["path"], raw / "kart" / "native" / f"{cap:06d}.png"
     assert os.stat(dst).st_ino != os.stat(src).st_ino
     assert dst.read_bytes() == src.read_bytes()
 
@@ -178,7 +183,7 @@ def test_other_filesystem_falls_back_to_copies(tmp_path):
         pytest.skip("no second writable filesystem (/dev/shm) to link across")
     raw = Path(tempfile.mkdtemp(prefix="cloud3d-raw-", dir=shm))
     try:
-        write_synthetic_capture(raw, "kart", 40, {"36p": (64, 36)}, fps=2.0, seed=1)
+        write_capture(raw, "kart", 40, size=(64, 48), fps=2.0, seed=1)
         r = build_splits(
             raw / "kart", tmp_path / "DS", train=20, val=4, test=4, block=5, progress=False
         )
@@ -213,12 +218,12 @@ def test_not_enough_frames_error_and_scale_counts(raw, tmp_path):
     assert c["train"] + c["validation"] + c["test"] <= 90
     df = load_manifest(tmp_path / "DS")
     assert (
-        df.groupby(["resolution", "split"]).size().unstack()["train"].tolist() == [c["train"]] * 2
+        df.groupby(["resolution", "split"]).size().unstack()["train"].tolist() == [c["train"]]
     )
 
 
 def test_second_app_noop_and_force(raw, tmp_path):
-    write_synthetic_capture(raw, "quake", 60, {"36p": (64, 36)}, fps=1.0, seed=2)
+    write_capture(raw, "quake", 60, size=(64, 48), fps=1.0, seed=2)
     ds = tmp_path / "DS"
     build_splits(raw, ds, app="kart", **COUNTS, progress=False)
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in ds.rglob("kart-*/*.png")}
@@ -240,7 +245,7 @@ def test_second_app_noop_and_force(raw, tmp_path):
     build_splits(raw, ds, app="kart", **COUNTS, seed=99, force=True, progress=False)
     df = load_manifest(ds)
     pd.testing.assert_frame_equal(df.query("app == 'quake'").reset_index(drop=True), quake_before)
-    assert len(df.query("app == 'kart'")) == 112
+    assert len(df.query("app == 'kart'")) == 56
     assert not list((ds / ".cloud3d").glob("staging-*")) and not list(
         (ds / ".cloud3d").glob("trash-*")
     )
@@ -265,14 +270,14 @@ def _corrupt_idat_keep_crc(path: Path) -> None:
 
 def test_bad_raw_frames_listed_and_skipped(raw, tmp_path):
     app = raw / "kart"
-    flipped = app / "72p" / "000003.png"
+    flipped = app / "native" / "000003.png"
     data = bytearray(flipped.read_bytes())
     data[len(data) // 2] ^= 0xFF
     flipped.write_bytes(bytes(data))
-    trunc = app / "36p" / "000004.png"
+    trunc = app / "native" / "000004.png"
     trunc.write_bytes(trunc.read_bytes()[:-30])
-    (app / "36p" / "000005.png").write_text("not an image")
-    (app / "72p" / "000006.png").unlink()
+    (app / "native" / "000005.png").write_text("not an image")
+    (app / "native" / "000006.png").unlink()
     ds = tmp_path / "DS"
     r = build_splits(app, ds, **COUNTS, progress=False)
     listed = {Path(p).name: why for p, why in r.problems}
@@ -288,9 +293,9 @@ def test_bad_raw_frames_listed_and_skipped(raw, tmp_path):
 def test_odd_pixel_formats_converted_or_refused(tmp_path):
     folder = tmp_path / "plain"
     folder.mkdir()
-    rgb = synthetic_frame(36, 64, 3, 0.0)
+    rgb = make_game_like_frame(36, 64, 3, 0.0)
     for i in range(30):
-        Image.fromarray(synthetic_frame(36, 64, 3, i / 2)).save(folder / f"f{i:03d}.png")
+        Image.fromarray(make_game_like_frame(36, 64, 3, i / 30)).save(folder / f"f{i:03d}.png")
     Image.fromarray(rgb).convert("RGBA").save(folder / "f000.png")
     Image.fromarray(rgb).convert("P").save(folder / "f001.png")
     Image.fromarray(rgb).convert("L").save(folder / "f002.png")
@@ -324,8 +329,8 @@ def test_odd_pixel_formats_converted_or_refused(tmp_path):
 
 
 def test_mixed_sizes_reported(raw, tmp_path):
-    odd = raw / "kart" / "36p" / "000007.png"
-    Image.fromarray(synthetic_frame(40, 64, 0, 0)).save(odd)
+    odd = raw / "kart" / "native" / "000007.png"
+    Image.fromarray(make_game_like_frame(40, 64, 0)).save(odd)
     r = build_splits(raw / "kart", tmp_path / "DS", **COUNTS, progress=False)
     assert any("mixed resolutions" in n for n in r.notes)
     assert any(Path(p).name == "000007.png" and "64x40" in why for p, why in r.problems)
@@ -335,7 +340,7 @@ def test_mixed_sizes_reported(raw, tmp_path):
 
 def test_resize_and_recompress_are_lossless_png(tmp_path):
     raw = tmp_path / "RAW"
-    write_synthetic_capture(raw, "vr", 40, {"native": (128, 72)}, fps=1.0, seed=4)
+    write_capture(raw, "vr", 40, fps=1.0, seed=4)
     ds = tmp_path / "DS"
     r = build_splits(
         raw / "vr",
@@ -363,7 +368,7 @@ def test_resize_and_recompress_are_lossless_png(tmp_path):
 
 
 def test_failure_leaves_nothing_visible_then_rerun_completes(raw, tmp_path):
-    bad = raw / "kart" / "72p" / "000001.png"
+    bad = raw / "kart" / "native" / "000001.png"
     _corrupt_idat_keep_crc(bad)  # passes the chunk check, fails only when decoded
     ds = tmp_path / "DS"
     with pytest.raises(Cloud3dError, match="re-run"):
@@ -376,14 +381,14 @@ def test_failure_leaves_nothing_visible_then_rerun_completes(raw, tmp_path):
     r = build_splits(
         raw / "kart", ds, **COUNTS, recompress=True, block=4, guard=0, workers=1, progress=False
     )
-    assert r.files == 112 and len(load_manifest(ds)) == 112
+    assert r.files == 56 and len(load_manifest(ds)) == 56
 
 
 def test_interrupted_build_resumes_from_staging(raw, tmp_path):
     args = dict(**COUNTS, recompress=True, block=4, guard=0, workers=1, progress=False)
     build_splits(raw / "kart", tmp_path / "probe", **args)
     last = max(cap for _n, _s, cap, _t in _record(tmp_path / "probe", "kart")["n_to_capture"])
-    bad = raw / "kart" / "36p" / f"{last:06d}.png"
+    bad = raw / "kart" / "native" / f"{last:06d}.png"
     good_bytes = bad.read_bytes()
     _corrupt_idat_keep_crc(bad)  # same size; fails only at decode time, late in the run
     st = bad.stat()
@@ -399,7 +404,7 @@ def test_interrupted_build_resumes_from_staging(raw, tmp_path):
     bad.write_bytes(good_bytes)
     os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
     r = build_splits(raw / "kart", ds, **args)
-    assert r.files == 112
+    assert r.files == 56
     reused = [rel for rel, ino in staged.items() if (ds / rel).stat().st_ino == ino]
     assert reused and len(reused) == len(staged)
     assert (tmp_path / "probe" / "manifest.csv").read_bytes() == (ds / "manifest.csv").read_bytes()
@@ -407,7 +412,7 @@ def test_interrupted_build_resumes_from_staging(raw, tmp_path):
 
 
 def test_cli_split_and_errors(run_cli, raw, tmp_path):
-    write_synthetic_capture(raw, "quake", 30, {"36p": (64, 36)}, fps=1.0, seed=2)
+    write_capture(raw, "quake", 30, size=(64, 48), fps=1.0, seed=2)
     p = run_cli("split", str(raw), "--out", str(tmp_path / "DS"), "--quiet")
     assert p.returncode == 1 and "several apps" in p.stderr and "--app" in p.stderr
     assert "Traceback" not in p.stderr
@@ -448,7 +453,7 @@ def test_cli_split_and_errors(run_cli, raw, tmp_path):
         "--quiet",
     )
     assert p.returncode == 0 and "nothing to do" in p.stdout
-    p = run_cli("split", str(raw / "kart" / "36p"), "--out", str(tmp_path / "E"), "--quiet")
+    p = run_cli("split", str(raw / "kart" / "native"), "--out", str(tmp_path / "E"), "--quiet")
     assert p.returncode == 1 and "error:" in p.stderr and "--app" in p.stderr
     p = run_cli("split", str(raw), "--app", "kart", "--out", str(tmp_path / "F"), "--block", "10x")
     assert p.returncode == 1 and "bad length" in p.stderr

@@ -8,31 +8,20 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import write_capture
 
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_png_rgb
 from cloud3d_dataset.split import build_splits
-from cloud3d_dataset.synthcapture import write_synthetic_capture
 from cloud3d_dataset.torch_dataset import Cloud3dImages
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("torchds")
-    write_synthetic_capture(
-        root / "RAW", "kart", 40, {"36p": (64, 36), "72p": (128, 72)}, fps=1.0, seed=3
-    )
-    build_splits(
-        root / "RAW",
-        root / "DS",
-        app="kart",
-        train=20,
-        val=4,
-        test=4,
-        block=5,
-        guard=0,
-        progress=False,
-    )
+    write_capture(root / "RAW", "kart", 40, size=(128, 72), fps=1.0, seed=3)
+    build_splits(root / "RAW", root / "DS", app="kart", train=20, val=4, test=4, block=5, guard=0,
+                 resolutions="72p,36p", progress=False)
     return root / "DS"
 
 
@@ -80,7 +69,7 @@ def test_bad_requests(dataset):
 
 def test_import_does_not_pull_capture():
     code = (
-        "import sys, cloud3d_dataset.torch_dataset, cloud3d_dataset.api;"
+        "import sys, cloud3d_dataset as d; [getattr(d, n) for n in d.__all__];"
         "bad=[m for m in sys.modules if m=='capture' or m.startswith('capture.')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -7,25 +7,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import write_capture
 
 from cloud3d.errors import Cloud3dError
 from cloud3d_dataset.manifest import load_manifest
 from cloud3d_dataset.split import build_splits
 from cloud3d_dataset.stats import stats
-from cloud3d_dataset.synthcapture import write_synthetic_capture
 from cloud3d_dataset.verify import verify
 
 
 @pytest.fixture()
 def dataset(tmp_path) -> Path:
     raw = tmp_path / "RAW"
-    write_synthetic_capture(raw, "kart", 60, {"36p": (64, 36)}, fps=2.0, seed=1)
-    write_synthetic_capture(raw, "quake", 60, {"36p": (64, 36), "72p": (128, 72)}, fps=2.0, seed=2)
+    write_capture(raw, "kart", 60, size=(64, 48), fps=2.0, seed=1)
+    write_capture(raw, "quake", 60, size=(128, 72), fps=2.0, seed=2)
     ds = tmp_path / "DS"
-    for app in ("kart", "quake"):  # copies: damaging a file must not touch the raw capture
-        build_splits(
-            raw, ds, app=app, train=30, val=6, test=6, block=8, guard=1, copy=True, progress=False
-        )
+    # quake's 36p is made by the split (resized); copies: damaging a file must not touch the capture
+    for app, res in (("kart", "48p"), ("quake", "72p,36p")):
+        build_splits(raw, ds, app=app, train=30, val=6, test=6, block=8, guard=1,
+                     resolutions=res, copy=True, progress=False)
     return ds
 
 
@@ -45,9 +45,9 @@ def test_verify_catches_flip_truncation_missing_extra(run_cli, dataset):
     flipped.write_bytes(bytes(data))
     truncated.write_bytes(truncated.read_bytes()[:-100])
     missing.unlink()
-    extra = dataset / "train" / "kart-36p" / "9999.png"
+    extra = dataset / "train" / "kart-48p" / "9999.png"
     extra.write_bytes(flipped.read_bytes())
-    stray = dataset / "test" / "kart-36p" / "notes.txt"
+    stray = dataset / "test" / "kart-48p" / "notes.txt"
     stray.write_text("hi")
 
     rep = verify(dataset, workers=2, progress=False)
@@ -97,9 +97,9 @@ def test_index_rebuilds_manifest_for_existing_layout(run_cli, dataset):
 def test_stats_table_and_json(run_cli, dataset):
     t = stats(dataset)
     body = t[t["split"] != "total"]
-    assert len(body) == 3 * 3  # splits x (kart-36p, quake-36p, quake-72p)
+    assert len(body) == 3 * 3  # splits x (kart-48p, quake-36p, quake-72p)
     got = {(r.split, r.app, r.resolution): r.images for r in body.itertuples()}
-    assert got[("train", "quake", "72p")] == 30 and got[("test", "kart", "36p")] == 6
+    assert got[("train", "quake", "72p")] == 30 and got[("test", "kart", "48p")] == 6
     df = load_manifest(dataset)
     total = t[t["split"] == "total"].iloc[0]
     assert total["images"] == len(df) and total["bytes"] == df["bytes"].sum()

@@ -16,8 +16,7 @@ import pytest
 from helpers import make_dataset, make_game_like_frame, plugin_cli_argv, rows
 from plugin_codecs import QuantZlibCodec
 
-from baselines.codecs.registry import CodecSpec
-from baselines.estimate import (
+from baselines.bench.estimate import (
     CostEstimate,
     calibrate,
     calibration_task,
@@ -26,9 +25,10 @@ from baselines.estimate import (
     fit_seconds,
     human_seconds,
 )
-from baselines.runner import run_bench
-from baselines.store import ResultsStore
-from baselines.tasks import plan_tasks
+from baselines.bench.runner import run_bench
+from baselines.bench.store import ResultsStore
+from baselines.bench.tasks import plan_tasks
+from baselines.codecs.registry import CodecSpec
 from cloud3d.imageio import write_png
 from cloud3d_dataset.manifest import image_paths, index_dataset
 

@@ -270,8 +270,8 @@ def test_stream_quality_field_and_old_streams(checkpoint, frame):
 def test_bench_round_trip_with_a_named_model(checkpoint, user_dir, tmp_path):
     """`--codec learned:model=NAME` through the real runner: rows keyed by the weights,
     a curve named after the model, streams decoded by hash."""
+    from baselines.bench.runner import run_bench
     from baselines.codecs.registry import parse_codec_spec
-    from baselines.runner import run_bench
 
     card = read_card(export_bundle(checkpoint, "toy", user_dir))
     spec = parse_codec_spec("learned:model=toy;device=cpu")
@@ -378,8 +378,8 @@ def test_variable_rate_bundle_records_its_quality(vr_checkpoint, user_dir, frame
 def test_bench_round_trip_over_qualities(vr_checkpoint, user_dir, tmp_path):
     """learned:model=NAME@Q and checkpoint=PATH@Q through the real runner; a variable-rate
     model without @Q means every quality."""
+    from baselines.bench.runner import run_bench
     from baselines.codecs.registry import parse_codec_spec
-    from baselines.runner import run_bench
 
     card = read_card(export_bundle(vr_checkpoint, "vr", user_dir))
     n = card["qualities"]

@@ -13,8 +13,8 @@ from helpers import CLI, make_dataset
 from pagecheck import CHROMIUM, page_links, render_page
 from PIL import Image
 
-from baselines.runner import run_bench
-from baselines.store import ResultsStore
+from baselines.bench.runner import run_bench
+from baselines.bench.store import ResultsStore
 from cloud3d.imageio import write_png
 
 

@@ -14,12 +14,12 @@ import sys
 import time
 
 import pytest
+from helpers import write_capture
 
 from benchmarks.robust.guard import BAD, Budget, run_case, run_family
 from benchmarks.robust.procs import alive
 from benchmarks.robustness import FILE_BUDGET, STREAM_BUDGET
 from cloud3d.errors import Cloud3dError
-from cloud3d_dataset.synthcapture import write_synthetic_capture
 from cloud3d_dataset.verify import verify
 
 
@@ -92,7 +92,7 @@ def _leftovers(ds) -> list[str]:
 
 def test_a_killed_split_leaves_nothing_after_its_resume(tmp_path, run_cli):
     raw = tmp_path / "raw"
-    write_synthetic_capture(raw, "kart", 40, {"72p": (128, 72)}, seed=1)
+    write_capture(raw, "kart", 40, seed=1)
     ds = tmp_path / "ds"
     args = ("split", raw / "kart", "--out", ds, "--train", 20, "--val", 5, "--test", 5,
             "--block", 5, "--resolutions", "72p,36p", "--workers", 1, "--quiet")

@@ -20,10 +20,10 @@ import pytest
 from helpers import CLI, H, W, make_dataset, plugin_cli_argv, rows, wait_rows
 from plugin_codecs import QuantZlibCodec
 
+from baselines.bench.runner import run_bench
+from baselines.bench.store import ResultsStore
+from baselines.bench.tasks import quality_slug
 from baselines.codecs.registry import CodecSpec
-from baselines.runner import run_bench
-from baselines.store import ResultsStore
-from baselines.tasks import quality_slug
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import read_png_rgb, write_png
 from cloud3d_dataset.manifest import index_dataset
@@ -112,7 +112,7 @@ def test_timeout_recorded_and_run_continues(dataset, tmp_path):
 
 
 def test_watchdog_gives_up_on_a_hung_worker(dataset, tmp_path, monkeypatch):
-    import baselines.executor as executor
+    import baselines.bench.executor as executor
 
     monkeypatch.setattr(executor, "WATCHDOG_GRACE_S", 1.0)
     res = tmp_path / "r.sqlite"

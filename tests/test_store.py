@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from baselines.store import KEY_COLUMNS, ResultsStore, canonical_json
+from baselines.bench.store import KEY_COLUMNS, ResultsStore, canonical_json
 from cloud3d.errors import Cloud3dError
 
 

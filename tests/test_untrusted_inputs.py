@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from helpers import make_dataset, make_game_like_frame
 
-from baselines.runner import run_bench
+from baselines.bench.runner import run_bench
 from benchmarks.robust.pngs import forged_png, png_bytes
 from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import (

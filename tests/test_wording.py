@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import make_game_like_frame
 
-from baselines.estimate import CostEstimate, describe_plan
+from baselines.bench.estimate import CostEstimate, describe_plan
 from capture.recorder import CaptureSummary
 from cloud3d.imageio import write_png
 from cloud3d_dataset.manifest import index_dataset

@@ -80,7 +80,7 @@ def test_killing_the_main_bench_process_ends_its_workers(tmp_path):
 def test_fallback_thread_ends_an_orphan(tmp_path):
     """Without prctl (other systems), a thread notices the re-parenting and ends the process."""
     orphan = (
-        "import os, sys, time; from baselines.worker import die_with_parent;"
+        "import os, sys, time; from baselines.bench.worker import die_with_parent;"
         "m = die_with_parent(os.getppid(), use_prctl=False, poll_s=0.1); print(m, flush=True); time.sleep(120)"
     )
     parent = (
@@ -107,7 +107,7 @@ def test_fallback_thread_ends_an_orphan(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
 def test_prctl_is_what_linux_workers_use(tmp_path):
-    code = "import os; from baselines.worker import die_with_parent; print(die_with_parent(os.getppid()))"
+    code = "import os; from baselines.bench.worker import die_with_parent; print(die_with_parent(os.getppid()))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.stdout.strip() == "prctl", out.stderr

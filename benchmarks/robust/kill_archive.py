@@ -20,15 +20,14 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from benchmarks.robust.kills import Scenario
+from benchmarks.robust.kills import Scenario, synthetic_capture
 from cloud3d.provenance import sha256_file
 
 
 def _dataset(work: Path, frames: int, size: tuple[int, int], seed: int) -> None:
     from cloud3d_dataset.split import build_splits
-    from cloud3d_dataset.synthcapture import write_synthetic_capture
 
-    write_synthetic_capture(work / "raw", "kart", 2 * frames, {f"{size[1]}p": size}, seed=seed)
+    synthetic_capture(work / "raw", "kart", 2 * frames, size, seed=seed)
     build_splits(work / "raw" / "kart", work / "ds", train=frames - 16, val=8, test=8,
                  progress=False, workers=1, block=4)
 

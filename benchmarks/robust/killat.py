@@ -32,7 +32,7 @@ CALLS = {
     "os.mkdir": ("os", "mkdir"),
     "shutil.rmtree": ("shutil", "rmtree"),
     "shutil.copyfile": ("shutil", "copyfile"),
-    "ResultsStore.put": ("baselines.store", "ResultsStore.put"),
+    "ResultsStore.put": ("baselines.bench.store", "ResultsStore.put"),
 }
 COUNTS_ENV = "CLOUD3D_KILLAT_COUNTS"
 

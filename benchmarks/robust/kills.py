@@ -48,6 +48,17 @@ from pathlib import Path
 
 from benchmarks.robust.procs import pids_with
 
+
+def synthetic_capture(root: Path, app: str, count: int, size: tuple[int, int], seed: int) -> Path:
+    """``count`` frames of capture's synthetic scene, ``size`` = (width, height), recorded by
+    capture's own recorder into ``root/app/native/`` (frames.csv in the recorder's dialect).
+    Its capture times are the wall clock's: split such captures in blocks of frames."""
+    from capture import SyntheticSource, record
+
+    with SyntheticSource(*size, seed=seed) as src:
+        record(src, root, app, count=count, writer_kind="thread", progress=False)
+    return root / app
+
 #: seconds a single command may take before the harness calls it a hang
 COMMAND_TIMEOUT = 300
 
@@ -124,10 +135,9 @@ class SplitScenario(Scenario):
 
     def prepare(self, work: Path) -> None:
         from cloud3d_dataset.split import build_splits
-        from cloud3d_dataset.synthcapture import write_synthetic_capture
 
-        write_synthetic_capture(work / "raw", "kart", 120, {"72p": (128, 72)}, seed=1)
-        write_synthetic_capture(work / "raw", "other", 40, {"72p": (128, 72)}, seed=2)
+        synthetic_capture(work / "raw", "kart", 120, (128, 72), seed=1)
+        synthetic_capture(work / "raw", "other", 40, (128, 72), seed=2)
         build_splits(work / "raw" / "other", work / "base", train=20, val=5, test=5,
                      progress=False, workers=1, block=5)
 
@@ -166,9 +176,8 @@ class BenchScenario(Scenario):
 
     def prepare(self, work: Path) -> None:
         from cloud3d_dataset.split import build_splits
-        from cloud3d_dataset.synthcapture import write_synthetic_capture
 
-        write_synthetic_capture(work / "raw", "kart", 70, {"180p": (320, 180)}, seed=3)
+        synthetic_capture(work / "raw", "kart", 70, (320, 180), seed=3)
         build_splits(work / "raw" / "kart", work / "ds", train=40, val=6, test=6,
                      progress=False, workers=1, block=4)
 

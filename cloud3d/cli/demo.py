@@ -8,7 +8,7 @@ the same functions; :func:`run_demo` makes the calls)::
                 Xvfb and captured from the screen, when Xvfb exists   (capture.LaunchSource)
     split     leakage-safe 8:1:1 splits -> OUT/dataset/              (cloud3d_dataset.split.build_splits)
     entropy   per-image entropy vs stand-in natural photos -> OUT/entropy/   (analysis.run_entropy)
-    bench     fast codecs over the test split -> OUT/results.sqlite  (baselines.runner.run_bench)
+    bench     fast codecs over the test split -> OUT/results.sqlite  (baselines.bench.runner.run_bench)
     report    tables, figures, index.html -> OUT/report/             (baselines.report.write_report)
 
 Every step is resumable: re-running the demo into the same folder reuses what
@@ -144,8 +144,8 @@ def run_demo(
         seed: synthetic scene seed.
     """
     from analysis.pipeline import run_entropy
+    from baselines.bench.runner import run_bench
     from baselines.report import write_report
-    from baselines.runner import run_bench
     from cloud3d_dataset.split import build_splits
 
     bad = [r for r in resolutions if r not in RESOLUTIONS]

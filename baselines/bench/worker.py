@@ -1,9 +1,9 @@
-"""The worker side of a bench: run one :class:`~baselines.tasks.Task`, return a plain result row.
+"""The worker side of a bench: run one :class:`~baselines.bench.tasks.Task`, return a plain result row.
 
 :func:`run_task` reads the image (from the shared path, or from the bytes sent
 along), checks its sha256 against the manifest's, encodes, decodes, computes the
 metrics (bpp, MSE, PSNR, MS-SSIM) and returns a dict of
-:data:`baselines.store.RESULT_COLUMNS`. A task's own failure (codec error, corrupt
+:data:`baselines.bench.store.RESULT_COLUMNS`. A task's own failure (codec error, corrupt
 image, wrong decoded size, time limit) becomes a ``failed`` row; it never raises.
 Nothing pickled is ever stored: only the main process writes the store, from these
 plain dicts.
@@ -12,7 +12,7 @@ Time limit: in a process-pool worker the task runs in the worker's main thread a
 ``SIGALRM`` interrupts it after ``task.timeout`` seconds (Python code stops at once;
 C code such as a Pillow encoder stops when it hands control back to Python). On Dask
 workers (threads, no signals) the main process's watchdog
-(:mod:`baselines.executor`) takes over.
+(:mod:`baselines.bench.executor`) takes over.
 
 Pool workers start with :func:`worker_init`: they ignore Ctrl-C (the main process
 decides), keep torch and OpenMP to one thread, and die with the main process
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from baselines.bench.store import canonical_json
+from baselines.bench.tasks import Task, label_slug, quality_slug
 from baselines.codecs.base import Codec, CodecError
-from baselines.store import canonical_json
-from baselines.tasks import Task, label_slug, quality_slug
 from cloud3d.errors import Cloud3dError
 from cloud3d.lifetime import PR_SET_PDEATHSIG, die_with_parent  # noqa: F401 - tests import them here
 from cloud3d.provenance import utc_stamp

@@ -2,7 +2,7 @@
 
 A task is a frozen dataclass that travels unchanged to a local process pool or a
 Dask cluster (it pickles by reference to its codec class). Its first fields are
-the store's :class:`baselines.store.TaskRecord`, the columns of a result row known
+the store's :class:`baselines.bench.store.TaskRecord`, the columns of a result row known
 before the task runs, so the list of those columns lives in one place; the rest is
 what a worker needs to run it (the codec class, the image path, ``--keep``, the time
 limit, and with ``--send-images`` the image bytes).
@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baselines.bench.store import KEY_COLUMNS, TaskRecord, canonical_json
 from baselines.codecs.base import Codec, CodecUnavailable
 from baselines.codecs.registry import CodecSpec, parse_codec_spec
-from baselines.store import KEY_COLUMNS, TaskRecord, canonical_json
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file
 
-#: a result key: ``(image_sha256, codec, codec_version, params)`` (:data:`baselines.store.KEY_COLUMNS`)
+#: a result key: ``(image_sha256, codec, codec_version, params)`` (:data:`baselines.bench.store.KEY_COLUMNS`)
 TaskKey = tuple[str, str, str, str]
 
 

@@ -23,9 +23,9 @@ Grouping: by default whole time blocks go to one split (:mod:`cloud3d_dataset.bl
 every resolution, so no test track or map is seen in training.
 
 Files are hard links to the raw frames when they are already 8-bit RGB PNGs of the right
-size, else re-encoded (:mod:`cloud3d_dataset.splitfiles`). The build goes into
+size, else re-encoded (:mod:`cloud3d_dataset.split.files`). The build goes into
 ``DATASET/.cloud3d/staging-{app}-{key}/`` and is committed at the end
-(:mod:`cloud3d_dataset.splitstate`). An interrupted run leaves the staging folder, which
+(:mod:`cloud3d_dataset.split.state`). An interrupted run leaves the staging folder, which
 the next identical run reuses.
 """
 
@@ -52,9 +52,9 @@ from cloud3d_dataset.blocks import (
 from cloud3d_dataset.layout import SPLITS
 from cloud3d_dataset.manifest import MANIFEST_NAME
 from cloud3d_dataset.rawframes import Capture, Listing, list_capture, open_capture, source_folders
-from cloud3d_dataset.splitfiles import FileJobs, make_files, stage_jobs
-from cloud3d_dataset.splitplan import Stream, make_streams, parse_resolution, plan_sources, spans
-from cloud3d_dataset.splitstate import (
+from cloud3d_dataset.split.files import FileJobs, make_files, stage_jobs
+from cloud3d_dataset.split.plan import Stream, make_streams, parse_resolution, plan_sources, spans
+from cloud3d_dataset.split.state import (
     STATE_DIR,
     commit,
     existing_app_groups,

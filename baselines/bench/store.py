@@ -47,7 +47,7 @@ class TaskRecord:
     """The part of a ``results`` row known before its task runs: what is measured, on what.
 
     These fields are the first columns of the ``results`` table (:data:`RESULT_COLUMNS` is
-    built from them), and :class:`baselines.tasks.Task` extends them with what a worker
+    built from them), and :class:`baselines.bench.tasks.Task` extends them with what a worker
     needs, so the list is written once. ``params`` is canonical JSON (see
     :func:`canonical_json`); ``quality`` is a number, or a file path for codecs whose
     quality is a file (a learned codec's checkpoint); ``options`` holds every codec

@@ -2,14 +2,14 @@
 
 The pieces, each in its own module:
 
-* :mod:`baselines.tasks`: parse the ``--codec`` specs and plan one frozen
-  :class:`~baselines.tasks.Task` per (image, codec, quality);
-* :mod:`baselines.worker`: what a worker does with a task (read, encode, decode,
+* :mod:`baselines.bench.tasks`: parse the ``--codec`` specs and plan one frozen
+  :class:`~baselines.bench.tasks.Task` per (image, codec, quality);
+* :mod:`baselines.bench.worker`: what a worker does with a task (read, encode, decode,
   metrics) and how pool workers start (and die with the main process);
-* :mod:`baselines.executor`: local process pool or Dask, the window of tasks in
+* :mod:`baselines.bench.executor`: local process pool or Dask, the window of tasks in
   flight and the watchdog;
-* :mod:`baselines.estimate`: the plan and CPU-time estimate printed before a run;
-* :mod:`baselines.store`: the SQLite results file.
+* :mod:`baselines.bench.estimate`: the plan and CPU-time estimate printed before a run;
+* :mod:`baselines.bench.store`: the SQLite results file.
 
 :func:`run_bench` skips tasks already finished in the store, runs the rest and
 commits each result as it arrives (only this process writes the store).
@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baselines.bench.estimate import calibrate, describe_plan, estimate_costs
+from baselines.bench.executor import TaskExecutor
+from baselines.bench.store import ResultsStore
+from baselines.bench.tasks import Task, plan_tasks, resolve_specs
 from baselines.codecs.registry import CodecSpec
-from baselines.estimate import calibrate, describe_plan, estimate_costs
-from baselines.executor import TaskExecutor
-from baselines.store import ResultsStore
-from baselines.tasks import Task, plan_tasks, resolve_specs
 from cloud3d.provenance import machine_description, package_versions, utc_stamp
 
 #: stored columns the cost estimate reads from earlier results
@@ -110,7 +110,7 @@ def run_bench(
     ``retry_failed=False``. ``send_images`` ships image bytes with each task
     (for Dask workers without the shared path). ``announce``, when given, receives
     the plan before any task runs: task counts and the estimated CPU time per curve
-    (:mod:`baselines.estimate`; it may run a short calibration in the workers).
+    (:mod:`baselines.bench.estimate`; it may run a short calibration in the workers).
     Returns a :class:`BenchSummary`; on Ctrl-C the rows finished so far are kept and
     KeyboardInterrupt is re-raised after the summary is stored.
     """

@@ -34,8 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from baselines.tasks import Task
-from baselines.worker import load_image, measure, run_limited
+from baselines.bench.tasks import Task
+from baselines.bench.worker import load_image, measure, run_limited
 
 #: side of the warm-up crop and of the two timed centre crops (pixels)
 WARMUP_SIDE = 64

@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from baselines.tasks import Task
-from baselines.worker import failed_row, run_task, with_image_bytes, worker_init
+from baselines.bench.tasks import Task
+from baselines.bench.worker import failed_row, run_task, with_image_bytes, worker_init
 from cloud3d.errors import Cloud3dError
 from cloud3d.lifetime import process_pool, stop_pool
 
@@ -132,9 +132,9 @@ class TaskExecutor:
     ) -> Iterator[dict[str, Any]]:
         """Yield ``fn(task)`` for every task, in completion order (see the module docstring).
 
-        ``fn`` runs in the workers (:func:`~baselines.worker.run_task` by default) and
+        ``fn`` runs in the workers (:func:`~baselines.bench.worker.run_task` by default) and
         returns a row that starts with the task's record; a task whose worker died or that
-        the watchdog gave up gets a ``failed`` row (:func:`~baselines.worker.failed_row`).
+        the watchdog gave up gets a ``failed`` row (:func:`~baselines.bench.worker.failed_row`).
         """
         if not tasks:
             return

@@ -25,7 +25,7 @@ from cloud3d.lifetime import process_pool
 from cloud3d.provenance import sha256_bytes, sha256_file
 from cloud3d_dataset.layout import SPLITS, image_relpath
 from cloud3d_dataset.rawframes import Capture
-from cloud3d_dataset.splitplan import Stream
+from cloud3d_dataset.split.plan import Stream
 
 
 @dataclass
