@@ -91,7 +91,7 @@ def _kept_frames(app_dir: Path) -> int:
 
 
 def _capture_synthetic(raw: Path, app: str, frames: int, res: list[str], seed: int) -> None:
-    from capture import SyntheticSource, record
+    from capture import RecordOptions, SyntheticSource, record
 
     have = _kept_frames(raw / app)
     if have >= frames:
@@ -99,13 +99,13 @@ def _capture_synthetic(raw: Path, app: str, frames: int, res: list[str], seed: i
         return
     w, h = max((RESOLUTIONS[r] for r in res), key=lambda s: s[0])
     with SyntheticSource(w, h, seed=seed) as src:
-        summary = record(src, raw, app=app, resolutions=tuple(res), count=frames - have)
+        summary = record(src, raw, app, RecordOptions(resolutions=tuple(res), count=frames - have))
     _say(summary.to_text())
 
 
 def _capture_window(raw: Path, app: str, frames: int, res: list[str], seed: int) -> None:
     """Show the synthetic scene in a real X window on a private Xvfb and capture that window."""
-    from capture import LaunchSource, record
+    from capture import LaunchSource, RecordOptions, record
 
     have = _kept_frames(raw / app)
     if have >= frames:
@@ -114,7 +114,8 @@ def _capture_window(raw: Path, app: str, frames: int, res: list[str], seed: int)
     w, h = RESOLUTIONS["720p"]
     cmd = [sys.executable, "-m", "capture.showwindow", "--size", f"{w}x{h}", "--seed", str(seed), "--fps", "8"]
     with LaunchSource(cmd, size=(w, h), timeout=60.0) as src:
-        summary = record(src, raw, app=app, resolutions=tuple(res), count=frames - have, fps=4.0, warmup=1.0)
+        summary = record(src, raw, app, RecordOptions(resolutions=tuple(res), count=frames - have,
+                                                     fps=4.0, warmup=1.0))
     _say(summary.to_text())
 
 
