@@ -18,6 +18,7 @@ _API = {
     "plot_density_panels": "analysis.plots",
     "plot_box": "analysis.plots",
     "run_entropy": "analysis.pipeline",
+    "EntropyOptions": "analysis.pipeline",
     "STANDIN_NAME": "analysis.reference",
 }
 

@@ -144,9 +144,9 @@ def run_demo(
         workers: benchmark worker processes (default: CPU count).
         seed: synthetic scene seed.
     """
-    from analysis.pipeline import run_entropy
+    from analysis.pipeline import EntropyOptions, run_entropy
     from baselines.report import write_report
-    from baselines.runner import run_bench
+    from baselines.runner import BenchOptions, run_bench
     from cloud3d_dataset.split import build_splits
 
     bad = [r for r in resolutions if r not in RESOLUTIONS]
@@ -188,11 +188,12 @@ def run_demo(
         step(f"split {app}", build_splits, res.raw / app, res.dataset, app=app, scale_counts=True,
              seed=seed, block=demo_block_frames(n), resolutions=list(resolutions))
     step("entropy", run_entropy, res.dataset, None, res.entropy,
-         command=["cloud3d", "entropy", str(res.dataset), "--out", str(res.entropy)])
+         EntropyOptions(command=["cloud3d", "entropy", str(res.dataset), "--out", str(res.entropy)]))
     specs = list(codecs) + [f"learned:checkpoint={m}" for m in models]
-    summary = step("bench", run_bench, res.dataset, specs, res.results, split="test", workers=workers,
-                   command=" ".join(["cloud3d", "bench", str(res.dataset), "--split", "test",
-                                     *[f"--codec '{s}'" for s in specs], "--results", str(res.results)]))
+    command = " ".join(["cloud3d", "bench", str(res.dataset), "--split", "test",
+                        *[f"--codec '{s}'" for s in specs], "--results", str(res.results)])
+    summary = step("bench", run_bench, res.dataset, specs, res.results,
+                   BenchOptions(split="test", workers=workers, command=command))
     if getattr(summary, "failed", 0):
         res.notes.append(f"{summary.failed} benchmark task(s) failed: see {res.results}")
     step("report", write_report, res.results, res.report, dataset=res.dataset, entropy=res.entropy,

@@ -26,7 +26,7 @@ from baselines.estimate import (
     fit_seconds,
     human_seconds,
 )
-from baselines.runner import run_bench
+from baselines.runner import BenchOptions, run_bench
 from baselines.store import ResultsStore
 from baselines.tasks import plan_tasks
 from cloud3d.imageio import write_png
@@ -52,7 +52,7 @@ def measured(tmp_path_factory):
     index_dataset(ds, progress=False)
     res = tmp / "r.sqlite"
     spec = CodecSpec(cls=QuantZlibCodec, options={"sleep": 1.0}, qualities=[1, 3])
-    s = run_bench(ds, [spec], res, workers=2, progress=False, resolutions=["720p"])
+    s = run_bench(ds, [spec], res, BenchOptions(workers=2, progress=False, resolutions=["720p"]))
     assert (s.ok, s.failed) == (12, 0)
     return ds, res
 
