@@ -18,5 +18,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "plot_density_panels": "analysis.plots",
     "plot_box": "analysis.plots",
     "run_entropy": "analysis.pipeline",
+    "EntropyOptions": "analysis.pipeline",
     "STANDIN_NAME": "analysis.reference",
 })

@@ -80,22 +80,13 @@ def entropy_cmd(
     Example:
       cloud3d entropy data/cloud3d --reference DIV2K_train_HR --reference-name DIV2K --out entropy-out
     """
-    from analysis.pipeline import run_entropy
+    from analysis.pipeline import EntropyOptions, run_entropy
 
-    res = run_entropy(
-        dataset_dir,
-        reference_dir,
-        out_dir,
-        reference_name=reference_name,
-        split=list(split) or None,
-        app=list(app) or None,
-        resolution=list(resolution) or None,
-        workers=workers,
-        luma=luma,
-        progress=not quiet,
-        plots=not no_plots,
-        command=["cloud3d", *sys.argv[1:]],
-    )
+    res = run_entropy(dataset_dir, reference_dir, out_dir,
+                      EntropyOptions(reference_name=reference_name, split=list(split) or None,
+                                     app=list(app) or None, resolution=list(resolution) or None,
+                                     workers=workers, luma=luma, progress=not quiet,
+                                     plots=not no_plots, command=["cloud3d", *sys.argv[1:]]))
     for path, msg in res.corrupt:
         click.echo(f"warning: skipped corrupt image {path}: {msg}", err=True)
     if res.skipped:

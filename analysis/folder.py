@@ -210,8 +210,6 @@ def measure_paths(
     :data:`MEASURES`), and the stats, whose ``corrupt`` lists files that
     could not be decoded.
     """
-    from tqdm import tqdm
-
     paths = [str(p) for p in paths]
     if len(paths) != len(sha256s):
         raise ValueError("paths and sha256s differ in length")
@@ -221,10 +219,29 @@ def measure_paths(
     for p, s in zip(paths, sha256s, strict=True):
         if s not in known and s not in todo:
             todo[s] = p
+    failed = _measure_missing(todo, cache, luma, max(1, workers or default_workers()), progress,
+                              desc, known, stats)
+    rows = []
+    for p, s in zip(paths, sha256s, strict=True):
+        if s in known:
+            rows.append({"path": p, "sha256": s, **known[s]})
+        else:
+            stats.corrupt.append((p, failed.get(s, "not measured")))
+    df = pd.DataFrame(rows, columns=["path", "sha256", *_COLS])
+    return df, stats
+
+
+def _measure_missing(todo: dict[str, str], cache: MeasureCache, luma: str, workers: int,
+                     progress: bool, desc: str, known: dict[str, dict], stats: MeasureStats
+                     ) -> dict[str, str]:
+    """Measure ``todo`` (``{sha: path}``) in ``workers`` processes (1: here), adding each
+    result to ``known`` and committing it to the cache as it comes (every 64 results or 2 s,
+    and on Ctrl-C); returns ``{sha: message}`` of the files that could not be measured."""
+    from tqdm import tqdm
+
     path_sha = {p: s for s, p in todo.items()}
     failed: dict[str, str] = {}  # sha -> message
     tasks = [(p, luma, s) for s, p in todo.items()]
-    workers = max(1, workers or default_workers())
     pending: list[tuple[str, dict]] = []
     last_commit = time.monotonic()
 
@@ -269,14 +286,7 @@ def measure_paths(
             flush()  # keep finished work on Ctrl-C too
         except sqlite3.Error:
             pass
-    rows = []
-    for p, s in zip(paths, sha256s, strict=True):
-        if s in known:
-            rows.append({"path": p, "sha256": s, **known[s]})
-        else:
-            stats.corrupt.append((p, failed.get(s, "not measured")))
-    df = pd.DataFrame(rows, columns=["path", "sha256", *_COLS])
-    return df, stats
+    return failed
 
 
 def default_cache_dir() -> Path:

@@ -2,8 +2,9 @@
 
 Public API (imported lazily, so ``import baselines`` loads neither pandas, torch nor dask)::
 
-    from baselines import run_bench, write_report
-    summary = run_bench("DATASET", ["jpeg:q=30,60", "webp"], "results.sqlite", split="test")
+    from baselines import BenchOptions, run_bench, write_report
+    summary = run_bench("DATASET", ["jpeg:q=30,60", "webp"], "results.sqlite",
+                        BenchOptions(split="test"))
     files = write_report("results.sqlite", "report/", anchor="jpeg", dataset="DATASET")
 
     from baselines import get_codec_class, parse_codec_spec, bd_rate, archive_folder, unarchive
@@ -17,6 +18,7 @@ from cloud3d.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "run_bench": "baselines.bench.runner",
+    "BenchOptions": "baselines.bench.runner",
     "BenchSummary": "baselines.bench.runner",
     "ResultsStore": "baselines.bench.store",
     "write_report": "baselines.report",

@@ -147,18 +147,18 @@ def bench_cmd(dataset_dir, split, apps, resolutions, codecs, results, workers, s
     calibration; re-running the same command resumes: finished tasks are skipped.
     Exit status 1 when any task failed (see `cloud3d report`).
     """
-    from baselines.bench.runner import run_bench
+    from baselines.bench.runner import BenchOptions, run_bench
 
     if workers and scheduler:
         raise Cloud3dError("give either --workers (local pool) or --scheduler (Dask), not both")
-    summary = run_bench(
-        dataset_dir, list(codecs), results,
+    options = BenchOptions(
         split=None if split == "all" else split,
         apps=list(apps) or None, resolutions=list(resolutions) or None,
         workers=workers, scheduler=scheduler, keep=keep, limit=limit, timeout=timeout,
         retry_failed=not no_retry_failed, send_images=send_images, progress=not quiet,
-        announce=None if no_estimate else click.echo,
     )
+    summary = run_bench(dataset_dir, list(codecs), results, options,
+                        announce=None if no_estimate else click.echo)
     click.echo(f"bench: {summary.line()} -> {results}")
     for f in summary.failures[:10]:
         click.echo(f"  failed: {f}", err=True)

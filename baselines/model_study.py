@@ -82,6 +82,7 @@ def run_study(dataset: str | os.PathLike, out: str | os.PathLike,
               workers: int | None = None, update_cards: bool = False,
               progress: bool = True) -> pd.DataFrame:
     """Run the study (module docstring) into ``out``; returns the ``models.csv`` table."""
+    from baselines.bench.runner import BenchOptions
     from models.library import scan_models
 
     entries = {e.name: e for e in scan_models()[0]}
@@ -94,8 +95,8 @@ def run_study(dataset: str | os.PathLike, out: str | os.PathLike,
     specs = [f"learned:model={n};label={n}" for n in names] + [ANCHORS[a] for a in anchors]
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    run_bench(dataset, specs, outp / "results.sqlite", split=split, limit=limit,
-              workers=workers, progress=progress)
+    run_bench(dataset, specs, outp / "results.sqlite",
+              BenchOptions(split=split, limit=limit, workers=workers, progress=progress))
     write_report(outp / "results.sqlite", outp / "report", anchor="jpeg", dataset=dataset,
                  title="cloud3d bundled models")
     pq = pd.read_csv(outp / "report" / "per_quality.csv")

@@ -67,11 +67,12 @@ def direct(root: Path) -> tuple[float, int]:
 
 
 def runner(root: Path, tmp: Path, workers: int, tag: str) -> tuple[float, int]:
-    from baselines.bench.runner import run_bench
+    from baselines.bench.runner import BenchOptions, run_bench
 
     res = tmp / f"{tag}.sqlite"
     t0 = time.perf_counter()
-    s = run_bench(root, SPECS, res, workers=workers, progress=False, command=f"bench_runner {tag}")
+    s = run_bench(root, SPECS, res,
+                  BenchOptions(workers=workers, progress=False, command=f"bench_runner {tag}"))
     dt = time.perf_counter() - t0
     if s.failed or s.ok != s.total:
         raise SystemExit(f"runner failed: {s.line()} {s.failures[:3]}")

@@ -30,6 +30,7 @@ import numpy as np
 
 from capture.filters import FilterConfig
 from capture.launch import LaunchSource
+from capture.options import RecordOptions
 from capture.recorder import record
 from cloud3d.imageio import encode_png
 from cloud3d.resolutions import RESOLUTIONS
@@ -91,9 +92,10 @@ def bench_size(name: str, seconds: float, writers: int, kinds=("process", "threa
         out["capture"] = {}
         for kind in kinds:
             with tempfile.TemporaryDirectory() as tmp:
-                s = record(src, tmp, "bench", resolutions=(name,), fps=TARGET_FPS[name],
-                           duration=seconds, filters=FilterConfig(drop_duplicates=False),
-                           writers=writers, writer_kind=kind, policy="wait", progress=False)
+                s = record(src, tmp, "bench", RecordOptions(
+                    resolutions=(name,), fps=TARGET_FPS[name], duration=seconds,
+                    filters=FilterConfig(drop_duplicates=False), writers=writers, writer_kind=kind,
+                    policy="wait", progress=False))
             out["capture"][kind] = dict(
                 capture_fps=s.achieved_fps, written=s.written, grabbed=s.grabbed,
                 dropped=sum(s.dropped.values()), waits=s.backpressure_waits,

@@ -334,7 +334,7 @@ def print_speedups(rows: list[dict]) -> None:
               flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=",".join(ALL_SIZES),
                     help="comma list of c2f sizes, e.g. small,small-pruned")
@@ -364,7 +364,105 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run this codec with fast=False (compressai's GDN and NCHW layers "
                          "as they are), i.e. before/after the inference optimisations")
     ap.add_argument("--csv", help="also write the table here (CSV)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _resolutions(text: str) -> list[tuple[int, int]]:
+    """``720p``, ``1080p`` or ``WxH`` names, comma-separated, as (width, height)."""
+    resolutions = []
+    for r in text.split(","):
+        if r in RES:
+            resolutions.append(RES[r])
+        else:
+            w, _, h = r.partition("x")
+            resolutions.append((int(w), int(h)))
+    return resolutions
+
+
+def _print_method(counts: list[int], k: int, devices: list[str], repeats: int) -> None:
+    import torch
+
+    print(f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+          f"thread counts {counts}, substreams K={k}, devices "
+          f"{devices}" + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else "")
+          + f", load average {os.getloadavg()[0]:.1f}")
+    print(f"each figure: best of {repeats} repeats after 1 warm-up, all rows of one "
+          "resolution (every thread count included) interleaved round-robin per repeat; wall = "
+          "time.perf_counter, cpu = time.process_time (all threads of this process); "
+          "network/entropy/container split from the best-wall repeat.\n"
+          "  c2f-* / mbt2018-mean rows: this codec (models.codec: uint8 in/out, padding, "
+          "container, float64 entropy-parameter path, rANS substreams), inference_mode, fused "
+          "GDN + channels-last transforms; '(plain)': the same with compressai's layers.\n"
+          "  compressai-native-mbt2018-mean: compressai's MeanScaleHyperprior.compress()/"
+          "decompress() on a pre-padded float tensor, inference_mode, same threads.")
+
+
+def _runners(args: argparse.Namespace, sizes: list[str], counts: list[int], k: int, trained,
+             rgb: np.ndarray, dev: str) -> list[_Runner]:
+    """Every row of one (device, resolution): each size, its reference and compressai's own
+    coder (unless --no-reference), at each thread count, plus --today / --plain variants."""
+    from models.architectures import reference_for
+
+    done_refs = set()
+    runners: list[_Runner] = []
+    for size in sizes:
+        arch = f"c2f-{size}"
+        jobs = [(arch, {})]
+        ref, cfg = reference_for(arch)
+        key = tuple(cfg.items())
+        if not args.no_reference and key not in done_refs:
+            done_refs.add(key)
+            jobs.append((ref, cfg))
+            jobs.append(("native", cfg))
+        for a, c in jobs:
+            for t in counts:
+                if a == "native":
+                    runners.append(NativeRunner(c["N"], rgb, dev, t))
+                    continue
+                own = trained if trained is not None and trained.arch == a else None
+                runners.append(CodecRunner(a, c, rgb, dev, args.tile, args.coder,
+                                           args.fp16, True, t, k, model=own))
+                if args.today and args.tile == "whole" and args.coder == "ans":
+                    runners.append(TodayRunner(a, c, rgb, dev, args.tile, args.coder,
+                                               args.fp16, True, t, k,
+                                               model=runners[-1].model.model))
+                if args.plain:
+                    runners.append(CodecRunner(a, c, rgb, dev, args.tile, args.coder,
+                                               args.fp16, False, t, k))
+    return runners
+
+
+def _print_row(dev: str, w: int, h: int, row: dict) -> None:
+    print(f"{dev:4} {w}x{h} {row['arch'][:30]:30} {row['config']:10} t={row['threads']:<2} "
+          f"enc {row['compress_total_ms']:7.0f} ms wall {row['compress_cpu_ms']:7.0f}"
+          f" cpu (net {row['compress_network_ms']:6.0f} + ent "
+          f"{row['compress_entropy_ms']:5.1f} + cont {row['compress_container_ms']:4.1f})"
+          f"  dec {row['decompress_total_ms']:7.0f} ms wall "
+          f"{row['decompress_cpu_ms']:7.0f} cpu (net {row['decompress_network_ms']:6.0f}"
+          f" + ent {row['decompress_entropy_ms']:5.1f} + cont "
+          f"{row['decompress_container_ms']:4.1f})  "
+          f"peak {row['compress_peak_mib']:5.0f}/{row['decompress_peak_mib']:5.0f} MiB",
+          flush=True)
+
+
+def _print_overheads(sizes: list[str], trained, rgb: np.ndarray, k: int, dev: str, rows: list[dict]) -> None:
+    """The substream overhead of each size (K substreams vs one), stored in its rows too."""
+    for size in sizes:
+        arch = f"c2f-{size}"
+        if trained is not None and trained.arch != arch:
+            continue
+        model = trained if trained is not None else random_model(arch, {})
+        one, many = substream_overhead(model, rgb, k, dev)
+        for row in rows:
+            if row["arch"] == arch:
+                row["bytes_one_substream"] = one
+        print(f"     substream overhead {arch} ({'trained' if trained else 'random'} "
+              f"weights): K={k} {many} bytes vs 1 substream {one} bytes: "
+              f"{100 * (many - one) / one:+.3f}%", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     # idle OpenMP threads sleep instead of spinning (before torch loads OpenMP): on a machine
     # shared with other jobs a spinning thread holds the core another thread's work needs
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -372,7 +470,6 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from models.architectures import reference_for
     from models.substreams import DEFAULT_SUBSTREAMS
 
     torch.backends.cudnn.benchmark = True
@@ -385,13 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cuda" in devices and not torch.cuda.is_available():
         print("CUDA requested but not available", file=sys.stderr)
         return 1
-    resolutions = []
-    for r in args.res.split(","):
-        if r in RES:
-            resolutions.append(RES[r])
-        else:
-            w, _, h = r.partition("x")
-            resolutions.append((int(w), int(h)))
+    resolutions = _resolutions(args.res)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     trained = None
     if args.checkpoint:
@@ -400,48 +491,11 @@ def main(argv: list[str] | None = None) -> int:
         trained, _ = load_checkpoint(args.checkpoint)
         trained.update(force=True)
     results = []
-    print(f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
-          f"thread counts {counts}, substreams K={k}, devices "
-          f"{devices}" + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else "")
-          + f", load average {os.getloadavg()[0]:.1f}")
-    print(f"each figure: best of {args.repeats} repeats after 1 warm-up, all rows of one "
-          "resolution (every thread count included) interleaved round-robin per repeat; wall = "
-          "time.perf_counter, cpu = time.process_time (all threads of this process); "
-          "network/entropy/container split from the best-wall repeat.\n"
-          "  c2f-* / mbt2018-mean rows: this codec (models.codec: uint8 in/out, padding, "
-          "container, float64 entropy-parameter path, rANS substreams), inference_mode, fused "
-          "GDN + channels-last transforms; '(plain)': the same with compressai's layers.\n"
-          "  compressai-native-mbt2018-mean: compressai's MeanScaleHyperprior.compress()/"
-          "decompress() on a pre-padded float tensor, inference_mode, same threads.")
+    _print_method(counts, k, devices, args.repeats)
     for dev in devices:
         for w, h in resolutions:
             rgb = load_frame(args.image, w, h)
-            done_refs = set()
-            runners: list[_Runner] = []
-            for size in sizes:
-                arch = f"c2f-{size}"
-                jobs = [(arch, {})]
-                ref, cfg = reference_for(arch)
-                key = tuple(cfg.items())
-                if not args.no_reference and key not in done_refs:
-                    done_refs.add(key)
-                    jobs.append((ref, cfg))
-                    jobs.append(("native", cfg))
-                for a, c in jobs:
-                    for t in counts:
-                        if a == "native":
-                            runners.append(NativeRunner(c["N"], rgb, dev, t))
-                            continue
-                        own = trained if trained is not None and trained.arch == a else None
-                        runners.append(CodecRunner(a, c, rgb, dev, args.tile, args.coder,
-                                                   args.fp16, True, t, k, model=own))
-                        if args.today and args.tile == "whole" and args.coder == "ans":
-                            runners.append(TodayRunner(a, c, rgb, dev, args.tile, args.coder,
-                                                       args.fp16, True, t, k,
-                                                       model=runners[-1].model.model))
-                        if args.plain:
-                            runners.append(CodecRunner(a, c, rgb, dev, args.tile, args.coder,
-                                                       args.fp16, False, t, k))
+            runners = _runners(args, sizes, counts, k, trained, rgb, dev)
             print(f"{dev} {w}x{h}: load average {os.getloadavg()[0]:.1f} before", flush=True)
             run_interleaved(runners, args.repeats)
             rows = []
@@ -449,31 +503,11 @@ def main(argv: list[str] | None = None) -> int:
                 row = summarise(r, w, h)
                 row["threads"] = r.threads or torch.get_num_threads()
                 rows.append(row)
-                print(f"{dev:4} {w}x{h} {row['arch'][:30]:30} {row['config']:10} t={row['threads']:<2} "
-                      f"enc {row['compress_total_ms']:7.0f} ms wall {row['compress_cpu_ms']:7.0f}"
-                      f" cpu (net {row['compress_network_ms']:6.0f} + ent "
-                      f"{row['compress_entropy_ms']:5.1f} + cont {row['compress_container_ms']:4.1f})"
-                      f"  dec {row['decompress_total_ms']:7.0f} ms wall "
-                      f"{row['decompress_cpu_ms']:7.0f} cpu (net {row['decompress_network_ms']:6.0f}"
-                      f" + ent {row['decompress_entropy_ms']:5.1f} + cont "
-                      f"{row['decompress_container_ms']:4.1f})  "
-                      f"peak {row['compress_peak_mib']:5.0f}/{row['decompress_peak_mib']:5.0f} MiB",
-                      flush=True)
+                _print_row(dev, w, h, row)
             print(f"     load average {os.getloadavg()[0]:.1f} after", flush=True)
             print_speedups(rows)
             if args.coder == "ans":
-                for size in sizes:
-                    arch = f"c2f-{size}"
-                    if trained is not None and trained.arch != arch:
-                        continue
-                    model = trained if trained is not None else random_model(arch, {})
-                    one, many = substream_overhead(model, rgb, k, dev)
-                    for row in rows:
-                        if row["arch"] == arch:
-                            row["bytes_one_substream"] = one
-                    print(f"     substream overhead {arch} ({'trained' if trained else 'random'} "
-                          f"weights): K={k} {many} bytes vs 1 substream {one} bytes: "
-                          f"{100 * (many - one) / one:+.3f}%", flush=True)
+                _print_overheads(sizes, trained, rgb, k, dev, rows)
             results.extend(rows)
     df = pd.DataFrame(results)
     if args.csv:

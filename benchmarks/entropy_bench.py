@@ -202,6 +202,54 @@ def _with_backend(name: str, fn, *args):
             os.environ["CLOUD3D_ANALYSIS_BACKEND"] = old
 
 
+def _print_stages(paths: list[str], repeat: int) -> None:
+    """The per-stage cost table in one process, the measures' overhead over decoding, and
+    numba's first-call cost."""
+    print("\nper-stage cost in one process (best of interleaved passes, ms per image):")
+    print(f"  {'stage':<28} {'wall':>8} {'cpu':>8}")
+    rows = stage_breakdown(paths, repeat)
+    for name, wall, cpu in rows:
+        print(f"  {name:<28} {wall:8.1f} {cpu:8.1f}")
+    dec_cpu = rows[0][2]
+    for name, _wall, cpu in rows:
+        if name.endswith("all four measures"):
+            print(
+                f"  {name.split(':')[0]}: measures / decode (cpu) = +{100 * cpu / dec_cpu:.0f} %"
+                "  (target <= +25 %)"
+            )
+    if _numba_available():
+        fc = first_call_cost()
+        if fc is not None:
+            print(
+                f"  numba, fresh process: first call {fc[0]:.0f} ms cpu (import numba, load "
+                f"the cached kernel; once per worker), second {fc[1]:.1f} ms"
+            )
+
+
+def _throughput_passes(paths: list[str], w: int, repeat: int) -> tuple[list, list]:
+    """``repeat`` interleaved (wall s, cpu s) passes of decoding only and of decoding plus the
+    measures with ``w`` processes (1: in this process), after one warm-up pass of each."""
+    pool = (
+        None
+        if w == 1
+        else multiprocessing.get_context("spawn").Pool(w, initializer=_warm_worker)
+    )
+    try:
+        if pool is None:
+            _warm_worker()
+        for fn in (decode_only, decode_and_measure):  # warm-up: page cache
+            timed_pass(pool, fn, paths[: max(1, w)])
+        dec, meas = [], []
+        for _ in range(repeat):  # interleaved
+            dec.append(timed_pass(pool, decode_only, paths))
+            meas.append(timed_pass(pool, decode_and_measure, paths))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return dec, meas
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=8, help="number of 1080p PNGs (default 8)")
@@ -233,26 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         except OSError:
             pass
 
-        print("\nper-stage cost in one process (best of interleaved passes, ms per image):")
-        print(f"  {'stage':<28} {'wall':>8} {'cpu':>8}")
-        rows = stage_breakdown(paths, args.repeat)
-        for name, wall, cpu in rows:
-            print(f"  {name:<28} {wall:8.1f} {cpu:8.1f}")
-        dec_cpu = rows[0][2]
-        for name, _wall, cpu in rows:
-            if name.endswith("all four measures"):
-                print(
-                    f"  {name.split(':')[0]}: measures / decode (cpu) = +{100 * cpu / dec_cpu:.0f} %"
-                    "  (target <= +25 %)"
-                )
-        if _numba_available():
-            fc = first_call_cost()
-            if fc is not None:
-                print(
-                    f"  numba, fresh process: first call {fc[0]:.0f} ms cpu (import numba, load "
-                    f"the cached kernel; once per worker), second {fc[1]:.1f} ms"
-                )
-
+        _print_stages(paths, args.repeat)
         backends = ["numpy", "numba"] if _numba_available() else ["numpy"]
         print(
             "\nthroughput (best of interleaved passes; cpu = ms per image summed over the "
@@ -266,24 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["CLOUD3D_ANALYSIS_BACKEND"] = be  # inherited by the worker processes
             base = None
             for w in workers:
-                pool = (
-                    None
-                    if w == 1
-                    else multiprocessing.get_context("spawn").Pool(w, initializer=_warm_worker)
-                )
-                try:
-                    if pool is None:
-                        _warm_worker()
-                    for fn in (decode_only, decode_and_measure):  # warm-up: page cache
-                        timed_pass(pool, fn, paths[: max(1, w)])
-                    dec, meas = [], []
-                    for _ in range(args.repeat):  # interleaved
-                        dec.append(timed_pass(pool, decode_only, paths))
-                        meas.append(timed_pass(pool, decode_and_measure, paths))
-                finally:
-                    if pool is not None:
-                        pool.terminate()
-                        pool.join()
+                dec, meas = _throughput_passes(paths, w, args.repeat)
                 t_dec, t_all = min(t for t, _ in dec), min(t for t, _ in meas)
                 c_dec = min(c for _, c in dec) / len(paths) * 1e3
                 c_all = min(c for _, c in meas) / len(paths) * 1e3

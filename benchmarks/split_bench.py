@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from capture import SyntheticSource, record
+from capture import RecordOptions, SyntheticSource, record
 from cloud3d_dataset.split import build_splits
 from cloud3d_dataset.verify import verify
 
@@ -52,7 +52,8 @@ def main() -> None:
         t0 = time.perf_counter()
         for i, app in enumerate(APPS):
             with SyntheticSource(*SIZE, seed=i) as src:
-                record(src, raw, app, count=args.frames, writer_kind="thread", progress=False)
+                record(src, raw, app, RecordOptions(count=args.frames, writer_kind="thread",
+                                                    progress=False))
         n_files = len(APPS) * args.frames
         print(f"recorded {n_files} raw PNGs ({len(APPS)} apps x {args.frames}) "
               f"in {time.perf_counter() - t0:.1f} s")

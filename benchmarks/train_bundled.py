@@ -53,7 +53,7 @@ def _rate(log: Path, skip: int = 10) -> float:
     return (int(b["step"]) - int(a["step"])) / max(1e-6, float(b["elapsed_s"]) - float(a["elapsed_s"]))
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", help="dataset folder (e.g. made by `cloud3d crops`)")
     ap.add_argument("--out", required=True, help="folder for the run folders")
@@ -70,6 +70,63 @@ def main() -> int:
     ap.add_argument("--runs", default=",".join(r[0] for r in RUNS), help="comma list of run names")
     ap.add_argument("--run", action="append", default=[], metavar="NAME:APP:ARCH:GROUP",
                     help="a run of your own instead of the defaults (repeatable)")
+    return ap
+
+
+def _launch(args: argparse.Namespace, out: Path, name: str, app: str, arch: str, steps: int,
+            resume: bool) -> subprocess.Popen:
+    """Start one ``cloud3d train`` run; its command goes to NAME.cmd.json, its output to NAME.out."""
+    # the calibration validates once, at its end; the main phase 8 times
+    cmd = [sys.executable, "-m", "cloud3d.cli", "train", args.data, "--app", app, "--arch", arch,
+           "--out", str(out / name), "--steps", str(steps), "--batch", str(args.batch),
+           "--crop", str(args.crop), "--lr", str(args.lr), "--warmup", str(args.warmup),
+           "--device", args.device, "--val-every", str(max(1, steps // 8) if resume else steps),
+           "--val-images", str(args.val_images), "--threads", str(args.threads)]
+    if resume:
+        cmd.append("--resume")
+    (out / f"{name}.cmd.json").write_text(json.dumps(cmd))
+    log = open(out / f"{name}.out", "a")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_all(procs: dict[str, subprocess.Popen], hard: float) -> dict[str, int]:
+    """Exit codes of all ``procs``; those still running at ``hard`` (perf_counter) get SIGTERM."""
+    codes = {}
+    while len(codes) < len(procs):
+        for name, p in procs.items():
+            if name not in codes and p.poll() is not None:
+                codes[name] = p.returncode
+        if time.perf_counter() > hard:
+            for name, p in procs.items():
+                if name not in codes and p.poll() is None:
+                    print(f"{name}: past the deadline, SIGTERM", flush=True)
+                    p.send_signal(signal.SIGTERM)
+            hard = float("inf")
+        time.sleep(0.5)
+    return codes
+
+
+def _plan_steps(runs: list[tuple], rates: dict[str, float], cal_s: float, left: float,
+                calibrate: int) -> dict[str, int]:
+    """One shared step count per group, from its slowest run's rate and the time left (s)."""
+    # a resumed run pays its start-up again (imports, CUDA, frame bank, validation): the
+    # calibration's wall time beyond its steps; 15% of the rest is kept for the 8 validations
+    # and checkpoints and for the rate falling when all runs are at work
+    steps = {}
+    for group in sorted({g for *_, g in runs}):
+        names = [n for n, *_, g in runs if g == group and n in rates]
+        if not names:
+            continue
+        rate = min(rates[n] for n in names)
+        startup = max(0.0, cal_s - calibrate / rate)
+        n_steps = int(calibrate + rate * max(0.0, left - startup) * 0.85)
+        for n in names:
+            steps[n] = n_steps
+    return steps
+
+
+def main() -> int:
+    ap = _parser()
     args = ap.parse_args()
     t0 = time.perf_counter()
     deadline = t0 + args.budget
@@ -82,59 +139,18 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def launch(name: str, app: str, arch: str, steps: int, resume: bool) -> subprocess.Popen:
-        # the calibration validates once, at its end; the main phase 8 times
-        cmd = [sys.executable, "-m", "cloud3d.cli", "train", args.data, "--app", app, "--arch", arch,
-               "--out", str(out / name), "--steps", str(steps), "--batch", str(args.batch),
-               "--crop", str(args.crop), "--lr", str(args.lr), "--warmup", str(args.warmup),
-               "--device", args.device, "--val-every", str(max(1, steps // 8) if resume else steps),
-               "--val-images", str(args.val_images), "--threads", str(args.threads)]
-        if resume:
-            cmd.append("--resume")
-        (out / f"{name}.cmd.json").write_text(json.dumps(cmd))
-        log = open(out / f"{name}.out", "a")
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_all(procs: dict[str, subprocess.Popen], hard: float) -> dict[str, int]:
-        codes = {}
-        while len(codes) < len(procs):
-            for name, p in procs.items():
-                if name not in codes and p.poll() is not None:
-                    codes[name] = p.returncode
-            if time.perf_counter() > hard:
-                for name, p in procs.items():
-                    if name not in codes and p.poll() is None:
-                        print(f"{name}: past the deadline, SIGTERM", flush=True)
-                        p.send_signal(signal.SIGTERM)
-                hard = float("inf")
-            time.sleep(0.5)
-        return codes
-
     started = time.perf_counter()
-    codes = wait_all({n: launch(n, a, arch, args.calibrate, False) for n, a, arch, _ in runs},
-                     deadline)
+    codes = _wait_all({n: _launch(args, out, n, a, arch, args.calibrate, False) for n, a, arch, _ in runs},
+                      deadline)
     cal_s = time.perf_counter() - started
     rates = {n: _rate(out / n / "log.csv") for n, *_ in runs if codes[n] == 0}
     print(f"calibration: {cal_s:.1f} s; steps/s " + ", ".join(f"{n} {r:.2f}" for n, r in rates.items()),
           flush=True)
-    # a resumed run pays its start-up again (imports, CUDA, frame bank, validation): the
-    # calibration's wall time beyond its steps; 15% of the rest is kept for the 8 validations
-    # and checkpoints and for the rate falling when all runs are at work
-    left = deadline - time.perf_counter()
-    steps = {}
-    for group in sorted({g for *_, g in runs}):
-        names = [n for n, *_, g in runs if g == group and n in rates]
-        if not names:
-            continue
-        rate = min(rates[n] for n in names)
-        startup = max(0.0, cal_s - args.calibrate / rate)
-        n_steps = int(args.calibrate + rate * max(0.0, left - startup) * 0.85)
-        for n in names:
-            steps[n] = n_steps
+    steps = _plan_steps(runs, rates, cal_s, deadline - time.perf_counter(), args.calibrate)
     print("steps: " + ", ".join(f"{n} {s}" for n, s in steps.items()), flush=True)
     started = time.perf_counter()
-    procs = {n: launch(n, a, arch, steps[n], True) for n, a, arch, _ in runs if n in steps}
-    codes = wait_all(procs, deadline + args.grace)
+    procs = {n: _launch(args, out, n, a, arch, steps[n], True) for n, a, arch, _ in runs if n in steps}
+    codes = _wait_all(procs, deadline + args.grace)
     wall = time.perf_counter() - started
     for n, a, arch, _ in runs:
         if n not in procs:

@@ -2,9 +2,9 @@
 
 Public API (imported lazily so ``cloud3d --help`` stays fast)::
 
-    from capture import record, SyntheticSource, WindowSource, LaunchSource
+    from capture import record, RecordOptions, SyntheticSource, WindowSource, LaunchSource
     with SyntheticSource(1280, 720, seed=0) as src:
-        summary = record(src, "out", app="synthetic", resolutions=("720p",), count=30)
+        summary = record(src, "out", "synthetic", RecordOptions(resolutions=("720p",), count=30))
 
 See docs/capture.md.
 """
@@ -16,6 +16,7 @@ from cloud3d.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "record": "capture.recorder",
     "CaptureSummary": "capture.recorder",
+    "RecordOptions": "capture.options",
     "FilterConfig": "capture.filters",
     "FrameFilter": "capture.filters",
     "FrameSource": "capture.source",

@@ -11,6 +11,8 @@ import click
 
 from cloud3d.errors import Cloud3dError
 
+from .options import POLICIES, FilterConfig, RecordOptions
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -22,83 +24,104 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+_REQUIRED = object()  # marks an option with no default that must be given
+
+
+def _recorder_table(default_app: str | None, live: bool) -> list[tuple]:
+    """The recording options of every capture command: ``(flag, field, type, default, help)``.
+
+    ``field`` is the keyword click passes (for most, a :class:`RecordOptions` field, whose
+    default is used); ``type`` ``bool`` makes an on/off flag. ``live`` sources (a window, a
+    screen, a launched app) default to 10 grabs per second and may stall; files do neither.
+    """
+    d, f = RecordOptions(), FilterConfig()
+    app = _REQUIRED if default_app is None else default_app
+    return [
+        ("--out", "out", click.Path(file_okay=False), _REQUIRED,
+         "output root; frames go to OUT/APP/{res}/{index:06d}.png"),
+        ("--app", "app", None, app, "application name used as the output folder (e.g. supertuxkart)"),
+        ("--res", "resolutions", None, d.resolutions,
+         "output resolution: 1080p, 720p or native; repeat or comma-separate for several"),
+        ("--fit", "fit", click.Choice(["error", "scale", "crop", "pad"]), d.fit,
+         "how a non-16:9 source becomes 1080p/720p"),
+        ("--fps", "fps", float, 10.0 if live else d.fps,
+         "target grabs per second" + ("" if live else " (default: every frame)")),
+        ("--interval", "interval", float, None, "seconds between grabs (instead of --fps)"),
+        ("--count", "count", int, d.count, "stop after this many kept frames"),
+        ("--duration", "duration", float, d.duration, "stop after this many seconds"),
+        ("--stall-timeout", "stall_timeout", float, d.stall_timeout,
+         "stop when no new frame was kept for this many seconds (a frozen app); frames so far "
+         "are kept, exit status 1" if live else "live sources only"),
+        ("--warmup", "warmup", float, d.warmup, "seconds to skip before capturing (loading screens, intro)"),
+        ("--scene", "scene", None, d.scene,
+         "what is shown (a track, map...), written to frames.csv's scene column for "
+         "`cloud3d split --group scene`"),
+        ("--keep-uniform", "keep_uniform", bool, False, "keep black / near-uniform frames"),
+        ("--uniform-std", "uniform_std", float, f.uniform_std,
+         "a frame whose pixel std-dev is at most this is 'uniform' (0..255 scale)"),
+        ("--keep-duplicates", "keep_duplicates", bool, False, "keep frames repeating the previous kept one"),
+        ("--dup-mad", "dup_mad", float, f.dup_mad,
+         "mean absolute difference (0..255) at or below which a frame is a duplicate"),
+        ("--writers", "writers", int, d.writers, "PNG writer processes"),
+        ("--queue", "queue_size", int, d.queue_size, "frames that may wait for the writers"),
+        ("--policy", "policy", click.Choice(list(POLICIES)), d.policy,
+         "when writers fall behind: make the grabber wait, or drop (counted)"),
+        ("--encoder", "encoder", click.Choice(["fpng", "zlib"]), d.encoder,
+         "PNG encoder (both lossless 8-bit RGB; fpng ~10x faster, ~20% larger)"),
+        ("--level", "level", click.IntRange(0, 9), d.level, "zlib compression level (with --encoder zlib)"),
+        ("--no-progress", "no_progress", bool, False, "hide the progress bar"),
+        ("--json", "as_json", bool, False, "print the summary as JSON on stdout"),
+    ]
+
+
+_FIELDS = [row[1] for row in _recorder_table(None, True)]
+
+
 def _recorder_options(default_app: str | None, live: bool):
-    """Options shared by every capture command."""
+    """A decorator adding :func:`_recorder_table`'s options to a click command."""
+
+    def click_option(flag, name, type_, default, help_text):
+        if type_ is bool:
+            return click.option(flag, name, is_flag=True, help=help_text)
+        required = default is _REQUIRED
+        default = None if required else default
+        return click.option(flag, name, type=type_, default=default, required=required,
+                            multiple=isinstance(default, tuple), show_default=default is not None,
+                            help=help_text)
 
     def deco(f):
-        opts = [
-            click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-                         help="output root; frames go to OUT/APP/{res}/{index:06d}.png"),
-            click.option("--app", default=default_app, required=default_app is None,
-                         show_default=default_app is not None,
-                         help="application name used as the output folder (e.g. supertuxkart)"),
-            click.option("--res", "resolutions", multiple=True, default=("native",), show_default=True,
-                         help="output resolution: 1080p, 720p or native; repeat or comma-separate for several"),
-            click.option("--fit", type=click.Choice(["error", "scale", "crop", "pad"]), default="error",
-                         show_default=True, help="how a non-16:9 source becomes 1080p/720p"),
-            click.option("--fps", type=float, default=10.0 if live else None, show_default=live,
-                         help="target grabs per second" + ("" if live else " (default: every frame)")),
-            click.option("--interval", type=float, default=None, help="seconds between grabs (instead of --fps)"),
-            click.option("--count", type=int, default=None, help="stop after this many kept frames"),
-            click.option("--duration", type=float, default=None, help="stop after this many seconds"),
-            click.option("--stall-timeout", type=float, default=None,
-                         help="stop when no new frame was kept for this many seconds (a frozen "
-                              "app); frames so far are kept, exit status 1" if live else
-                              "live sources only"),
-            click.option("--warmup", type=float, default=0.0, show_default=True,
-                         help="seconds to skip before capturing (loading screens, intro)"),
-            click.option("--scene", default=None,
-                         help="what is shown (a track, map...), written to frames.csv's scene "
-                              "column for `cloud3d split --group scene`"),
-            click.option("--keep-uniform", is_flag=True, help="keep black / near-uniform frames"),
-            click.option("--uniform-std", type=float, default=3.0, show_default=True,
-                         help="a frame whose pixel std-dev is at most this is 'uniform' (0..255 scale)"),
-            click.option("--keep-duplicates", is_flag=True, help="keep frames repeating the previous kept one"),
-            click.option("--dup-mad", type=float, default=0.5, show_default=True,
-                         help="mean absolute difference (0..255) at or below which a frame is a duplicate"),
-            click.option("--writers", type=int, default=2, show_default=True, help="PNG writer processes"),
-            click.option("--queue", "queue_size", type=int, default=8, show_default=True,
-                         help="frames that may wait for the writers"),
-            click.option("--policy", type=click.Choice(["wait", "drop"]), default="wait", show_default=True,
-                         help="when writers fall behind: make the grabber wait, or drop (counted)"),
-            click.option("--encoder", type=click.Choice(["fpng", "zlib"]), default="fpng", show_default=True,
-                         help="PNG encoder (both lossless 8-bit RGB; fpng ~10x faster, ~20% larger)"),
-            click.option("--level", type=click.IntRange(0, 9), default=1, show_default=True,
-                         help="zlib compression level (with --encoder zlib)"),
-            click.option("--no-progress", is_flag=True, help="hide the progress bar"),
-            click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout"),
-        ]
-        for opt in reversed(opts):
-            f = opt(f)
+        for row in reversed(_recorder_table(default_app, live)):
+            f = click_option(*row)(f)
         return f
 
     return deco
 
 
-def _run(source_factory, out, app, resolutions, fit, fps, interval, count, duration, stall_timeout,
-         warmup, scene,
-         keep_uniform, uniform_std, keep_duplicates, dup_mad, writers, queue_size, policy,
-         encoder, level, no_progress, as_json) -> None:
-    from .filters import FilterConfig
+def _record_options(kw: dict) -> RecordOptions:
+    """The parsed recording options (``kw`` as click passes them) as :class:`RecordOptions`."""
+    fps = kw["fps"]
+    if kw["interval"] is not None:
+        if kw["interval"] <= 0:
+            raise Cloud3dError("--interval must be positive")
+        fps = 1.0 / kw["interval"]
+    if kw["writers"] < 1 or kw["queue_size"] < 1:
+        raise Cloud3dError("--writers and --queue must be at least 1")
+    filters = FilterConfig(drop_uniform=not kw["keep_uniform"], uniform_std=kw["uniform_std"],
+                           drop_duplicates=not kw["keep_duplicates"], dup_mad=kw["dup_mad"])
+    same = ("resolutions", "count", "duration", "warmup", "fit", "writers", "queue_size", "policy",
+            "encoder", "level", "stall_timeout", "scene")
+    return RecordOptions(fps=fps, filters=filters, progress=not kw["no_progress"],
+                         **{name: kw[name] for name in same})
+
+
+def _run(source_factory, kw: dict) -> None:
     from .recorder import record
     from .signals import sigterm_as_interrupt
 
-    if interval is not None:
-        if interval <= 0:
-            raise Cloud3dError("--interval must be positive")
-        fps = 1.0 / interval
-    if writers < 1 or queue_size < 1:
-        raise Cloud3dError("--writers and --queue must be at least 1")
-    filters = FilterConfig(drop_uniform=not keep_uniform, uniform_std=uniform_std,
-                           drop_duplicates=not keep_duplicates, dup_mad=dup_mad)
+    options = _record_options(kw)
     with sigterm_as_interrupt(), source_factory() as source:
-        summary = record(
-            source, out, app, resolutions=resolutions, fps=fps, count=count, duration=duration,
-            warmup=warmup, stall_timeout=stall_timeout, fit=fit, filters=filters, writers=writers,
-            queue_size=queue_size, policy=policy, encoder=encoder, level=level,
-            progress=not no_progress, scene=scene,
-        )
-    if as_json:
+        summary = record(source, kw["out"], kw["app"], options)
+    if kw["as_json"]:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         click.echo(summary.to_text(), err=True)
     else:
@@ -118,20 +141,12 @@ def _command(group, name, default_app, live, help_text):
         @_recorder_options(default_app, live)
         @functools.wraps(f)
         def cmd(**kw):
-            common = {k: kw.pop(k) for k in list(kw) if k in _COMMON}
-            _run(lambda: f(**kw), **common)
+            common = {k: kw.pop(k) for k in _FIELDS}
+            _run(lambda: f(**kw), common)
 
         return cmd
 
     return wrap
-
-
-_COMMON = {
-    "out", "app", "resolutions", "fit", "fps", "interval", "count", "duration", "stall_timeout",
-    "warmup", "scene",
-    "keep_uniform", "uniform_std", "keep_duplicates", "dup_mad", "writers", "queue_size",
-    "policy", "encoder", "level", "no_progress", "as_json",
-}
 
 
 @click.group("capture")

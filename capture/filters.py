@@ -16,21 +16,11 @@ Definitions (values on the 0..255 scale):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .options import FilterConfig
 
-@dataclass(frozen=True)
-class FilterConfig:
-    """Thresholds; set ``drop_uniform`` / ``drop_duplicates`` False to keep such frames."""
-
-    drop_uniform: bool = True
-    uniform_std: float = 3.0
-    black_mean: float = 16.0
-    drop_duplicates: bool = True
-    dup_mad: float = 0.5
-    step: int = 4
+__all__ = ["FilterConfig", "FrameFilter"]
 
 
 class FrameFilter:

@@ -29,13 +29,12 @@ from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.names import check_app_name
 from cloud3d.provenance import package_versions, utc_now
 
-from .filters import FilterConfig, FrameFilter
+from .filters import FrameFilter
 from .framelog import FrameLog
+from .options import RecordOptions
 from .resize import check_fit, parse_resolutions
 from .source import FrameSource, SourceExhausted
-from .writer import KINDS, Job, make_pool
-
-POLICIES = ("wait", "drop")
+from .writer import Job, make_pool
 
 
 @dataclass
@@ -124,23 +123,9 @@ def record(
     source: FrameSource,
     out_dir: str | os.PathLike,
     app: str,
-    resolutions=("native",),
-    fps: float | None = None,
-    count: int | None = None,
-    duration: float | None = None,
-    warmup: float = 0.0,
-    fit: str = "error",
-    filters: FilterConfig | None = None,
-    writers: int = 2,
-    queue_size: int = 8,
-    policy: str = "wait",
-    writer_kind: str = "process",
-    encoder: str = "fpng",
-    level: int = 1,
-    progress: bool = True,
+    options: RecordOptions | None = None,
+    *,
     stop=None,
-    stall_timeout: float | None = None,
-    scene: str | None = None,
 ) -> CaptureSummary:
     """Capture frames from ``source`` into ``out_dir/app`` and return a :class:`CaptureSummary`.
 
@@ -148,54 +133,16 @@ def record(
         source: any :class:`capture.source.FrameSource` (not closed here).
         out_dir: output root; frames go to ``out_dir/app/{res}/{index:06d}.png``.
         app: application name (letters, digits, ``_ . + -``).
-        resolutions: any of ``1080p``, ``720p``, ``native``.
-        fps: target grabs per second (``None``: as fast as possible).
-        count: stop after this many frames are kept (written).
-        duration: stop after this many seconds of capture (after warm-up).
-        warmup: seconds skipped before capturing (live sources wait; video and
-            synthetic sources skip that much content).
-        fit: ``error`` | ``scale`` | ``crop`` | ``pad`` for non-16:9 sources.
-        filters: drop thresholds (default :class:`FilterConfig`).
-        writers, queue_size: PNG writers and how many kept frames may wait for them.
-        writer_kind: ``process`` (default; fpng holds the GIL, see capture.writer) or ``thread``.
-        policy: ``wait`` or ``drop`` when the queue is full.
-        encoder, level: PNG encoder (``fpng`` or ``zlib``) and zlib level.
-        progress: show a tqdm bar on stderr.
+        options: what to capture and how (:class:`capture.options.RecordOptions`; its
+            defaults when ``None``). Give ``count`` or ``duration`` unless the source is a video.
         stop: optional ``threading.Event``; when set, the capture ends cleanly.
-        stall_timeout: live sources only: end the capture when no frame has been kept for
-            this many seconds (the app froze or shows one still image); the summary then
-            has ``stalled=True``. ``None``: wait for as long as it takes.
-        scene: what the source shows (a game's track or map); written to every row's
-            ``scene`` column so that ``cloud3d split --group scene`` can keep scenes apart.
 
     Ctrl-C (KeyboardInterrupt) ends the capture cleanly too: queued frames are
     written, the summary has ``interrupted=True``. Write errors (disk full...)
     raise :class:`Cloud3dError` after the queue is drained; finished frames stay.
     """
-    from tqdm import tqdm
-
-    try:
-        check_app_name(app)
-    except ValueError as exc:
-        raise Cloud3dError(str(exc)) from None
-    resolutions = parse_resolutions(resolutions)
-    if policy not in POLICIES:
-        raise Cloud3dError(f"unknown queue policy {policy!r}: use wait or drop")
-    if writer_kind not in KINDS:
-        raise Cloud3dError(f"unknown writer kind {writer_kind!r}: use process or thread")
-    if fps is not None and fps <= 0:
-        raise Cloud3dError("--fps must be positive")
-    if count is not None and count < 1:
-        raise Cloud3dError("--count must be at least 1")
-    if duration is not None and duration <= 0:
-        raise Cloud3dError("--duration must be positive")
-    if stall_timeout is not None and stall_timeout <= 0:
-        raise Cloud3dError("--stall-timeout must be positive")
-    if count is None and duration is None and source.kind != "video":
-        raise Cloud3dError("say when to stop: give --count N or --duration SECONDS")
-    check_fit(*(source.geometry.width, source.geometry.height) if source.geometry else (16, 9),
-              resolutions, fit)
-
+    opts = options if options is not None else RecordOptions()
+    resolutions = _check(source, app, opts)
     app_dir = Path(out_dir) / app
     _check_writable(app_dir)
     log = FrameLog(app_dir)
@@ -203,142 +150,203 @@ def record(
         next_index, repairs = log.reconcile()
     except OSError as exc:
         raise Cloud3dError(describe_os_error(exc, log.path)) from None
-    run = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    requested, requested_s = opts.requested()
     summary = CaptureSummary(
         app=app, app_dir=str(app_dir), source=source.kind, synthetic=source.synthetic,
-        resolutions=list(resolutions), run=run, repairs=repairs,
-        requested=count if count is not None else int(duration * fps) if duration and fps else 0,
-        requested_s=float(duration) if count is None and duration else 0.0,
+        resolutions=list(resolutions), run=utc_now().strftime("%Y%m%dT%H%M%SZ"), repairs=repairs,
+        requested=requested, requested_s=requested_s,
     )
-    flt = FrameFilter(filters)
-    dropped: Counter[str] = Counter()
-    last_redraw = 0.0
-    geo = source.geometry
-    shape = (geo.height, geo.width, 3) if geo is not None else (1080, 1920, 3)
+    rec = _Recording(source, opts, resolutions, summary, log, next_index, stop)
+    rec.run()
+    _raise_write_error(rec.pool, app_dir)
+    _append_run(app_dir, summary, source, opts.settings(rec.flt.config))
+    return summary
+
+
+def _check(source: FrameSource, app: str, opts: RecordOptions) -> tuple[str, ...]:
+    """Refuse a bad app name or setting before anything is written; returns the resolutions."""
     try:
-        pool = make_pool(writer_kind, app_dir, log, resolutions, fit=fit, encoder=encoder,
-                         level=level, workers=writers, queue_size=queue_size, frame_shape=shape)
-    except (RuntimeError, OSError) as exc:
-        raise Cloud3dError(f"cannot start the PNG writers: {exc}") from None
-    bar = tqdm(total=count, unit="frame", desc=f"capture {app}", disable=not progress,
-               dynamic_ncols=True, leave=True)
-    pool.on_written = lambda _i: bar.update(1)
-    base_row = {"run": run, "source": source.kind, "synthetic": int(source.synthetic),
-                "scene": scene or ""}
-    grab_s = 0.0
-    kept = 0
-    index = next_index
-    t_start = time.perf_counter()
-    try:
-        if warmup > 0:
-            source.skip(warmup)
+        check_app_name(app)
+    except ValueError as exc:
+        raise Cloud3dError(str(exc)) from None
+    resolutions = parse_resolutions(opts.resolutions)
+    opts.check(source.kind)
+    check_fit(*(source.geometry.width, source.geometry.height) if source.geometry else (16, 9),
+              resolutions, opts.fit)
+    return resolutions
+
+
+class _Recording:
+    """One run's moving parts (writer pool, filter, log, progress bar) and its grab loop.
+
+    :meth:`run` paces grabs, filters frames, hands kept ones to the pool and fills the
+    summary; the pool, bar and log are closed whatever happens.
+    """
+
+    def __init__(self, source: FrameSource, opts: RecordOptions, resolutions: tuple[str, ...],
+                 summary: CaptureSummary, log: FrameLog, next_index: int, stop) -> None:
+        from tqdm import tqdm
+
+        self.source, self.opts, self.resolutions = source, opts, resolutions
+        self.summary, self.log, self.stop = summary, log, stop
+        self.flt = FrameFilter(opts.filters)
+        self.dropped: Counter[str] = Counter()
+        self.last_redraw = 0.0
+        geo = source.geometry
+        shape = (geo.height, geo.width, 3) if geo is not None else (1080, 1920, 3)
+        app_dir = Path(summary.app_dir)
+        try:
+            self.pool = make_pool(opts.writer_kind, app_dir, log, resolutions, fit=opts.fit,
+                                  encoder=opts.encoder, level=opts.level, workers=opts.writers,
+                                  queue_size=opts.queue_size, frame_shape=shape)
+        except (RuntimeError, OSError) as exc:
+            raise Cloud3dError(f"cannot start the PNG writers: {exc}") from None
+        self.bar = tqdm(total=opts.count, unit="frame", desc=f"capture {summary.app}",
+                        disable=not opts.progress, dynamic_ncols=True, leave=True)
+        self.pool.on_written = lambda _i: self.bar.update(1)
+        self.base_row = {"run": summary.run, "source": source.kind,
+                         "synthetic": int(source.synthetic), "scene": opts.scene or ""}
+        self.grab_s = 0.0
+        self.kept = 0
+        self.index = next_index
+
+    def run(self) -> None:
+        """Warm up, loop until a stop condition, then close everything and fill the summary."""
+        summary, pool = self.summary, self.pool
         t_start = time.perf_counter()
+        try:
+            if self.opts.warmup > 0:
+                self.source.skip(self.opts.warmup)
+            t_start = time.perf_counter()
+            self._loop(t_start)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            summary.stopped_because = "interrupted (Ctrl-C): queued frames were written"
+        except OSError as exc:
+            raise Cloud3dError(describe_os_error(exc, self.log.path)) from None
+        finally:
+            with contextlib.suppress(KeyboardInterrupt):
+                pool.close()
+            self.bar.close()
+            self.log.close()
+        self._summarise(time.perf_counter() - t_start)
+
+    def _loop(self, t_start: float) -> None:
+        opts, summary = self.opts, self.summary
         next_tick = t_start
-        last_kept = t_start
-        watch_stall = stall_timeout is not None and source.realtime
-        interval = 1.0 / fps if fps else 0.0
-        while True:
-            if stop is not None and stop.is_set():
-                summary.stopped_because = "stop requested"
-                break
-            if pool.error is not None:
-                break
-            if count is not None and kept >= count:
-                break
-            now = time.perf_counter()
-            if duration is not None and now - t_start >= duration:
-                break
-            if watch_stall and now - last_kept >= stall_timeout:
-                summary.stalled = True
-                summary.stopped_because = (f"stalled: no new frame kept for {stall_timeout:g} s "
-                                           f"(the app froze or stopped drawing)")
-                break
-            if interval and source.realtime:
-                if now < next_tick:
-                    time.sleep(next_tick - now)
-                elif now - next_tick > interval:
-                    summary.late_grabs += 1
-                    next_tick = now
-                next_tick += interval
+        self.last_kept = t_start
+        interval = 1.0 / opts.fps if opts.fps else 0.0
+        while not self._should_stop(t_start):
+            if interval and self.source.realtime:
+                next_tick = self._pace(next_tick, interval)
             when = utc_now()
             t0 = time.perf_counter()
             try:
-                rgb = source.grab()
+                rgb = self.source.grab()
             except SourceExhausted:
                 summary.stopped_because = "end of source"
                 break
-            grab_ms = (time.perf_counter() - t0) * 1e3
-            grab_s += grab_ms / 1e3
-            g = source.geometry
-            row = dict(base_row, grab=summary.grabbed, capture_time=when.isoformat(timespec="microseconds"),
-                       x=g.x, y=g.y, width=g.width, height=g.height, grab_ms=f"{grab_ms:.2f}")
-            summary.grabbed += 1
-            if (g.width, g.height) != (rgb.shape[1], rgb.shape[0]):
-                row.update(width=rgb.shape[1], height=rgb.shape[0])
-            check_fit(rgb.shape[1], rgb.shape[0], resolutions, fit)  # window may have been resized
-            reason = flt.check(rgb)
-            if reason is None:
-                job = Job(index, rgb, dict(row, index=index, status="kept"))
-                ok = pool.submit(job, block=False)
-                if not ok and policy == "wait":
-                    summary.backpressure_waits += 1
-                    tw = time.perf_counter()
-                    while not ok and pool.error is None:
-                        ok = pool.submit(job, block=True, timeout=0.2)
-                    summary.backpressure_wait_s += time.perf_counter() - tw
-                if ok:
-                    if summary.first_index is None:
-                        summary.first_index = index
-                    summary.last_index = index
-                    index += 1
-                    kept += 1
-                    last_kept = time.perf_counter()
-                elif pool.error is None:
-                    reason = "writers_behind"
-            if reason is not None:
-                dropped[reason] += 1
-                log.append(dict(row, status="dropped", reason=reason))
-            if progress:
-                # kept frames redraw the bar through update(); a run of drops (a stalled or
-                # black window) redraws it here, twice a second, so the counts stay live
-                redraw = reason is not None and t0 - last_redraw >= 0.5
-                bar.set_postfix(dropped=sum(dropped.values()), queue=pool.pending(), refresh=redraw)
-                last_redraw = t0 if redraw else last_redraw
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        summary.stopped_because = "interrupted (Ctrl-C): queued frames were written"
-    except OSError as exc:
-        raise Cloud3dError(describe_os_error(exc, log.path)) from None
-    finally:
-        with contextlib.suppress(KeyboardInterrupt):
-            pool.close()
-        bar.close()
-        log.close()
-    elapsed = time.perf_counter() - t_start
-    summary.written = pool.written
-    summary.dropped = dict(dropped)
-    summary.elapsed_s = elapsed
-    summary.achieved_fps = summary.grabbed / elapsed if elapsed > 0 else 0.0
-    summary.written_fps = pool.written / elapsed if elapsed > 0 else 0.0
-    summary.mean_grab_ms = grab_s / summary.grabbed * 1e3 if summary.grabbed else 0.0
-    summary.mean_encode_ms = pool.encode_s / pool.encodes * 1e3 if pool.encodes else 0.0
-    summary.mean_resize_ms = pool.resize_s / pool.encodes * 1e3 if pool.encodes else 0.0
-    summary.bytes_written = pool.bytes
-    if pool.written < kept:
-        summary.last_index = summary.first_index + pool.written - 1 if pool.written else None
-    if pool.error is not None:
-        exc = pool.error
-        msg = describe_os_error(exc, pool.error_path) if isinstance(exc, OSError) else str(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            msg = f"disk full while writing {pool.error_path}: free some space or choose another --out"
-        raise Cloud3dError(
-            f"{msg}; {pool.written} frames were written completely and are kept in {app_dir}"
-        )
-    _append_run(app_dir, summary, source, dict(
-        fps=fps, count=count, duration=duration, warmup=warmup, fit=fit, policy=policy, scene=scene,
-        writers=writers, writer_kind=writer_kind, queue_size=queue_size, encoder=encoder, level=level,
-        filters=asdict(flt.config)))
-    return summary
+            self._handle(rgb, when, t0)
+
+    def _should_stop(self, t_start: float) -> bool:
+        opts, summary = self.opts, self.summary
+        if self.stop is not None and self.stop.is_set():
+            summary.stopped_because = "stop requested"
+            return True
+        if self.pool.error is not None:
+            return True
+        if opts.count is not None and self.kept >= opts.count:
+            return True
+        now = time.perf_counter()
+        if opts.duration is not None and now - t_start >= opts.duration:
+            return True
+        watch_stall = opts.stall_timeout is not None and self.source.realtime
+        if watch_stall and now - self.last_kept >= opts.stall_timeout:
+            summary.stalled = True
+            summary.stopped_because = (f"stalled: no new frame kept for {opts.stall_timeout:g} s "
+                                       f"(the app froze or stopped drawing)")
+            return True
+        return False
+
+    def _pace(self, next_tick: float, interval: float) -> float:
+        """Sleep until the next tick of a live source; a grab already late restarts the clock."""
+        now = time.perf_counter()
+        if now < next_tick:
+            time.sleep(next_tick - now)
+        elif now - next_tick > interval:
+            self.summary.late_grabs += 1
+            next_tick = now
+        return next_tick + interval
+
+    def _handle(self, rgb, when, t0: float) -> None:
+        """Log one grabbed frame: keep it (queued for the writers) or drop it with a reason."""
+        summary, g = self.summary, self.source.geometry
+        grab_ms = (time.perf_counter() - t0) * 1e3
+        self.grab_s += grab_ms / 1e3
+        row = dict(self.base_row, grab=summary.grabbed, capture_time=when.isoformat(timespec="microseconds"),
+                   x=g.x, y=g.y, width=g.width, height=g.height, grab_ms=f"{grab_ms:.2f}")
+        summary.grabbed += 1
+        if (g.width, g.height) != (rgb.shape[1], rgb.shape[0]):
+            row.update(width=rgb.shape[1], height=rgb.shape[0])
+        check_fit(rgb.shape[1], rgb.shape[0], self.resolutions, self.opts.fit)  # window may have been resized
+        reason = self.flt.check(rgb)
+        if reason is None and not self._submit(Job(self.index, rgb, dict(row, index=self.index, status="kept"))):
+            reason = "writers_behind" if self.pool.error is None else None
+        if reason is not None:
+            self.dropped[reason] += 1
+            self.log.append(dict(row, status="dropped", reason=reason))
+        if self.opts.progress:
+            # kept frames redraw the bar through update(); a run of drops (a stalled or
+            # black window) redraws it here, twice a second, so the counts stay live
+            redraw = reason is not None and t0 - self.last_redraw >= 0.5
+            self.bar.set_postfix(dropped=sum(self.dropped.values()), queue=self.pool.pending(), refresh=redraw)
+            self.last_redraw = t0 if redraw else self.last_redraw
+
+    def _submit(self, job: Job) -> bool:
+        """Queue a kept frame; under the ``wait`` policy block (counted, timed) until it fits."""
+        pool, summary = self.pool, self.summary
+        ok = pool.submit(job, block=False)
+        if not ok and self.opts.policy == "wait":
+            summary.backpressure_waits += 1
+            tw = time.perf_counter()
+            while not ok and pool.error is None:
+                ok = pool.submit(job, block=True, timeout=0.2)
+            summary.backpressure_wait_s += time.perf_counter() - tw
+        if ok:
+            if summary.first_index is None:
+                summary.first_index = self.index
+            summary.last_index = self.index
+            self.index += 1
+            self.kept += 1
+            self.last_kept = time.perf_counter()
+        return ok
+
+    def _summarise(self, elapsed: float) -> None:
+        summary, pool = self.summary, self.pool
+        summary.written = pool.written
+        summary.dropped = dict(self.dropped)
+        summary.elapsed_s = elapsed
+        summary.achieved_fps = summary.grabbed / elapsed if elapsed > 0 else 0.0
+        summary.written_fps = pool.written / elapsed if elapsed > 0 else 0.0
+        summary.mean_grab_ms = self.grab_s / summary.grabbed * 1e3 if summary.grabbed else 0.0
+        summary.mean_encode_ms = pool.encode_s / pool.encodes * 1e3 if pool.encodes else 0.0
+        summary.mean_resize_ms = pool.resize_s / pool.encodes * 1e3 if pool.encodes else 0.0
+        summary.bytes_written = pool.bytes
+        if pool.written < self.kept:
+            summary.last_index = summary.first_index + pool.written - 1 if pool.written else None
+
+
+def _raise_write_error(pool, app_dir: Path) -> None:
+    """A writer failed (disk full...): one message, and the frames finished so far stay."""
+    if pool.error is None:
+        return
+    exc = pool.error
+    msg = describe_os_error(exc, pool.error_path) if isinstance(exc, OSError) else str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        msg = f"disk full while writing {pool.error_path}: free some space or choose another --out"
+    raise Cloud3dError(
+        f"{msg}; {pool.written} frames were written completely and are kept in {app_dir}"
+    )
 
 
 def _append_run(app_dir: Path, summary: CaptureSummary, source: FrameSource, settings: dict) -> None:

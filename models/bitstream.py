@@ -212,6 +212,8 @@ def _check_parts(s: Stream, n_tiles: int) -> list[int]:
 
 
 def parse(data: bytes, source: str = "stream") -> Stream:
+    # long: one linear parse of the container; each check must stay next to the bytes it
+    # reads, in file order, so that a reader can match it against the format table
     """Parse and validate container bytes; :class:`~cloud3d.errors.CodecError` (a :class:`Cloud3dError`) naming ``source`` on any defect."""
 
     def bad(why: str) -> CodecError:

@@ -241,6 +241,51 @@ def _dataset_id(dataset: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()[:12]
 
 
+def _throughput(st: Stage, device: str, batch: int, crop: int, budget_s: float,
+                progress: bool) -> tuple[int, bool, dict[str, float]]:
+    """``(batch, channels_last, speed)`` the lap trains with: on CUDA the fastest settings a
+    sweep of up to a minute finds, else ``batch`` as given measured on ``device``."""
+    if device == "cuda":  # a minute of the lap on the settings that train fastest
+        if progress:
+            print(f"throughput sweep of {st.arch}, {crop} px crops:")
+        return sweep_throughput(st.arch, crop, device, min(60.0, budget_s / 10), progress)
+    return batch, False, measure_throughput(st.arch, batch, crop, device)
+
+
+def _start_step(run: Path) -> int:
+    """The step the lap starts from: plateau.pt's when there is one, else last.pt's, else 0."""
+    from models.checkpoint import read_checkpoint
+
+    if (run / "plateau.pt").exists():
+        return int(read_checkpoint(run / "plateau.pt")["meta"]["step"])
+    return int(read_checkpoint(run / "last.pt")["meta"]["step"]) if (run / "last.pt").exists() else 0
+
+
+def _export_lap(run: Path, st: Stage, bdir: Path, dataset: str, meta: dict[str, Any],
+                val: dict[str, Any], row: dict[str, Any]) -> None:
+    """Export a kept lap's last.pt as the stage's float16 preview bundle with its card."""
+    import pandas as pd
+
+    from models.bundle import export_bundle, read_card
+
+    stage = st.name
+    table = run / "laps.csv"
+    done = float(pd.read_csv(table)["cpu_s"].sum()) if table.exists() else 0.0
+    ref = (meta.get("init") or {}).get("ref") or ""  # the card this run started from
+    start_card = read_card(ref) if ref.endswith(".json") and Path(ref).is_file() else {}
+    cpu_h = float(start_card.get("cpu_hours") or 0.0) + (done + row["cpu_s"]) / 3600
+    extra = {"status": "preview", "validation": val, "cpu_hours": round(cpu_h, 3),
+             "command": f"cloud3d lap DATASET --stage {stage} (laps: RUNS/{stage}/laps.csv)",
+             "test": {"note": "not measured yet: cloud3d models study DATASET "
+                              "--update-cards"},
+             "data": {"dataset": os.path.basename(os.path.abspath(dataset)),
+                      "manifest_sha256_12": _dataset_id(dataset), "app": st.app},
+             "plan_stage": stage,
+             "description": f"{st.arch} at lambda {st.lmbda} ({st.app}); a preview until "
+                            "its test-split figures meet the targets of docs/models.md"}
+    export_bundle(run / "last.pt", stage, bdir, extra, dtype="float16")
+
+
 def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str | Stage = "general",
             device: str = "cpu", bundle_dir: str | os.PathLike | None = None, batch: int = 8,
             crop: int = 256, lr: float = 1e-4, threads: int = 0, val_frames: int = 12,
@@ -253,7 +298,7 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     import pandas as pd
     import torch
 
-    from models.checkpoint import load_checkpoint, read_checkpoint
+    from models.checkpoint import load_checkpoint
     from models.library import BUNDLED_DIR
     from models.train import TrainConfig, train
 
@@ -270,17 +315,8 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     init = _start_point(st, run, bdir)
     if threads > 0:
         torch.set_num_threads(threads)
-    channels_last = False
-    if device == "cuda":  # a minute of the lap on the settings that train fastest
-        if progress:
-            print(f"throughput sweep of {st.arch}, {crop} px crops:")
-        batch, channels_last, speed = sweep_throughput(st.arch, crop, device,
-                                                       min(60.0, budget_s / 10), progress)
-    else:
-        speed = measure_throughput(st.arch, batch, crop, device)
-    start = int(read_checkpoint(run / "plateau.pt")["meta"]["step"]) if (
-        run / "plateau.pt").exists() else (
-        int(read_checkpoint(run / "last.pt")["meta"]["step"]) if (run / "last.pt").exists() else 0)
+    batch, channels_last, speed = _throughput(st, device, batch, crop, budget_s, progress)
+    start = _start_step(run)
     # the budget left after this point, less the validation (about 1/6) and a margin
     left = budget_s - (time.time() - t0)
     lap_steps = steps or max(2, int(speed["steps_per_s"] * left * 0.8))
@@ -323,23 +359,7 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     row["gain_pct"] = gain
     row["kept"] = gain is not None and gain >= KEEP_GAIN_PCT
     if row["kept"]:
-        from models.bundle import export_bundle
-
-        table = run / "laps.csv"
-        done = float(pd.read_csv(table)["cpu_s"].sum()) if table.exists() else 0.0
-        ref = (meta.get("init") or {}).get("ref") or ""  # the card this run started from
-        start_card = read_card(ref) if ref.endswith(".json") and Path(ref).is_file() else {}
-        cpu_h = float(start_card.get("cpu_hours") or 0.0) + (done + row["cpu_s"]) / 3600
-        extra = {"status": "preview", "validation": val, "cpu_hours": round(cpu_h, 3),
-                 "command": f"cloud3d lap DATASET --stage {stage} (laps: RUNS/{stage}/laps.csv)",
-                 "test": {"note": "not measured yet: cloud3d models study DATASET "
-                                  "--update-cards"},
-                 "data": {"dataset": os.path.basename(os.path.abspath(dataset)),
-                          "manifest_sha256_12": _dataset_id(dataset), "app": st.app},
-                 "plan_stage": stage,
-                 "description": f"{st.arch} at lambda {st.lmbda} ({st.app}); a preview until "
-                                "its test-split figures meet the targets of docs/models.md"}
-        export_bundle(run / "last.pt", stage, bdir, extra, dtype="float16")
+        _export_lap(run, st, bdir, dataset, meta, val, row)
     table = run / "laps.csv"
     pd.DataFrame([row]).to_csv(table, mode="a", header=not table.exists(), index=False)
     return row

@@ -291,156 +291,207 @@ def _restore(cfg: TrainConfig, model: Any, opt: Any, aux_opt: Any, out: Path
 
 
 def _train(cfg: TrainConfig) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    from cloud3d_dataset.torch_dataset import FrameBank
-    from models.architectures import create_model
-    from models.checkpoint import save_checkpoint
-    from models.codec import resolve_device
-    from models.variable_rate import sample_qualities
-
     _check_config(cfg)
     out = Path(cfg.out)
-    last, best, log, plateau = out / "last.pt", out / "best.pt", out / "log.csv", out / "plateau.pt"
-    if last.exists() and not cfg.resume:
+    if (out / "last.pt").exists() and not cfg.resume:
         raise Cloud3dError(f"{out} already holds a run (last.pt): pass --resume to continue it "
                            "or choose another --out")
-    dev = resolve_device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    app = None if cfg.app == "all" else cfg.app
-    try:
-        model = create_model(cfg.arch, **({"lambdas": list(cfg.lambdas)} if cfg.lambdas else {}))
-    except ValueError as exc:
-        raise Cloud3dError(str(exc)) from None
-    if cfg.crop % model.stride:
-        raise Cloud3dError(f"--crop {cfg.crop} is not a multiple of {cfg.arch}'s stride "
-                           f"({model.stride} px)")
-    out.mkdir(parents=True, exist_ok=True)
-    model.to(dev).train()
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(memory_format=fmt)
-    opt, aux_opt = make_optimizers(model, cfg.lr, cfg.aux_lr)
-    step, best_loss, gpx_seen, init_meta = _restore(cfg, model, opt, aux_opt, out)
-    if step >= cfg.steps:
-        return {"step": step, "done": True, "best_loss": best_loss, "gpx_seen": gpx_seen}
+    run = _Run(cfg)
+    if run.step >= cfg.steps:
+        return {"step": run.step, "done": True, "best_loss": run.best_loss, "gpx_seen": run.gpx_seen}
+    run.open_data()
+    return run.loop()
 
-    threads = torch.get_num_threads()
-    train_set = FrameBank(cfg.dataset, "train", app=app, resolution=cfg.resolution,
-                          crop=cfg.crop, max_bytes=int(cfg.cache_gb * 2**30), threads=threads,
-                          progress=cfg.progress, seed=cfg.seed)
-    if train_set.windowed and cfg.progress:
-        print(f"note: the train frames exceed --cache-gb {cfg.cache_gb:g}: each frame keeps one "
-              "window of its area that fits", file=sys.stderr)
-    try:
-        val_set = FrameBank(cfg.dataset, "validation", app=app, resolution=cfg.resolution,
-                            crop=None, limit=cfg.val_images, threads=threads)
-    except Cloud3dError:
-        val_set = None
-    gen = torch.Generator()
-    amp = dev.type == "cuda"
-    vr = cfg.variable_rate
-    ladder = torch.tensor(model.lambdas, dtype=torch.float32) if vr else None
-    qualities = list(range(model.num_qualities)) if vr else None
-    warmup, decay, d_start = cfg.warmup_steps(), cfg.decay_steps(), cfg.decay_start()
-    t_start, c_start = time.perf_counter(), time.process_time()
-    lam_meta = None if vr else cfg.lmbda
 
-    def _times() -> dict[str, float]:
-        return {"elapsed_s": round(time.perf_counter() - t_start, 3),
-                "cpu_s": round(time.process_time() - c_start, 3), "gpx": round(gpx_seen, 9)}
+_METRICS = ("loss", "bpp", "mse", "psnr")
 
-    def save(metrics: dict[str, float], paths: tuple[Path, ...]) -> None:
-        meta = {"lambda": lam_meta, "app": cfg.app, "dataset": os.path.abspath(cfg.dataset),
-                "step": step, "steps_total": total, "decay_start": d_start,
+
+class _Run:
+    """One training run: model, optimizers, data, counters and the files in ``cfg.out``.
+
+    Built in the order that keeps runs bit-exact (seed, model, optimizers, restored state,
+    then the data); :meth:`loop` trains to the end or the deadline, saving as it goes.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        from models.architectures import create_model
+        from models.codec import resolve_device
+
+        self.cfg, self.out = cfg, Path(cfg.out)
+        out = self.out
+        self.last, self.best, self.log, self.plateau = (out / "last.pt", out / "best.pt",
+                                                        out / "log.csv", out / "plateau.pt")
+        self.dev = resolve_device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        try:
+            model = create_model(cfg.arch, **({"lambdas": list(cfg.lambdas)} if cfg.lambdas else {}))
+        except ValueError as exc:
+            raise Cloud3dError(str(exc)) from None
+        if cfg.crop % model.stride:
+            raise Cloud3dError(f"--crop {cfg.crop} is not a multiple of {cfg.arch}'s stride "
+                               f"({model.stride} px)")
+        out.mkdir(parents=True, exist_ok=True)
+        model.to(self.dev).train()
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(memory_format=self.fmt)
+        self.model = model
+        self.opt, self.aux_opt = make_optimizers(model, cfg.lr, cfg.aux_lr)
+        self.step, self.best_loss, self.gpx_seen, self.init_meta = _restore(
+            cfg, model, self.opt, self.aux_opt, out)
+        self.vr = cfg.variable_rate
+        self.lam_meta = None if self.vr else cfg.lmbda
+        self.total = cfg.steps  # a deadline may bring the end (and the decay) forward
+        self.run_avg: dict[str, float] = {}
+
+    def open_data(self) -> None:
+        """The cached train frames, the validation images (when the split has them), and the
+        per-step random generator; starts the run's clocks."""
+        from cloud3d_dataset.torch_dataset import FrameBank
+
+        cfg = self.cfg
+        app = None if cfg.app == "all" else cfg.app
+        threads = torch.get_num_threads()
+        self.train_set = FrameBank(cfg.dataset, "train", app=app, resolution=cfg.resolution,
+                                   crop=cfg.crop, max_bytes=int(cfg.cache_gb * 2**30), threads=threads,
+                                   progress=cfg.progress, seed=cfg.seed)
+        if self.train_set.windowed and cfg.progress:
+            print(f"note: the train frames exceed --cache-gb {cfg.cache_gb:g}: each frame keeps one "
+                  "window of its area that fits", file=sys.stderr)
+        try:
+            self.val_set = FrameBank(cfg.dataset, "validation", app=app, resolution=cfg.resolution,
+                                     crop=None, limit=cfg.val_images, threads=threads)
+        except Cloud3dError:
+            self.val_set = None
+        self.gen = torch.Generator()
+        self.amp = self.dev.type == "cuda"
+        self.ladder = torch.tensor(self.model.lambdas, dtype=torch.float32) if self.vr else None
+        self.qualities = list(range(self.model.num_qualities)) if self.vr else None
+        self.warmup, self.decay, self.d_start = cfg.warmup_steps(), cfg.decay_steps(), cfg.decay_start()
+        self.t_start, self.c_start = time.perf_counter(), time.process_time()
+
+    def _times(self) -> dict[str, float]:
+        return {"elapsed_s": round(time.perf_counter() - self.t_start, 3),
+                "cpu_s": round(time.process_time() - self.c_start, 3), "gpx": round(self.gpx_seen, 9)}
+
+    def save(self, metrics: dict[str, float], paths: tuple[Path, ...]) -> None:
+        """Write the model (and, except to best.pt, the optimizer states) to each of ``paths``."""
+        from models.checkpoint import save_checkpoint
+
+        cfg = self.cfg
+        meta = {"lambda": self.lam_meta, "app": cfg.app, "dataset": os.path.abspath(cfg.dataset),
+                "step": self.step, "steps_total": self.total, "decay_start": self.d_start,
                 "schedule": cfg.schedule, "metrics": metrics,
-                "best_loss": best_loss, "gpx_seen": gpx_seen, "train_config": asdict(cfg)}
-        if vr:
-            meta["lambdas"] = list(model.lambdas)
-        if init_meta is not None:
-            meta["init"] = init_meta
-        extra = {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
+                "best_loss": self.best_loss, "gpx_seen": self.gpx_seen, "train_config": asdict(cfg)}
+        if self.vr:
+            meta["lambdas"] = list(self.model.lambdas)
+        if self.init_meta is not None:
+            meta["init"] = self.init_meta
+        extra = {"optimizer": self.opt.state_dict(), "aux_optimizer": self.aux_opt.state_dict()}
         for p in paths:
-            save_checkpoint(p, model, meta, None if p == best else extra)
-        if last in paths:
-            plot_curves(log, out / "curves.png", cfg.batch * cfg.crop**2)  # models/curves.py
+            save_checkpoint(p, self.model, meta, None if p == self.best else extra)
+        if self.last in paths:
+            plot_curves(self.log, self.out / "curves.png", cfg.batch * cfg.crop**2)  # models/curves.py
 
-    def validate() -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         """Log one row per quality; returns the metrics of the point (mean over qualities)."""
-        res = evaluate(model, val_set, dev, cfg.val_images, qualities=qualities, lmbda=lam_meta)
-        times = _times()
+        res = evaluate(self.model, self.val_set, self.dev, self.cfg.val_images,
+                       qualities=self.qualities, lmbda=self.lam_meta)
+        times = self._times()
         for r in res:
-            _append_log(log, {"step": step, "phase": "validation", **r, **times})
-        metrics = {k: sum(r[k] for r in res) / len(res) for k in ("loss", "bpp", "mse", "psnr")}
-        if vr:
+            _append_log(self.log, {"step": self.step, "phase": "validation", **r, **times})
+        metrics = {k: sum(r[k] for r in res) / len(res) for k in _METRICS}
+        if self.vr:
             metrics["per_quality"] = [{k: r[k] for k in ("quality", "lambda", "bpp", "psnr")}
                                       for r in res]
         return metrics
 
-    if step == 0 and val_set is not None:  # the untrained model's validation loss as baseline
-        validate()
-    label = f"λ={cfg.lmbda}" if not vr else f"{model.num_qualities} qualities"
-    total = cfg.steps  # a deadline may bring the end (and the decay) forward
-    bar = tqdm(total=total, initial=step, desc=f"train {cfg.arch} {label}",
-               disable=not cfg.progress, unit="step")
-    run_avg: dict[str, float] = {}
-    metrics: dict[str, Any] = {}
-    saved_step = first_step = step
-    t_loop = time.perf_counter()
-    try:
-        while step < total:
-            if cfg.deadline is not None:
-                if time.time() > cfg.deadline:
-                    raise KeyboardInterrupt("deadline")
-                if cfg.schedule == "plateau" and step - first_step >= 3:
-                    per_step = (time.perf_counter() - t_loop) / (step - first_step)
-                    fit = step + int((cfg.deadline - time.time()) / per_step)
-                    if fit < total:  # the machine got slower: end (and decay) sooner
-                        total = max(step + 1, fit)
-                        if step < d_start:
-                            d_start = max(step, total - decay)
-                        bar.total = total
-            if step == d_start and d_start < total and cfg.schedule == "plateau":
-                save({k: run_avg.get(k, math.nan) for k in ("loss", "bpp", "mse", "psnr")},
-                     (plateau,))
-            lr = lr_at(step, total, cfg.lr, cfg.schedule, warmup, cfg.min_lr_ratio,
-                       total - d_start if cfg.schedule == "plateau" else decay)
-            set_lr(opt, lr)
-            gen.manual_seed(step_seed(cfg.seed, step))
-            torch.manual_seed(step_seed(cfg.seed, step) + 1)  # the training noise
-            x = train_set.sample(cfg.batch, gen)
-            quality = sample_qualities(cfg.batch, model.num_qualities, gen) if vr else None
-            lmbda = ladder[quality] if vr else cfg.lmbda
-            x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
-            vals = train_step(model, opt, aux_opt, x, lmbda,
-                              quality=quality, clip=cfg.clip, amp=amp)
-            step += 1
-            gpx_seen += cfg.gpx_per_step()
-            for k, v in vals.items():
-                run_avg[k] = v if k not in run_avg else 0.9 * run_avg[k] + 0.1 * v
-            bar.update(1)
-            bar.set_postfix(loss=f"{run_avg['loss']:.3f}", bpp=f"{run_avg['bpp']:.3f}",
-                            psnr=f"{run_avg['psnr']:.2f}", lr=f"{lr:.2g}")
-            _append_log(log, {"step": step, "phase": "train", "lambda": lam_meta, **vals,
-                              "lr": lr, **_times()})
-            if step % cfg.val_every == 0 or step >= total:
-                if val_set is not None:
-                    metrics = validate()
-                else:
-                    metrics = {k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}
-                is_best = metrics["loss"] < best_loss
-                if is_best:
-                    best_loss = metrics["loss"]
-                save(metrics, (best, last) if is_best else (last,))
-                saved_step = step
-    except KeyboardInterrupt:
-        bar.close()
-        if step > saved_step:
-            save({k: run_avg[k] for k in ("loss", "bpp", "mse", "psnr")}, (last,))
-        print(f"\ninterrupted at step {step}: {last} holds it; continue with --resume",
-              file=sys.stderr)
-        raise
-    bar.close()
-    return {"step": step, "done": True, "best_loss": best_loss, "gpx_seen": round(gpx_seen, 4),
-            **{k: v for k, v in metrics.items() if k != "per_quality"}}
+    def loop(self) -> dict[str, Any]:
+        """Train from ``self.step`` to the end; Ctrl-C saves last.pt and re-raises."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if self.step == 0 and self.val_set is not None:  # the untrained model's validation loss as baseline
+            self.validate()
+        label = f"λ={cfg.lmbda}" if not self.vr else f"{self.model.num_qualities} qualities"
+        self.bar = tqdm(total=self.total, initial=self.step, desc=f"train {cfg.arch} {label}",
+                        disable=not cfg.progress, unit="step")
+        metrics: dict[str, Any] = {}
+        saved_step = first_step = self.step
+        t_loop = time.perf_counter()
+        try:
+            while self.step < self.total:
+                if cfg.deadline is not None:
+                    self._meet_deadline(first_step, t_loop)
+                if self.step == self.d_start and self.d_start < self.total and cfg.schedule == "plateau":
+                    self.save({k: self.run_avg.get(k, math.nan) for k in _METRICS}, (self.plateau,))
+                self._train_one_step()
+                if self.step % cfg.val_every == 0 or self.step >= self.total:
+                    metrics = self._checkpoint()
+                    saved_step = self.step
+        except KeyboardInterrupt:
+            self.bar.close()
+            if self.step > saved_step:
+                self.save({k: self.run_avg[k] for k in _METRICS}, (self.last,))
+            print(f"\ninterrupted at step {self.step}: {self.last} holds it; continue with --resume",
+                  file=sys.stderr)
+            raise
+        self.bar.close()
+        return {"step": self.step, "done": True, "best_loss": self.best_loss,
+                "gpx_seen": round(self.gpx_seen, 4), **{k: v for k, v in metrics.items() if k != "per_quality"}}
+
+    def _meet_deadline(self, first_step: int, t_loop: float) -> None:
+        """Stop at the deadline; in a ``plateau`` schedule, end (and decay) sooner when the
+        steps left no longer fit before it."""
+        cfg, step = self.cfg, self.step
+        if time.time() > cfg.deadline:
+            raise KeyboardInterrupt("deadline")
+        if cfg.schedule == "plateau" and step - first_step >= 3:
+            per_step = (time.perf_counter() - t_loop) / (step - first_step)
+            fit = step + int((cfg.deadline - time.time()) / per_step)
+            if fit < self.total:  # the machine got slower: end (and decay) sooner
+                self.total = max(step + 1, fit)
+                if step < self.d_start:
+                    self.d_start = max(step, self.total - self.decay)
+                self.bar.total = self.total
+
+    def _train_one_step(self) -> None:
+        """One optimizer step on a batch drawn from the step's own seed; logs the train row."""
+        from models.variable_rate import sample_qualities
+
+        cfg, step, gen, vr = self.cfg, self.step, self.gen, self.vr
+        lr = lr_at(step, self.total, cfg.lr, cfg.schedule, self.warmup, cfg.min_lr_ratio,
+                   self.total - self.d_start if cfg.schedule == "plateau" else self.decay)
+        set_lr(self.opt, lr)
+        gen.manual_seed(step_seed(cfg.seed, step))
+        torch.manual_seed(step_seed(cfg.seed, step) + 1)  # the training noise
+        x = self.train_set.sample(cfg.batch, gen)
+        quality = sample_qualities(cfg.batch, self.model.num_qualities, gen) if vr else None
+        lmbda = self.ladder[quality] if vr else cfg.lmbda
+        x = x.to(self.dev, non_blocking=True).contiguous(memory_format=self.fmt)
+        vals = train_step(self.model, self.opt, self.aux_opt, x, lmbda,
+                          quality=quality, clip=cfg.clip, amp=self.amp)
+        self.step += 1
+        self.gpx_seen += cfg.gpx_per_step()
+        run_avg = self.run_avg
+        for k, v in vals.items():
+            run_avg[k] = v if k not in run_avg else 0.9 * run_avg[k] + 0.1 * v
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{run_avg['loss']:.3f}", bpp=f"{run_avg['bpp']:.3f}",
+                             psnr=f"{run_avg['psnr']:.2f}", lr=f"{lr:.2g}")
+        _append_log(self.log, {"step": self.step, "phase": "train", "lambda": self.lam_meta, **vals,
+                               "lr": lr, **self._times()})
+
+    def _checkpoint(self) -> dict[str, Any]:
+        """Validate (or take the running averages without validation images), keep the best,
+        save; returns the metrics."""
+        if self.val_set is not None:
+            metrics = self.validate()
+        else:
+            metrics = {k: self.run_avg[k] for k in _METRICS}
+        is_best = metrics["loss"] < self.best_loss
+        if is_best:
+            self.best_loss = metrics["loss"]
+        self.save(metrics, (self.best, self.last) if is_best else (self.last,))
+        return metrics

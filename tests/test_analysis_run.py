@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from analysis.folder import measure_folder
 from analysis.measures import MEASURES, image_measures
-from analysis.pipeline import PER_IMAGE_COLUMNS, run_entropy
+from analysis.pipeline import PER_IMAGE_COLUMNS, EntropyOptions, run_entropy
 from analysis.reference import STANDIN_FILES, STANDIN_NAME, skimage_data_dir
 from cloud3d.errors import Cloud3dError
 from cloud3d.imageio import write_png
@@ -71,9 +71,9 @@ def reference(tmp_path) -> Path:
 
 def test_tables_and_run_json(dataset, reference, tmp_path):
     out = tmp_path / "out"
-    res = run_entropy(
-        dataset, reference, out, reference_name="DIV2K", workers=1, progress=False, plots=False
-    )
+    res = run_entropy(dataset, reference, out,
+                      EntropyOptions(reference_name="DIV2K", workers=1, progress=False,
+                                     plots=False))
     per = pd.read_csv(out / "per_image.csv", keep_default_na=False, na_values=[""])
     assert tuple(per.columns) == PER_IMAGE_COLUMNS
     man = load_manifest(dataset)
@@ -129,11 +129,11 @@ def test_cache_second_run_reads_no_image_and_resumes(dataset, reference, tmp_pat
 
     out = tmp_path / "out"
     # A first run over the train split only, as if interrupted part-way.
-    first = run_entropy(
-        dataset, reference, out, split=["train"], workers=1, progress=False, plots=False
-    )
+    first = run_entropy(dataset, reference, out,
+                        EntropyOptions(split=["train"], workers=1, progress=False, plots=False))
     assert first.computed == 8 + 6 and first.cached == 0
-    full = run_entropy(dataset, reference, out, workers=1, progress=False, plots=False)
+    full = run_entropy(dataset, reference, out,
+                       EntropyOptions(workers=1, progress=False, plots=False))
     assert full.computed == 4 and full.cached == 8 + 6  # only the new images were measured
     before = (out / "per_image.csv").read_bytes()
 
@@ -141,7 +141,8 @@ def test_cache_second_run_reads_no_image_and_resumes(dataset, reference, tmp_pat
     hashed = []
     real_sha256_file = folder.sha256_file
     monkeypatch.setattr(folder, "sha256_file", lambda p: hashed.append(p) or real_sha256_file(p))
-    again = run_entropy(dataset, reference, out, workers=1, progress=False, plots=False)
+    again = run_entropy(dataset, reference, out,
+                        EntropyOptions(workers=1, progress=False, plots=False))
     assert again.computed == 0 and again.cached == 18 and hashed == []
     assert (out / "per_image.csv").read_bytes() == before
 
@@ -154,7 +155,8 @@ def test_cache_second_run_reads_no_image_and_resumes(dataset, reference, tmp_pat
     st = ref0.stat()
     ref0.write_bytes(b"\0" * st.st_size)
     os.utime(ref0, ns=(st.st_atime_ns, st.st_mtime_ns))
-    changed = run_entropy(dataset, reference, out, workers=1, progress=False, plots=False)
+    changed = run_entropy(dataset, reference, out,
+                          EntropyOptions(workers=1, progress=False, plots=False))
     bad = dict(changed.corrupt)
     assert len(hashed) == 2 and set(bad) == {str(victim), str(ref0), str(reference / "broken.png")}
     assert "does not match manifest.csv" in bad[str(victim)]
@@ -175,27 +177,23 @@ def test_errors_are_clear(dataset, tmp_path):
     empty_ref.mkdir()
     (empty_ref / "notes.txt").write_text("x")
     with pytest.raises(Cloud3dError, match="no images in reference folder.*1 other file"):
-        run_entropy(dataset, empty_ref, tmp_path / "o1", progress=False, plots=False)
+        run_entropy(dataset, empty_ref, tmp_path / "o1",
+                    EntropyOptions(progress=False, plots=False))
     all_bad = tmp_path / "bad"
     all_bad.mkdir()
     (all_bad / "x.png").write_bytes(b"nope")
     with pytest.raises(Cloud3dError, match="none of the 1 reference images.*x.png"):
-        run_entropy(dataset, all_bad, tmp_path / "o2", workers=1, progress=False, plots=False)
+        run_entropy(dataset, all_bad, tmp_path / "o2",
+                    EntropyOptions(workers=1, progress=False, plots=False))
     with pytest.raises(Cloud3dError, match="no images in"):
-        run_entropy(
-            dataset, all_bad, tmp_path / "o3", app=["nosuchapp"], progress=False, plots=False
-        )
+        run_entropy(dataset, all_bad, tmp_path / "o3",
+                    EntropyOptions(app=["nosuchapp"], progress=False, plots=False))
     with pytest.raises(Cloud3dError, match="cloud3d index"):
-        run_entropy(tmp_path, all_bad, tmp_path / "o4", progress=False, plots=False)
+        run_entropy(tmp_path, all_bad, tmp_path / "o4",
+                    EntropyOptions(progress=False, plots=False))
     with pytest.raises(Cloud3dError, match="equals a dataset group"):
-        run_entropy(
-            dataset,
-            all_bad,
-            tmp_path / "o5",
-            reference_name="alpha-720p",
-            progress=False,
-            plots=False,
-        )
+        run_entropy(dataset, all_bad, tmp_path / "o5",
+                    EntropyOptions(reference_name="alpha-720p", progress=False, plots=False))
 
 
 def test_standin_photos_are_in_the_installed_wheel():
@@ -210,7 +208,7 @@ def test_standin_photos_are_in_the_installed_wheel():
 @pytest.mark.slow
 def test_standin_run_writes_labelled_figures(dataset, tmp_path):
     out = tmp_path / "out"
-    res = run_entropy(dataset, None, out, workers=1, progress=False)
+    res = run_entropy(dataset, None, out, EntropyOptions(workers=1, progress=False))
     assert res.reference_is_standin and res.reference_name == STANDIN_NAME
     per = pd.read_csv(out / "per_image.csv")
     assert (per.loc[per["role"] == "reference", "group"] == STANDIN_NAME).all()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from capture.filters import FilterConfig, FrameFilter
+from capture.options import RecordOptions
 from capture.recorder import record
 from capture.resize import check_fit, fit_frame
 from capture.synthetic import SyntheticScene, SyntheticSource
@@ -32,7 +35,7 @@ def test_synthetic_is_deterministic_and_moves():
 
 def test_record_synthetic_writes_png_and_log(tmp_path):
     with SyntheticSource(256, 144, seed=1) as src:
-        s = record(src, tmp_path, "synthetic", resolutions=("native", "720p"), count=6, progress=False)
+        s = record(src, tmp_path, "synthetic", RecordOptions(resolutions=("native", "720p"), count=6, progress=False))
     assert (s.grabbed, s.written, s.first_index, s.last_index) == (6, 6, 0, 5)
     assert s.synthetic and "SYNTHETIC" in s.to_text()
     app = tmp_path / "synthetic"
@@ -46,7 +49,7 @@ def test_record_synthetic_writes_png_and_log(tmp_path):
     assert check_capture(app) == {k: [] for k in check_capture(app)}
     # re-running continues numbering
     with SyntheticSource(256, 144, seed=1) as src:
-        s2 = record(src, tmp_path, "synthetic", resolutions=("native",), count=2, progress=False)
+        s2 = record(src, tmp_path, "synthetic", RecordOptions(resolutions=("native",), count=2, progress=False))
     assert (s2.first_index, s2.last_index) == (6, 7)
     assert (app / "native" / "000007.png").exists()
     assert (app / "runs.jsonl").read_text().count("\n") == 2
@@ -85,7 +88,7 @@ def test_record_counts_drops_by_reason(tmp_path):
                 raise SourceExhausted
             return self.frames.pop(0)
 
-    s = record(Scripted(), tmp_path, "scripted", count=10, progress=False)
+    s = record(Scripted(), tmp_path, "scripted", RecordOptions(count=10, progress=False))
     assert s.written == 2 and s.dropped == {"black": 1, "duplicate": 1, "uniform": 1}
     df = pd.read_csv(tmp_path / "scripted" / "frames.csv", dtype={"reason": str}).sort_values("grab")
     assert list(df["status"]) == ["dropped", "kept", "dropped", "dropped", "kept"]
@@ -118,6 +121,21 @@ def test_cli_synthetic_and_fit_error(run_cli, tmp_path):
     assert r.returncode == 1 and "unknown resolution '4k'" in r.stderr
 
 
+def test_cli_settings_are_the_record_options_defaults(run_cli, tmp_path):
+    """The CLI's recording options come from RecordOptions' one table: a run with only
+    --count given logs exactly RecordOptions(count=...)'s settings, and --help says what
+    the writers are (processes, the default writer kind)."""
+    r = run_cli("capture", "synthetic", "--count", "2", "--size", "160x90", "--out", str(tmp_path),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    run = json.loads((tmp_path / "synthetic" / "runs.jsonl").read_text().splitlines()[-1])
+    expected = RecordOptions(count=2)
+    assert run["settings"] == expected.settings(expected.filters)
+    assert expected.writer_kind == "process"
+    r = run_cli("capture", "synthetic", "--help")
+    assert "PNG writer processes" in r.stdout and "threads" not in r.stdout
+
+
 def test_unwritable_output(run_cli, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
@@ -133,13 +151,13 @@ def test_backpressure_is_reported_never_silent(tmp_path):
     slow = dict(resolutions=("native",), encoder="zlib", level=9, writers=1, queue_size=1,
                 progress=False, writer_kind="thread")
     with SyntheticSource(480, 270, seed=2) as src:
-        s = record(src, tmp_path / "drop", "a", count=6, policy="drop", duration=20, **slow)
+        s = record(src, tmp_path / "drop", "a", RecordOptions(count=6, policy="drop", duration=20, **slow))
     assert s.dropped.get("writers_behind", 0) > 0
     assert s.grabbed == s.written + sum(s.dropped.values())  # every grab accounted for
     df = pd.read_csv(tmp_path / "drop" / "a" / "frames.csv", dtype={"reason": str})
     assert (df["reason"] == "writers_behind").sum() == s.dropped["writers_behind"]
     with SyntheticSource(480, 270, seed=2) as src:
-        w = record(src, tmp_path / "wait", "a", count=4, policy="wait", **slow)
+        w = record(src, tmp_path / "wait", "a", RecordOptions(count=4, policy="wait", **slow))
     assert w.written == 4 and w.dropped == {} and w.backpressure_waits > 0
     assert "writers fell behind" in w.to_text()
 
@@ -148,8 +166,8 @@ def test_thread_and_process_writers_write_identical_files(tmp_path):
     digests = {}
     for kind in ("thread", "process"):
         with SyntheticSource(320, 180, seed=5) as src:
-            record(src, tmp_path / kind, "syn", resolutions=("native", "720p"), count=3,
-                   writer_kind=kind, progress=False)
+            record(src, tmp_path / kind, "syn", RecordOptions(resolutions=("native", "720p"), count=3,
+                                                             writer_kind=kind, progress=False))
         df = pd.read_csv(tmp_path / kind / "syn" / "frames.csv").sort_values("index")
         digests[kind] = list(df["sha256_native"]) + list(df["sha256_720p"])
     assert digests["thread"] == digests["process"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from helpers import CLI
 
+from capture.options import RecordOptions
 from capture.recorder import record
 from capture.video import VideoSource
 from cloud3d.imageio import read_png_rgb
@@ -24,11 +25,11 @@ def test_video_every_frame_and_sampled(ffmpeg_binary, tmp_path):
     video = tmp_path / "play.mkv"
     _make_video(ffmpeg_binary, video)
     with VideoSource(video) as src:
-        s = record(src, tmp_path / "all", "vid", progress=False)
+        s = record(src, tmp_path / "all", "vid", RecordOptions(progress=False))
     assert s.grabbed == 20 and s.stopped_because == "end of source"
     assert s.written + sum(s.dropped.values()) == 20 and s.written >= 18
     with VideoSource(video, fps=2) as src:
-        s2 = record(src, tmp_path / "two", "vid", resolutions=("720p",), progress=False)
+        s2 = record(src, tmp_path / "two", "vid", RecordOptions(resolutions=("720p",), progress=False))
     assert s2.grabbed == 4
     df = pd.read_csv(tmp_path / "two" / "vid" / "frames.csv", dtype={"reason": str})
     assert set(df["source"]) == {"video"} and set(df["synthetic"]) == {0}

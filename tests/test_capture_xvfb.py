@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from helpers import CLI
 
+from capture.options import RecordOptions
 from capture.recorder import record
 from capture.showwindow import pattern_frame, pattern_number
 from capture.window import WindowSource
@@ -44,7 +45,7 @@ def pattern_window(xvfb_display):
 def test_window_capture_reproduces_drawn_pixels(pattern_window, tmp_path):
     display, proc = pattern_window
     with WindowSource(title="^pattern-", display=display, timeout=10) as src:
-        s = record(src, tmp_path, "pattern", fps=12, count=8, progress=False)
+        s = record(src, tmp_path, "pattern", RecordOptions(fps=12, count=8, progress=False))
     assert s.written == 8
     app = tmp_path / "pattern"
     df = pd.read_csv(app / "frames.csv", dtype={"reason": str})

@@ -25,7 +25,7 @@ from baselines.bench.estimate import (
     fit_seconds,
     human_seconds,
 )
-from baselines.bench.runner import run_bench
+from baselines.bench.runner import BenchOptions, run_bench
 from baselines.bench.store import ResultsStore
 from baselines.bench.tasks import plan_tasks
 from baselines.codecs.registry import CodecSpec
@@ -52,7 +52,7 @@ def measured(tmp_path_factory):
     index_dataset(ds, progress=False)
     res = tmp / "r.sqlite"
     spec = CodecSpec(cls=QuantZlibCodec, options={"sleep": 1.0}, qualities=[1, 3])
-    s = run_bench(ds, [spec], res, workers=2, progress=False, resolutions=["720p"])
+    s = run_bench(ds, [spec], res, BenchOptions(workers=2, progress=False, resolutions=["720p"]))
     assert (s.ok, s.failed) == (12, 0)
     return ds, res
 

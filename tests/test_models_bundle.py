@@ -270,7 +270,7 @@ def test_stream_quality_field_and_old_streams(checkpoint, frame):
 def test_bench_round_trip_with_a_named_model(checkpoint, user_dir, tmp_path):
     """`--codec learned:model=NAME` through the real runner: rows keyed by the weights,
     a curve named after the model, streams decoded by hash."""
-    from baselines.bench.runner import run_bench
+    from baselines.bench.runner import BenchOptions, run_bench
     from baselines.codecs.registry import parse_codec_spec
 
     card = read_card(export_bundle(checkpoint, "toy", user_dir))
@@ -282,8 +282,8 @@ def test_bench_round_trip_with_a_named_model(checkpoint, user_dir, tmp_path):
         parse_codec_spec("learned:model=toy@2")
     dataset = make_dataset(tmp_path / "ds", apps=("alpha",), n=2)
     res = tmp_path / "r.sqlite"
-    s = run_bench(dataset, ["learned:model=toy;device=cpu"], res, workers=1, progress=False,
-                  keep=tmp_path / "keep")
+    s = run_bench(dataset, ["learned:model=toy;device=cpu"], res,
+                  BenchOptions(workers=1, progress=False, keep=tmp_path / "keep"))
     assert (s.ok, s.failed) == (2, 0), s.failures
     got = rows(res)
     assert {r["codec_label"] for r in got} == {"learned-toy;device=cpu"}
@@ -378,7 +378,7 @@ def test_variable_rate_bundle_records_its_quality(vr_checkpoint, user_dir, frame
 def test_bench_round_trip_over_qualities(vr_checkpoint, user_dir, tmp_path):
     """learned:model=NAME@Q and checkpoint=PATH@Q through the real runner; a variable-rate
     model without @Q means every quality."""
-    from baselines.bench.runner import run_bench
+    from baselines.bench.runner import BenchOptions, run_bench
     from baselines.codecs.registry import parse_codec_spec
 
     card = read_card(export_bundle(vr_checkpoint, "vr", user_dir))
@@ -392,7 +392,7 @@ def test_bench_round_trip_over_qualities(vr_checkpoint, user_dir, tmp_path):
     res = tmp_path / "r.sqlite"
     specs = [f"learned:model=vr@0,vr@{n - 1};device=cpu",
              f"learned:checkpoint={vr_checkpoint}@0;device=cpu"]
-    s = run_bench(dataset, specs, res, workers=1, progress=False)
+    s = run_bench(dataset, specs, res, BenchOptions(workers=1, progress=False))
     assert (s.ok, s.failed) == (3, 0), s.failures
     got = {(r["codec_label"], r["quality"]): r for r in rows(res)}
     low, high = got[("learned-vr;device=cpu", "vr@0")], got[("learned-vr;device=cpu", f"vr@{n - 1}")]

@@ -13,7 +13,7 @@ from helpers import CLI, make_dataset
 from pagecheck import CHROMIUM, page_links, render_page
 from PIL import Image
 
-from baselines.bench.runner import run_bench
+from baselines.bench.runner import BenchOptions, run_bench
 from baselines.bench.store import ResultsStore
 from cloud3d.imageio import write_png
 
@@ -29,10 +29,11 @@ def study(tmp_path_factory):
 
     index_dataset(ds, progress=False)
     res = tmp / "r.sqlite"
-    s = run_bench(ds, ["jpeg:q=30,60,90", "webp:q=30,60,90"], res, workers=2, progress=False,
-                  command="cloud3d bench ds --codec jpeg:q=30,60,90 --codec webp:q=30,60,90")
+    s = run_bench(ds, ["jpeg:q=30,60,90", "webp:q=30,60,90"], res,
+                  BenchOptions(workers=2, progress=False,
+                               command="cloud3d bench ds --codec jpeg:q=30,60,90 --codec webp:q=30,60,90"))
     assert (s.ok, s.failed) == (30, 6)
-    from analysis.pipeline import run_entropy
+    from analysis.pipeline import EntropyOptions, run_entropy
 
     ent = tmp / "entropy"
     ref = tmp / "reference"  # a few small textured "photos" keep the analysis quick
@@ -40,7 +41,7 @@ def study(tmp_path_factory):
     for i in range(4):
         base = rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
         write_png(ref / f"{i}.png", np.kron(base, np.ones((4, 4, 1), np.uint8)) // (i + 1))
-    run_entropy(ds, ref, ent, reference_name="textures", progress=False, workers=1)
+    run_entropy(ds, ref, ent, EntropyOptions(reference_name="textures", progress=False, workers=1))
     out = tmp / "report"
     p = subprocess.run(
         [*CLI, "report", str(res), "--out", str(out), "--anchor", "jpeg",
@@ -166,8 +167,8 @@ def dotted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dotted")
     ds = make_dataset(tmp / "ds", apps=("0ad.a26", "0ad.b27"), n=2)
     res = tmp / "r.sqlite"
-    s = run_bench(ds, ["jpeg:q=10,30,50,70", "jpeg:q=10,30,50,70;optimize=false", "webp:q=50,70,90,95"],
-                  res, workers=2, progress=False)
+    s = run_bench(ds, ["jpeg:q=10,30,50,70", "jpeg:q=10,30,50,70;optimize=false", "webp:q=50,70,90,95"], res,
+                  BenchOptions(workers=2, progress=False))
     assert (s.ok, s.failed) == (48, 0)
     from baselines.report import write_report
 

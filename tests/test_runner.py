@@ -20,7 +20,7 @@ import pytest
 from helpers import CLI, H, W, make_dataset, plugin_cli_argv, rows, wait_rows
 from plugin_codecs import QuantZlibCodec
 
-from baselines.bench.runner import run_bench
+from baselines.bench.runner import BenchOptions, run_bench
 from baselines.bench.store import ResultsStore
 from baselines.bench.tasks import quality_slug
 from baselines.codecs.registry import CodecSpec
@@ -47,7 +47,8 @@ def dataset(tmp_path):
 # -- tests -------------------------------------------------------------------------------------
 def test_local_run_metrics_and_resume(dataset, tmp_path):
     res = tmp_path / "r.sqlite"
-    s = run_bench(dataset, [spec()], res, workers=2, progress=False, keep=tmp_path / "keep")
+    s = run_bench(dataset, [spec()], res,
+                  BenchOptions(workers=2, progress=False, keep=tmp_path / "keep"))
     assert (s.total, s.ok, s.failed, s.skipped) == (12, 12, 0, 0)
     got = rows(res)
     assert len(got) == 12 and {r["split"] for r in got} == {"test"}
@@ -66,7 +67,7 @@ def test_local_run_metrics_and_resume(dataset, tmp_path):
     kept = sorted((tmp_path / "keep").rglob("*.rec.png"))
     assert len(kept) == 12 and read_png_rgb(kept[0]).shape == (H, W, 3)
     # resume: nothing recomputed, nothing duplicated
-    s2 = run_bench(dataset, [spec()], res, workers=2, progress=False)
+    s2 = run_bench(dataset, [spec()], res, BenchOptions(workers=2, progress=False))
     assert (s2.ok, s2.skipped) == (0, 12)
     assert rows(res) == got
     with ResultsStore(res, readonly=True) as st:
@@ -84,7 +85,7 @@ def test_failing_image_and_corrupt_png_recorded(dataset, tmp_path):
     (dataset / "test/alpha-720p/2.png").write_bytes(full[: len(full) // 2])
     index_dataset(dataset, progress=False)
     res = tmp_path / "r.sqlite"
-    s = run_bench(dataset, [spec(fail_marker=7)], res, workers=2, progress=False)
+    s = run_bench(dataset, [spec(fail_marker=7)], res, BenchOptions(workers=2, progress=False))
     assert (s.ok, s.failed) == (8, 4)
     failed = [r for r in rows(res) if r["status"] == "failed"]
     assert {r["relpath"] for r in failed} == {"test/beta-720p/1.png", "test/alpha-720p/2.png"}
@@ -94,9 +95,10 @@ def test_failing_image_and_corrupt_png_recorded(dataset, tmp_path):
     assert all(r["bytes"] is None for r in failed)
     # failed tasks are retried (and fail again), unless told not to
     ids = {r["id"] for r in failed}
-    s2 = run_bench(dataset, [spec(fail_marker=7)], res, workers=1, progress=False, retry_failed=False)
+    s2 = run_bench(dataset, [spec(fail_marker=7)], res,
+                   BenchOptions(workers=1, progress=False, retry_failed=False))
     assert (s2.ok, s2.failed, s2.skipped) == (0, 0, 12)
-    s3 = run_bench(dataset, [spec(fail_marker=7)], res, workers=1, progress=False)
+    s3 = run_bench(dataset, [spec(fail_marker=7)], res, BenchOptions(workers=1, progress=False))
     assert (s3.ok, s3.failed, s3.skipped) == (0, 4, 8)
     assert len(rows(res)) == 12 and {r["id"] for r in rows(res) if r["status"] == "failed"} == ids
 
@@ -105,7 +107,8 @@ def test_timeout_recorded_and_run_continues(dataset, tmp_path):
     res = tmp_path / "r.sqlite"
     sp = CodecSpec(cls=QuantZlibCodec, options={"sleep": 20.0}, qualities=[2])
     t0 = time.monotonic()
-    s = run_bench(dataset, [sp], res, workers=2, progress=False, timeout=0.5, apps=["alpha"], limit=2)
+    s = run_bench(dataset, [sp], res,
+                  BenchOptions(workers=2, progress=False, timeout=0.5, apps=["alpha"], limit=2))
     assert time.monotonic() - t0 < 15
     assert (s.failed, s.timeouts) == (2, 2)
     assert all(r["error"].startswith("timeout") for r in rows(res))
@@ -118,7 +121,8 @@ def test_watchdog_gives_up_on_a_hung_worker(dataset, tmp_path, monkeypatch):
     res = tmp_path / "r.sqlite"
     hung = CodecSpec(cls=QuantZlibCodec, options={"hang": 30.0}, qualities=[2])
     t0 = time.monotonic()
-    s = run_bench(dataset, [hung, spec()], res, workers=2, progress=False, timeout=0.5, apps=["alpha"], limit=1)
+    s = run_bench(dataset, [hung, spec()], res,
+                  BenchOptions(workers=2, progress=False, timeout=0.5, apps=["alpha"], limit=1))
     assert time.monotonic() - t0 < 20
     assert (s.ok, s.failed, s.timeouts) == (2, 1, 1)
     (bad,) = [r for r in rows(res) if r["status"] == "failed"]
@@ -207,14 +211,16 @@ def test_dask_local_cluster_matches_local_pool(dataset, tmp_path):
     distributed = pytest.importorskip("distributed")
     specs = ["jpeg:q=40,80", "webp:q=60"]
     local = tmp_path / "local.sqlite"
-    s1 = run_bench(dataset, specs, local, workers=2, progress=False)
+    s1 = run_bench(dataset, specs, local, BenchOptions(workers=2, progress=False))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, silence_logs=40) as cluster:
         dask_res = tmp_path / "dask.sqlite"
-        s2 = run_bench(dataset, specs, dask_res, scheduler=cluster.scheduler_address, progress=False)
+        s2 = run_bench(dataset, specs, dask_res,
+                       BenchOptions(scheduler=cluster.scheduler_address, progress=False))
         sent = tmp_path / "sent.sqlite"
-        s3 = run_bench(dataset, ["jpeg:q=40"], sent, scheduler=cluster.scheduler_address, progress=False,
-                       send_images=True)
+        s3 = run_bench(dataset, ["jpeg:q=40"], sent,
+                       BenchOptions(scheduler=cluster.scheduler_address, progress=False,
+                                    send_images=True))
     assert s1.ok == s2.ok == 18 and s3.ok == 6 and s1.failed == s2.failed == 0
     cols = ("image_sha256", "codec", "codec_version", "params", "bytes", "bpp", "psnr_rgb", "ms_ssim", "relpath")
 
@@ -250,8 +256,9 @@ def test_learned_codec_checkpoint_as_quality(dataset, tmp_path):
 
     ckpt = save_checkpoint(tmp_path / "tiny.pt", create_model("bmshj2018-hyperprior", N=16, M=24))
     res = tmp_path / "r.sqlite"
-    s = run_bench(dataset, [f"learned:checkpoint={ckpt};device=cpu", "jpeg:q=50,90"], res, workers=1,
-                  apps=["alpha"], limit=1, progress=False, keep=tmp_path / "keep")
+    s = run_bench(dataset, [f"learned:checkpoint={ckpt};device=cpu", "jpeg:q=50,90"], res,
+                  BenchOptions(workers=1, apps=["alpha"], limit=1, progress=False,
+                               keep=tmp_path / "keep"))
     assert (s.ok, s.failed) == (3, 0), s.failures
     (r,) = [r for r in rows(res) if r["codec"] == "learned"]
     assert r["quality"] == str(ckpt.resolve()) and '"checkpoint_sha256":"' in r["params"]
@@ -286,7 +293,8 @@ def test_app_specific_and_general_models_make_separate_curves(dataset, tmp_path)
     specs = [f"learned:checkpoint={own};device=cpu", f"learned:checkpoint={general};device=cpu",
              f"learned:checkpoint={own},{other};device=cpu;label=per-app"]
     res = tmp_path / "r.sqlite"
-    s = run_bench(dataset, specs, res, workers=1, apps=["alpha"], limit=1, progress=False)
+    s = run_bench(dataset, specs, res,
+                  BenchOptions(workers=1, apps=["alpha"], limit=1, progress=False))
     assert (s.ok, s.failed) == (4, 0), s.failures
     own_label, general_label = ("learned-bmshj2018-hyperprior-alpha;device=cpu",
                                 "learned-bmshj2018-hyperprior-all;device=cpu")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from helpers import make_dataset, make_game_like_frame
 
-from baselines.bench.runner import run_bench
+from baselines.bench.runner import BenchOptions, run_bench
 from benchmarks.robust.pngs import forged_png, png_bytes
 from cloud3d.errors import Cloud3dError, describe_os_error
 from cloud3d.imageio import (
@@ -163,7 +163,8 @@ def test_outputs_honour_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         ds = make_dataset(tmp_path / "ds", apps=("alpha",), n=2, h=48, w=64, res="48p")
-        run_bench(ds, ["jpeg:q=50"], tmp_path / "r.sqlite", progress=False, keep=tmp_path / "keep")
+        run_bench(ds, ["jpeg:q=50"], tmp_path / "r.sqlite",
+                  BenchOptions(progress=False, keep=tmp_path / "keep"))
         files = [ds / MANIFEST_NAME, ds / "test/alpha-48p/0.png", *(tmp_path / "keep").rglob("*.*")]
         assert len(files) > 3
         for f in files:

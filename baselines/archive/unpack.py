@@ -185,6 +185,69 @@ def decoder(spec: str, checkpoint: str | None = None) -> ArchiveCodec:
     return ac
 
 
+def _archive_codec(body: dict[str, Any], archive: str | os.PathLike, checkpoint: str | None
+                   ) -> tuple[str, ArchiveCodec, list[str]]:
+    """``(spec, codec, notes)`` of the codec the manifest names; a note when its version
+    differs from the archiving one."""
+    codec_info = body.get("codec") if isinstance(body.get("codec"), dict) else {}
+    spec = codec_info.get("spec")
+    if not isinstance(spec, str) or len(spec) > 500:
+        raise Cloud3dError(f"{archive}: the manifest names no codec (or not one of at most "
+                           "500 characters)")
+    ac = cached_codec(spec, checkpoint)
+    notes = []
+    if ac.version() != codec_info.get("version"):
+        notes.append(f"archived with {quote(codec_info.get('version'))}, decoding with "
+                     f"{ac.version()!r}")
+    return spec, ac, notes
+
+
+def _plan_restore(entries: list[dict[str, Any]], out: Path, ac: ArchiveCodec, failures: list[str]
+                  ) -> tuple[dict[int, tuple[dict, Path]], int]:
+    """``({entry index: (entry, final path)}, skipped)``: the entries still to restore, and how
+    many are already in ``out`` intact; refused paths are appended to ``failures``."""
+    jobs_meta: dict[int, tuple[dict, Path]] = {}
+    skipped = 0
+    for i, entry in enumerate(entries):
+        try:
+            if entry["path"].split("/")[0] == MARKER:
+                raise Cloud3dError(f"{entry['path']}: path under the restore's own state "
+                                   f"file {MARKER}: refused")
+            final = safe_join(out, entry["path"])
+            done = _check_existing(ac, entry, final)
+        except Cloud3dError as exc:
+            failures.append(str(exc))
+            continue
+        except OSError as exc:
+            failures.append(f"{entry['path']}: {describe_os_error(exc)}")
+            continue
+        if done:
+            skipped += 1
+        else:
+            jobs_meta[i] = (entry, final)
+    return jobs_meta, skipped
+
+
+def _member_jobs(reader: ArchiveReader, out: Path, jobs_meta: dict[int, tuple[dict, Path]],
+                 settings: tuple[str, str | None, int], failures: list[str]):
+    """Read each member to restore and yield its :func:`_restore_one` job; a member that cannot
+    be read or placed is appended to ``failures`` instead. ``settings``: (spec, checkpoint,
+    png_level)."""
+    spec, checkpoint, png_level = settings
+    for i, (entry, final) in jobs_meta.items():
+        try:
+            data = reader.read_member(entry)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            safe_join(out, entry["path"])  # again, now that its folders exist
+        except Cloud3dError as exc:
+            failures.append(f"{entry['path']}: {exc}")
+            continue
+        except OSError as exc:  # e.g. a file where the entry needs a folder
+            failures.append(f"{entry['path']}: {describe_os_error(exc)}")
+            continue
+        yield (i, spec, checkpoint, entry, data, final, png_level)
+
+
 def unarchive(archive: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
               force: bool = False, checkpoint: str | None = None, png_level: int = 1,
               progress: bool = True) -> UnarchiveSummary:
@@ -199,59 +262,18 @@ def unarchive(archive: str | os.PathLike, out: str | os.PathLike, workers: int =
     out = Path(out)
     with ArchiveReader(archive) as reader:
         body = reader.body
-        codec_info = body.get("codec") if isinstance(body.get("codec"), dict) else {}
-        spec = codec_info.get("spec")
-        if not isinstance(spec, str) or len(spec) > 500:
-            raise Cloud3dError(f"{archive}: the manifest names no codec (or not one of at most "
-                               "500 characters)")
-        ac = cached_codec(spec, checkpoint)
-        notes = []
-        if ac.version() != codec_info.get("version"):
-            notes.append(f"archived with {quote(codec_info.get('version'))}, decoding with "
-                         f"{ac.version()!r}")
+        spec, ac, notes = _archive_codec(body, archive, checkpoint)
         remove_stale_temps(out, [MARKER])  # a restore killed while it marked the folder
         _prepare_out(out, reader.body_sha256, Path(archive), force)
         remove_stale_temps(out, ["manifest.csv"])  # ... or while it wrote the manifest
-        jobs_meta: dict[int, tuple[dict, Path]] = {}
         restored: dict[int, dict[str, Any]] = {}
         failures: list[str] = []
-        skipped = 0
-        for i, entry in enumerate(reader.entries):
-            try:
-                if entry["path"].split("/")[0] == MARKER:
-                    raise Cloud3dError(f"{entry['path']}: path under the restore's own state "
-                                       f"file {MARKER}: refused")
-                final = safe_join(out, entry["path"])
-                done = _check_existing(ac, entry, final)
-            except Cloud3dError as exc:
-                failures.append(str(exc))
-                continue
-            except OSError as exc:
-                failures.append(f"{entry['path']}: {describe_os_error(exc)}")
-                continue
-            if done:
-                skipped += 1
-            else:
-                jobs_meta[i] = (entry, final)
+        jobs_meta, skipped = _plan_restore(reader.entries, out, ac, failures)
         _remove_temps(jobs_meta.values())
         if jobs_meta:
             decoder(spec, checkpoint)  # warm in this process (and in forked workers)
-
-        def jobs():
-            for i, (entry, final) in jobs_meta.items():
-                try:
-                    data = reader.read_member(entry)
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    safe_join(out, entry["path"])  # again, now that its folders exist
-                except Cloud3dError as exc:
-                    failures.append(f"{entry['path']}: {exc}")
-                    continue
-                except OSError as exc:  # e.g. a file where the entry needs a folder
-                    failures.append(f"{entry['path']}: {describe_os_error(exc)}")
-                    continue
-                yield (i, spec, checkpoint, entry, data, final, png_level)
-
-        for o in run_jobs(_restore_one, jobs(), len(jobs_meta), workers=workers,
+        jobs = _member_jobs(reader, out, jobs_meta, (spec, checkpoint, png_level), failures)
+        for o in run_jobs(_restore_one, jobs, len(jobs_meta), workers=workers,
                           desc=f"unarchive {ac.name}", progress=progress):
             if o.error:
                 failures.append(o.error)

@@ -79,93 +79,80 @@ class BenchSummary:
                              f"{row['error']}")
 
 
+@dataclass(frozen=True)
+class BenchOptions:
+    """Which images a bench run takes and how it runs them.
+
+    Attributes:
+        split, apps, resolutions: select images from the manifest (``None`` = all).
+        limit: keep the first N images per (app, resolution).
+        workers: local pool processes (``None``: the pool's default).
+        scheduler: ``tcp://host:port`` of a Dask cluster instead of the local pool.
+        keep: folder where each task's decoded image is kept (``None``: not kept).
+        timeout: seconds one task may take before it is recorded as a timeout.
+        retry_failed: re-run tasks whose stored row failed (ok rows are always skipped).
+        send_images: ship image bytes with each task (Dask workers without the shared path).
+        progress: show a tqdm bar on stderr.
+        command: the command line stored with the run (default: ``sys.argv``).
+    """
+
+    split: str | None = "test"
+    apps: Sequence[str] | None = None
+    resolutions: Sequence[str] | None = None
+    limit: int | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    keep: str | os.PathLike | None = None
+    timeout: float | None = None
+    retry_failed: bool = True
+    send_images: bool = False
+    progress: bool = True
+    command: str | None = None
+
+
 def run_bench(
     dataset_dir: str | os.PathLike,
     specs: Sequence[str | CodecSpec],
     results: str | os.PathLike,
-    split: str | None = "test",
-    apps: Sequence[str] | None = None,
-    resolutions: Sequence[str] | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
+    options: BenchOptions | None = None,
+    *,
     executor: cf.Executor | None = None,
-    keep: str | os.PathLike | None = None,
-    limit: int | None = None,
-    timeout: float | None = None,
-    retry_failed: bool = True,
-    send_images: bool = False,
-    progress: bool = True,
-    command: str | None = None,
     announce: Callable[[str], Any] | None = None,
 ) -> BenchSummary:
     """Run every (image, codec, quality) task not yet finished in ``results``.
 
-    ``dataset_dir`` must have a manifest; ``split``/``apps``/``resolutions``
-    select images (``None`` = all); ``limit`` keeps the first N images per
-    (app, resolution). ``specs`` are ``--codec`` strings or parsed
-    :class:`CodecSpec`. Local runs use ``workers`` processes; ``scheduler``
-    (``tcp://host:port``) uses a Dask cluster; ``executor`` passes any
-    ready ``concurrent.futures``-style executor (the caller shuts it down).
-    Finished ok rows are skipped; failed rows are retried unless
-    ``retry_failed=False``. ``send_images`` ships image bytes with each task
-    (for Dask workers without the shared path). ``announce``, when given, receives
-    the plan before any task runs: task counts and the estimated CPU time per curve
-    (:mod:`baselines.bench.estimate`; it may run a short calibration in the workers).
+    ``dataset_dir`` must have a manifest. ``specs`` are ``--codec`` strings or parsed
+    :class:`CodecSpec`. ``options`` selects the images and says how to run them
+    (:class:`BenchOptions`; its defaults when ``None``). ``executor`` passes any ready
+    ``concurrent.futures``-style executor instead of the local pool or Dask (the caller
+    shuts it down). ``announce``, when given, receives the plan before any task runs: task
+    counts and the estimated CPU time per curve (:mod:`baselines.bench.estimate`; it may run a
+    short calibration in the workers).
     Returns a :class:`BenchSummary`; on Ctrl-C the rows finished so far are kept and
     KeyboardInterrupt is re-raised after the summary is stored.
     """
-    from tqdm import tqdm
-
-    from cloud3d_dataset.manifest import image_paths
-
-    specs = resolve_specs(specs)
-    root = Path(dataset_dir).resolve()
-    df = image_paths(root, split=split, app=list(apps) if apps else None,
-                     resolution=list(resolutions) if resolutions else None)
-    if limit:
-        df = df.groupby(["app", "resolution"], sort=False).head(int(limit)).reset_index(drop=True)
-    keep_dir = str(Path(keep).resolve()) if keep else None
-    tasks = plan_tasks(df.to_dict("records"), specs, str(root), keep=keep_dir, timeout=timeout)
-
+    opts = options if options is not None else BenchOptions()
+    tasks = _plan(dataset_dir, specs, opts)
     summary = BenchSummary(total=len(tasks))
     with ResultsStore(results) as store:
-        done = store.statuses()
-        todo: list[Task] = []
-        for t in tasks:
-            st = done.get(t.key)
-            if st == "ok" or (st is not None and not retry_failed):
-                summary.skipped += 1
-            else:
-                todo.append(t)
+        todo = _unfinished(tasks, store.statuses(), opts.retry_failed, summary)
         codec_versions: dict[str, str] = {}
         for t in tasks:
             codec_versions.setdefault(t.codec_label, t.codec_version)
         run_id = store.start_run(
             utc_stamp(timespec="microseconds"),
-            command or " ".join(shlex.quote(a) for a in sys.argv),
+            opts.command or " ".join(shlex.quote(a) for a in sys.argv),
             software_versions(codec_versions),
             machine_description(),
         )
         summary.run_id = run_id
         try:
-            with TaskExecutor(workers, scheduler, executor, timeout, send_images) as ex:
+            with TaskExecutor(opts.workers, opts.scheduler, executor, opts.timeout, opts.send_images) as ex:
                 if todo:
                     ex.start(len(todo))
                 if announce is not None:
-                    estimates = estimate_costs(todo, store.results("ok", columns=_TIMING_COLUMNS),
-                                               lambda ts: ex.results(ts, calibrate))
-                    announce(describe_plan(summary.total, summary.skipped, estimates, ex.threads() if todo else None,
-                                           "Dask threads" if ex.kind == "dask" else "workers"))
-                bar = tqdm(total=len(todo), desc="bench", unit="task", disable=not progress, dynamic_ncols=True)
-                try:
-                    for row in ex.results(todo):
-                        row["run_id"] = run_id
-                        store.put(row)
-                        summary.count(row)
-                        bar.update(1)
-                        bar.set_postfix(ok=summary.ok, failed=summary.failed, refresh=False)
-                finally:
-                    bar.close()
+                    _announce(announce, ex, store, todo, summary)
+                _execute(ex, store, todo, summary, opts.progress)
         except KeyboardInterrupt:
             summary.interrupted = True
             store.finish_run(run_id, utc_stamp(timespec="microseconds"), summary.as_dict())
@@ -173,3 +160,56 @@ def run_bench(
             raise
         store.finish_run(run_id, utc_stamp(timespec="microseconds"), summary.as_dict())
     return summary
+
+
+def _plan(dataset_dir: str | os.PathLike, specs: Sequence[str | CodecSpec], opts: BenchOptions) -> list[Task]:
+    """One task per (selected image, codec, quality), in manifest order."""
+    from cloud3d_dataset.manifest import image_paths
+
+    specs = resolve_specs(specs)
+    root = Path(dataset_dir).resolve()
+    df = image_paths(root, split=opts.split, app=list(opts.apps) if opts.apps else None,
+                     resolution=list(opts.resolutions) if opts.resolutions else None)
+    if opts.limit:
+        df = df.groupby(["app", "resolution"], sort=False).head(int(opts.limit)).reset_index(drop=True)
+    keep_dir = str(Path(opts.keep).resolve()) if opts.keep else None
+    return plan_tasks(df.to_dict("records"), specs, str(root), keep=keep_dir, timeout=opts.timeout)
+
+
+def _unfinished(tasks: list[Task], done: dict[tuple, str], retry_failed: bool,
+                summary: BenchSummary) -> list[Task]:
+    """The tasks to run: not stored yet, or stored as failed when ``retry_failed``; counts skips."""
+    todo: list[Task] = []
+    for t in tasks:
+        st = done.get(t.key)
+        if st == "ok" or (st is not None and not retry_failed):
+            summary.skipped += 1
+        else:
+            todo.append(t)
+    return todo
+
+
+def _announce(announce: Callable[[str], Any], ex: TaskExecutor, store: ResultsStore, todo: list[Task],
+              summary: BenchSummary) -> None:
+    """Hand ``announce`` the plan: counts and the estimated CPU time per curve."""
+    estimates = estimate_costs(todo, store.results("ok", columns=_TIMING_COLUMNS),
+                               lambda ts: ex.results(ts, calibrate))
+    announce(describe_plan(summary.total, summary.skipped, estimates, ex.threads() if todo else None,
+                           "Dask threads" if ex.kind == "dask" else "workers"))
+
+
+def _execute(ex: TaskExecutor, store: ResultsStore, todo: list[Task], summary: BenchSummary,
+             progress: bool) -> None:
+    """Run ``todo`` and commit each result row to the store as it arrives."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="bench", unit="task", disable=not progress, dynamic_ncols=True)
+    try:
+        for row in ex.results(todo):
+            row["run_id"] = summary.run_id
+            store.put(row)
+            summary.count(row)
+            bar.update(1)
+            bar.set_postfix(ok=summary.ok, failed=summary.failed, refresh=False)
+    finally:
+        bar.close()

@@ -53,10 +53,10 @@ def synthetic_capture(root: Path, app: str, count: int, size: tuple[int, int], s
     """``count`` frames of capture's synthetic scene, ``size`` = (width, height), recorded by
     capture's own recorder into ``root/app/native/`` (frames.csv in the recorder's dialect).
     Its capture times are the wall clock's: split such captures in blocks of frames."""
-    from capture import SyntheticSource, record
+    from capture import RecordOptions, SyntheticSource, record
 
     with SyntheticSource(*size, seed=seed) as src:
-        record(src, root, app, count=count, writer_kind="thread", progress=False)
+        record(src, root, app, RecordOptions(count=count, writer_kind="thread", progress=False))
     return root / app
 
 #: seconds a single command may take before the harness calls it a hang

@@ -34,6 +34,7 @@ from cloud3d.provenance import utc_now
 from cloud3d.resolutions import RESOLUTIONS
 
 from ..launch import AppExited, LaunchSource
+from ..options import RecordOptions
 from ..recorder import record
 from ..xdisplay import WindowGone
 from . import home as homes
@@ -186,11 +187,10 @@ def _run_visit(recipe: GameRecipe, scene: Scene, res: str, due: int, out_dir: Pa
                 visit.ready_s = round(wait_until_ready(src, recipe, watcher, t0, stop), 2)
                 if recipe.settle:
                     time.sleep(recipe.settle)
-                summary = record(src, out_dir, recipe.name, resolutions=(res,),
-                                 fps=opts.fps or recipe.fps, count=due,
-                                 stall_timeout=opts.stall_timeout or recipe.stall_timeout,
-                                 writers=opts.writers, progress=opts.progress, stop=stop,
-                                 scene=scene.name)
+                summary = record(src, out_dir, recipe.name, RecordOptions(
+                    resolutions=(res,), fps=opts.fps or recipe.fps, count=due,
+                    stall_timeout=opts.stall_timeout or recipe.stall_timeout,
+                    writers=opts.writers, progress=opts.progress, scene=scene.name), stop=stop)
             except NotReady as exc:
                 visit.outcome, visit.message = "not_ready", str(exc)
                 _keep_picture(out_dir / recipe.name, visit, exc.frame)

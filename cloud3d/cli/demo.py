@@ -91,7 +91,7 @@ def _kept_frames(app_dir: Path) -> int:
 
 
 def _capture_synthetic(raw: Path, app: str, frames: int, res: list[str], seed: int) -> None:
-    from capture import SyntheticSource, record
+    from capture import RecordOptions, SyntheticSource, record
 
     have = _kept_frames(raw / app)
     if have >= frames:
@@ -99,13 +99,13 @@ def _capture_synthetic(raw: Path, app: str, frames: int, res: list[str], seed: i
         return
     w, h = max((RESOLUTIONS[r] for r in res), key=lambda s: s[0])
     with SyntheticSource(w, h, seed=seed) as src:
-        summary = record(src, raw, app=app, resolutions=tuple(res), count=frames - have)
+        summary = record(src, raw, app, RecordOptions(resolutions=tuple(res), count=frames - have))
     _say(summary.to_text())
 
 
 def _capture_window(raw: Path, app: str, frames: int, res: list[str], seed: int) -> None:
     """Show the synthetic scene in a real X window on a private Xvfb and capture that window."""
-    from capture import LaunchSource, record
+    from capture import LaunchSource, RecordOptions, record
 
     have = _kept_frames(raw / app)
     if have >= frames:
@@ -114,7 +114,8 @@ def _capture_window(raw: Path, app: str, frames: int, res: list[str], seed: int)
     w, h = RESOLUTIONS["720p"]
     cmd = [sys.executable, "-m", "capture.showwindow", "--size", f"{w}x{h}", "--seed", str(seed), "--fps", "8"]
     with LaunchSource(cmd, size=(w, h), timeout=60.0) as src:
-        summary = record(src, raw, app=app, resolutions=tuple(res), count=frames - have, fps=4.0, warmup=1.0)
+        summary = record(src, raw, app, RecordOptions(resolutions=tuple(res), count=frames - have,
+                                                     fps=4.0, warmup=1.0))
     _say(summary.to_text())
 
 
@@ -143,8 +144,8 @@ def run_demo(
         workers: benchmark worker processes (default: CPU count).
         seed: synthetic scene seed.
     """
-    from analysis.pipeline import run_entropy
-    from baselines.bench.runner import run_bench
+    from analysis.pipeline import EntropyOptions, run_entropy
+    from baselines.bench.runner import BenchOptions, run_bench
     from baselines.report import write_report
     from cloud3d_dataset.split import build_splits
 
@@ -187,11 +188,12 @@ def run_demo(
         step(f"split {app}", build_splits, res.raw / app, res.dataset, app=app, scale_counts=True,
              seed=seed, block=demo_block_frames(n), resolutions=list(resolutions))
     step("entropy", run_entropy, res.dataset, None, res.entropy,
-         command=["cloud3d", "entropy", str(res.dataset), "--out", str(res.entropy)])
+         EntropyOptions(command=["cloud3d", "entropy", str(res.dataset), "--out", str(res.entropy)]))
     specs = list(codecs) + [f"learned:checkpoint={m}" for m in models]
-    summary = step("bench", run_bench, res.dataset, specs, res.results, split="test", workers=workers,
-                   command=" ".join(["cloud3d", "bench", str(res.dataset), "--split", "test",
-                                     *[f"--codec '{s}'" for s in specs], "--results", str(res.results)]))
+    command = " ".join(["cloud3d", "bench", str(res.dataset), "--split", "test",
+                        *[f"--codec '{s}'" for s in specs], "--results", str(res.results)])
+    summary = step("bench", run_bench, res.dataset, specs, res.results,
+                   BenchOptions(split="test", workers=workers, command=command))
     if getattr(summary, "failed", 0):
         res.notes.append(f"{summary.failed} benchmark task(s) failed: see {res.results}")
     step("report", write_report, res.results, res.report, dataset=res.dataset, entropy=res.entropy,
