@@ -217,11 +217,13 @@ def _latent_shapes(model: Model, ph: int, pw: int) -> list[tuple[int, ...]]:
 
 
 def _synthesis(pm: PreparedModel, y_hat: torch.Tensor, fp16: bool, quality: int | None,
-               times: Times) -> torch.Tensor:
-    """g_s of the float64 ``y_hat`` on the transform device (float32, or fp16 under autocast)."""
+               times: Times, threads: int = 1) -> torch.Tensor:
+    """g_s of the float64 ``y_hat`` on the transform device (float32, or fp16 under autocast;
+    on a CPU in row bands on ``threads`` threads: :mod:`models.bands`)."""
     t0 = time.perf_counter()
     with torch.inference_mode(), _autocast(pm.device, fp16):
-        x_hat = pm.synthesis(y_hat.to(pm.device, torch.float32), quality)
+        x_hat = pm.synthesis(y_hat.to(pm.device, torch.float32), quality, threads,
+                             substreams.pool(threads))
     sync(pm.device)
     times["network"] += time.perf_counter() - t0
     return x_hat
@@ -337,11 +339,12 @@ def compress_image(model: Model, rgb: np.ndarray, tile: int | str | None = "whol
 
 def quantized_reconstruction(model: Model, rgb: np.ndarray, tile: int | str | None = "whole",
                              device: str | torch.device | None = None, fast: bool = True,
-                             quality: int | None = None) -> np.ndarray:
+                             quality: int | None = None, threads: int | None = None) -> np.ndarray:
     """The encoder's own reconstruction: g_s of the quantized latents, no entropy coding.
 
-    A correct decoder reproduces this exactly on the same device.
+    A correct decoder reproduces this exactly on the same device, with any ``threads``.
     """
+    n_threads = _check_threads(threads)
     t = _check_tile(model, tile)
     q = _check_quality(model, quality)
     pm = prepare(model, device, None, fast)
@@ -352,8 +355,8 @@ def quantized_reconstruction(model: Model, rgb: np.ndarray, tile: int | str | No
     for x0, y0, tw, th, _, _ in _tiles(w, h, t, pm.stride):
         levels = _encode_tile(pm, _pad(x[..., y0 : y0 + th, x0 : x0 + tw], pm.stride), False, q,
                               times)
-        out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(_synthesis(pm, levels.y_hat, False, q, times),
-                                                   th, tw)
+        x_hat = _synthesis(pm, levels.y_hat, False, q, times, n_threads)
+        out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
     return out
 
 
@@ -420,7 +423,7 @@ def decompress_image_timed(
             levels = decode_levels(pm.entropy, _latent_shapes(pm, ph, pw), strings, s.coder,
                                    times, source, tile_parts, substreams.pool(n_threads))
             passes += levels.passes
-            x_hat = _synthesis(pm, levels.y_hat, fp16, q, times)
+            x_hat = _synthesis(pm, levels.y_hat, fp16, q, times, n_threads)
             t0 = time.perf_counter()
             out[y0 : y0 + th, x0 : x0 + tw] = _to_rgb8(x_hat, th, tw)
             sync(pm.device)

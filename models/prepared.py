@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from cloud3d.errors import Cloud3dError
+from models import bands, substreams
 from models.entropy import EntropyParams
 from models.fast_inference import inference_copy, state_fingerprint, to_channels_last
 from models.latent_model import LatentModel, model_qualities
@@ -113,6 +114,7 @@ class PreparedModel:
         if not _has_tables(model):
             model.update(force=True)
         self.weights_hash = _hash_state(model)
+        self.synthesis_halo = bands.synthesis_halo(model.g_s) if hasattr(model, "g_s") else None
         self.entropy = EntropyParams(model, self.param_device)
         if self.fast:
             # the parameter nets run as float64 copies (EntropyParams): the inference copy
@@ -129,11 +131,25 @@ class PreparedModel:
         xin = to_channels_last(x) if net is not self.model else x
         return net.latents(xin) if quality is None else net.latents(xin, quality)
 
-    def synthesis(self, y_hat: Tensor, quality: int | None = None) -> Tensor:
-        """g_s of the float32 ``y_hat`` on :attr:`device`."""
+    def synthesis(self, y_hat: Tensor, quality: int | None = None, threads: int = 1,
+                  workers: substreams.Workers | None = None) -> Tensor:
+        """g_s of the float32 ``y_hat`` (``(1, C, h, w)``) on :attr:`device`.
+
+        On a CPU, a g_s that :func:`models.bands.synthesis_halo` can cut runs as row bands,
+        one torch thread each, up to ``threads`` of them at once on ``workers``: every thread
+        count gives the same pixels (:mod:`models.bands`).
+        """
         net = self.transforms
-        y = to_channels_last(y_hat) if net is not self.model else y_hat
-        return net.synthesis(y) if quality is None else net.synthesis(y, quality)
+
+        def run(y: Tensor) -> Tensor:
+            y = to_channels_last(y) if net is not self.model else y
+            return net.synthesis(y) if quality is None else net.synthesis(y, quality)
+
+        if self.device.type != "cpu" or self.synthesis_halo is None:
+            return run(y_hat)
+        n = bands.band_count(y_hat.shape[2], threads, self.synthesis_halo[0])
+        return bands.synthesize_bands(run, y_hat, n, *self.synthesis_halo,
+                                      workers if n > 1 else None)
 
 
 def prepare(model: LatentModel | PreparedModel, device: str | torch.device | None = None,

@@ -51,7 +51,42 @@ DEFAULT_SUBSTREAMS = 4
 #: the encoder makes no substream of fewer symbols than this (one per level at least)
 MIN_SYMBOLS = 16384
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[int, Workers] = {}
+
+
+class Workers:
+    """``threads`` threads for one call's items: the calling thread and ``threads - 1`` pool
+    threads (the caller works too, so one item group starts at once, without waking a
+    thread, and a 2-thread call wakes only one).
+
+    Items are dealt round-robin: thread ``g`` runs items ``g, g + threads, ...`` in order, the
+    caller ``g = 0``; equal-sized items (substreams, bands) keep the threads level.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="c3d-coder")
+
+    def map(self, fn: Callable[[int], Any], n: int) -> list[Any]:
+        """``[fn(0), ..., fn(n - 1)]``; an error is raised only after every thread is done
+        with its items (none is left writing into the caller's arrays)."""
+        out: list[Any] = [None] * n
+
+        def group(g: int) -> None:
+            for j in range(g, n, self.threads):
+                out[j] = fn(j)
+
+        futures = [self._pool.submit(group, g) for g in range(1, min(self.threads, n))]
+        try:
+            group(0)
+        finally:
+            for f in futures:
+                f.exception()  # waits
+        for f in futures:
+            f.result()  # re-raises a worker's error
+        return out
+
+
 # a forked child has none of its parent's pool threads: it makes its own pools (work queued
 # on an inherited pool would wait forever)
 os.register_at_fork(after_in_child=_POOLS.clear)
@@ -75,12 +110,12 @@ def check_threads(threads: int | None) -> int:
     return int(threads)
 
 
-def pool(threads: int) -> ThreadPoolExecutor | None:
-    """The process's pool of ``threads`` workers (None for one thread: run inline)."""
+def pool(threads: int) -> Workers | None:
+    """The process's :class:`Workers` for ``threads`` threads (None for one: run inline)."""
     if threads <= 1:
         return None
     if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="c3d-rans")
+        _POOLS[threads] = Workers(threads)
     return _POOLS[threads]
 
 
@@ -100,16 +135,21 @@ def torch_threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def run(workers: ThreadPoolExecutor | None, fn: Callable[[int], Any], n: int) -> list[Any]:
+def run(workers: Workers | None, fn: Callable[[int], Any], n: int) -> list[Any]:
     """``[fn(0), ..., fn(n - 1)]``, on ``workers`` when there are several items."""
     if workers is None or n <= 1:
         return [fn(j) for j in range(n)]
-    return list(workers.map(fn, range(n)))
+    return workers.map(fn, n)
 
 
 def substream_count(n_symbols: int, k: int) -> int:
-    """How many substreams the encoder cuts a level of ``n_symbols`` into (1..k)."""
-    return max(1, min(k, n_symbols // MIN_SYMBOLS))
+    """How many substreams the encoder cuts a level of ``n_symbols`` into (1..k): ``k``, or,
+    where the level is too small for ``k`` of :data:`MIN_SYMBOLS` symbols, the largest even
+    count that fits (so that 2 and 4 threads share the work evenly), or 1."""
+    fits = n_symbols // MIN_SYMBOLS
+    if fits >= k:
+        return k
+    return max(1, fits - fits % 2)
 
 
 def cuts(n: int, c: int) -> list[int]:
@@ -128,7 +168,7 @@ def substream_symbols(pass_sizes: Sequence[int], c: int) -> list[int]:
 
 
 def encode_level(tables: Any, passes: list[tuple[np.ndarray, np.ndarray]], c: int,
-                 workers: ThreadPoolExecutor | None) -> tuple[bytes, tuple[int, ...]]:
+                 workers: Workers | None) -> tuple[bytes, tuple[int, ...]]:
     """One level's ``c`` substreams: ``(their bytes one after the other, their lengths)``.
 
     ``passes``: ``(symbols, indexes)`` int32 arrays of each pass in coding order;
@@ -164,7 +204,7 @@ class LevelDecoder:
             except ValueError as exc:
                 raise CodecError(f"{name}: substream {j}: {exc} (corrupt or forged)") from None
 
-    def decode_pass(self, idx: np.ndarray, workers: ThreadPoolExecutor | None) -> np.ndarray:
+    def decode_pass(self, idx: np.ndarray, workers: Workers | None) -> np.ndarray:
         """The symbols of one pass from its int32 table indexes (coding order), as float64
         (whole numbers, exact: the dtype the coding loop computes with, written by the
         threads themselves rather than converted afterwards)."""
@@ -211,7 +251,7 @@ def level_passes_host(levels: Any, k: int) -> list[tuple[np.ndarray, np.ndarray]
 
 
 def tile_reader(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
-                parts: list[tuple[int, ...]], source: str, workers: ThreadPoolExecutor | None
+                parts: list[tuple[int, ...]], source: str, workers: Workers | None
                 ) -> tuple[Callable[..., Any], Callable[[], None]]:
     """The reading side of a version-3 tile (``ep``: its ``EntropyParams``): ``(read,
     finish)``, where ``read`` is the ``level_symbols`` step of

@@ -118,8 +118,8 @@ def test_the_python_and_numba_decoders_agree_on_good_and_forged_strings(models):
 
 def test_every_k_and_thread_count_decodes_the_same_latents_and_pixels(models, rgb, cut_small):
     """K = 1, 2, 3, 8 substreams (a progressive level too), each decoded on 1, 2 and 3
-    threads: the encoder's symbols every time, and the encoder's own reconstruction at the
-    same torch thread count."""
+    threads: the encoder's symbols every time, and the encoder's own reconstruction, the same
+    at every torch thread count."""
     before = torch.get_num_threads()
     try:
         for pm in models.values():
@@ -129,6 +129,8 @@ def test_every_k_and_thread_count_decodes_the_same_latents_and_pixels(models, rg
             for t in (1, 2, 3):
                 torch.set_num_threads(t)
                 refs[t] = quantized_reconstruction(pm, rgb)
+            # g_s runs one torch thread per band on a CPU: no pixel depends on the setting
+            assert all(np.array_equal(r, refs[1]) for r in refs.values())
             sizes = set()
             for k in (1, 2, 3, 8):
                 data = compress_image(pm, rgb, substreams_k=k, threads=2)
@@ -289,3 +291,41 @@ def test_a_forked_child_gets_working_substream_pools():
     assert substreams.run(substreams.pool(2), lambda j: j + 1, 4) == [1, 2, 3, 4]
     with multiprocessing.get_context("fork").Pool(1) as child:
         assert child.apply_async(_child_runs_pool).get(timeout=60) == [0, 1, 4, 9]
+
+
+def test_the_encoder_cuts_levels_too_small_for_k_into_an_even_count():
+    m = substreams.MIN_SYMBOLS
+    assert [substreams.substream_count(n, 4) for n in (m - 1, m, 2 * m, 3 * m, 4 * m, 9 * m)] == \
+        [1, 1, 2, 2, 4, 4]
+    assert substreams.substream_count(3 * m, 3) == 3  # a K the level fits is kept
+
+
+def test_workers_run_every_item_on_the_caller_and_the_pool_and_wait_before_raising():
+    """Three threads: the caller takes items 0, 3, 6, the pool's two threads the rest; an
+    error in one item is raised only once every thread has finished its items."""
+    import threading
+    import time
+
+    w = substreams.pool(3)
+    seen: dict[int, str] = {}
+
+    def item(j: int) -> int:
+        seen[j] = threading.current_thread().name
+        return j * 10
+
+    assert w.map(item, 8) == [j * 10 for j in range(8)]
+    main = threading.current_thread().name
+    assert [j for j in range(8) if seen[j] == main] == [0, 3, 6]
+    assert len({seen[j] for j in (1, 4, 7)}) == 1 and len({seen[j] for j in (2, 5)}) == 1
+
+    done: list[int] = []
+
+    def failing(j: int) -> None:
+        if j == 0:
+            raise ValueError("item 0")
+        time.sleep(0.2)
+        done.append(j)
+
+    with pytest.raises(ValueError, match="item 0"):
+        w.map(failing, 3)
+    assert sorted(done) == [1, 2]
