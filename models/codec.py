@@ -382,8 +382,9 @@ def decompress_image_timed(
     how the stream is read). ``quality``: only for a version-1 stream of a variable-rate
     model; a stream that records its quality is decoded at it (a different ``quality`` is an
     error). ``source`` names the stream in errors. ``threads``: CPU threads of this call
-    (torch and the substreams of a version-3 stream; default: torch's own setting, and the
-    cores available for the substreams); every thread count decodes to the same image.
+    (torch, the substreams of a version-3 stream, and on a CPU the row bands of g_s:
+    :mod:`models.bands`; default: torch's own setting, and the cores available for the
+    substreams and bands); every thread count decodes to the same image.
     """
     n_threads = _check_threads(threads)
     t_container = time.perf_counter()
