@@ -259,8 +259,48 @@ def _runs_section(runs: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def _rd_figures_html(out: Path, rd: dict[str, dict[str, list[Path]]]) -> str:
+    """The RD figures of each curve group: a PNG (linking its SVG) per metric."""
+    parts = []
+    for name, figs in rd.items():
+        parts.append(f"<h3>{_e(name)}</h3>")
+        for metric, label in (("psnr", "PSNR"), ("msssim", "MS-SSIM")):
+            paths = figs.get(metric, [])
+            png = next((p for p in paths if p.suffix == ".png"), None)
+            svg = next((p for p in paths if p.suffix == ".svg"), None)
+            if png is not None:
+                parts.append(_figure(out, png, f"{name}: {label} vs bpp", svg))
+    return "".join(parts)
+
+
+def _machine_line(runs: pd.DataFrame) -> str:
+    """The last run's machine in a few words (CPU, cores, RAM)."""
+    machine = runs["machine"].iloc[-1] if len(runs) else {}
+    if not machine:
+        return "unknown machine"
+    return (f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} logical cores, "
+            f"{machine.get('ram_gib', '?')} GiB RAM")
+
+
+def _table_links_html(out: Path) -> str:
+    """Links to the report's CSV tables (and CompressAI JSON files) that exist."""
+    links = [p for p in ("per_image.csv", "per_quality.csv", "bd_rate.csv", "timing.csv") if (out / p).is_file()]
+    cj = sorted((out / "compressai").glob("*.json")) if (out / "compressai").is_dir() else []
+    html = " · ".join(f'<a href="{_e(p)}">{_e(p)}</a>' for p in links)
+    if cj:
+        html += " · CompressAI JSON: " + " ".join(f'<a href="{_e(_rel(out, p))}">{_e(p.stem)}</a>' for p in cj)
+    return html
+
+
+def _failed_html(allrows: pd.DataFrame, n_failed: int) -> str:
+    """The failed tasks (up to 50 rows), or nothing."""
+    if not n_failed:
+        return ""
+    f = allrows[allrows["status"] != "ok"][["relpath", "codec_label", "quality", "error"]]
+    return f"<h3>Failed tasks ({n_failed})</h3>" + table_html(f, max_rows=50)
+
+
 def write_index_html(
-    # long: left whole while issue 24a reworks the report writers (their import cycle); split it after
     out: Path,
     title: str,
     results: Path,
@@ -277,35 +317,17 @@ def write_index_html(
 ) -> Path:
     """Write ``out/index.html`` from the report's tables and figure paths; returns its path.
     ``extra_html``: sections placed after the timing tables (bench-folder, bench-video)."""
-
     n_ok = int((allrows["status"] == "ok").sum())
     n_failed = len(allrows) - n_ok
-    rd_html = []
-    for name, figs in rd.items():
-        rd_html.append(f"<h3>{_e(name)}</h3>")
-        for metric, label in (("psnr", "PSNR"), ("msssim", "MS-SSIM")):
-            paths = figs.get(metric, [])
-            png = next((p for p in paths if p.suffix == ".png"), None)
-            svg = next((p for p in paths if p.suffix == ".svg"), None)
-            if png is not None:
-                rd_html.append(_figure(out, png, f"{name}: {label} vs bpp", svg))
+    rd_html = _rd_figures_html(out, rd)
     pq_view = pq[["codec_label", "quality_param", "quality", "app", "resolution", "n", "mean_bpp",
                   "mean_psnr", "psnr_of_mean_mse", "mean_ms_ssim", "ms_ssim_db", "encode_mean_s",
                   "decode_mean_s"]]
     t_view = timing[["codec", "resolution", "n", "encode_mean_s", "encode_median_s", "decode_mean_s",
                      "decode_median_s", "convert_enc_mean_s", "convert_dec_mean_s"]]
-    machine = runs["machine"].iloc[-1] if len(runs) else {}
-    machine_line = (f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} logical cores, "
-                    f"{machine.get('ram_gib', '?')} GiB RAM" if machine else "unknown machine")
-    links = [p for p in ("per_image.csv", "per_quality.csv", "bd_rate.csv", "timing.csv") if (out / p).is_file()]
-    cj = sorted((out / "compressai").glob("*.json")) if (out / "compressai").is_dir() else []
-    link_html = " · ".join(f'<a href="{_e(p)}">{_e(p)}</a>' for p in links)
-    if cj:
-        link_html += " · CompressAI JSON: " + " ".join(f'<a href="{_e(_rel(out, p))}">{_e(p.stem)}</a>' for p in cj)
-    failed_html = ""
-    if n_failed:
-        f = allrows[allrows["status"] != "ok"][["relpath", "codec_label", "quality", "error"]]
-        failed_html = f"<h3>Failed tasks ({n_failed})</h3>" + table_html(f, max_rows=50)
+    machine_line = _machine_line(runs)
+    link_html = _table_links_html(out)
+    failed_html = _failed_html(allrows, n_failed)
 
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -331,7 +353,7 @@ def write_index_html(
 <p class="note">Rate: mean bits per pixel (8 × bytes / (W × H)). PSNR: mean of per-image PSNR on 8-bit RGB
 (peak 255, MSE over all pixels and channels); MS-SSIM: -10 log10(1 - mean MS-SSIM) on RGB. Lossless points
 (PSNR = inf) are left out of the plots.</p>
-{''.join(rd_html)}
+{rd_html}
 <h3>Per-quality means</h3>
 {table_html(pq_view)}
 {failed_html}
