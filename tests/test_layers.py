@@ -170,3 +170,34 @@ def test_the_checks_see_function_level_imports_and_cycles(tmp_path):
     assert sorted(b.split(":")[0] for b in bad) == [
         "capture/rec.py", "cloud3d/names.py", "models/__init__.py"]
     assert cycles(graph) == [["cloud3d_dataset.layout", "cloud3d_dataset.other"]]
+
+
+def _string_targets(path: Path) -> list[str]:
+    """Modules a package names as strings: its lazy-export table (``lazy_exports(__name__,
+    {name: "module" | "module:attr"})``) and a ``COMMAND_MODULES`` tuple."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_exports":
+            table = node.args[1]
+            out += [v.value.split(":")[0] for v in table.values if isinstance(v, ast.Constant)]
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "COMMAND_MODULES"
+                                                for t in node.targets):
+            out += [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+    return out
+
+
+def test_modules_named_as_strings_keep_the_layers_too():
+    """A stage's face exports only its own modules (nothing from a later stage, nothing from
+    the CLI), and every module named that way exists; the CLI's command list names only
+    stage command modules."""
+    known = modules()
+    seen = 0
+    for name, path in known.items():
+        for target in _string_targets(path):
+            seen += 1
+            assert target in known, f"{name} names {target}, which is no module"
+            (_, rank), (_, trank) = layer(name), layer(target)
+            assert trank <= rank, f"{name} names {target}, a later layer"
+            if name in PACKAGES and name != "cloud3d":
+                assert target.split(".")[0] == name, f"the face of {name} exports {target}"
+    assert seen > 30  # the five faces and the command list were read
