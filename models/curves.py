@@ -1,6 +1,6 @@
 """``curves.png``: a training run's loss, bpp and PSNR against step and gigapixels seen.
 
-Drawn from the run's ``log.csv`` (:data:`models.train.LOG_FIELDS`) beside it, and redrawn each
+Drawn from the run's ``log.csv`` (:data:`models.train_files.LOG_FIELDS`) beside it, and redrawn each
 time ``cloud3d train`` validates and saves, so a run can be watched as it goes. Layout: three
 rows (rate-distortion loss, bits per pixel, PSNR in dB) by two columns (x = optimizer step;
 x = gigapixels of training crops seen, i.e. step x batch x crop^2 / 1e9, or the log's ``gpx``

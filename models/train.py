@@ -18,7 +18,7 @@ Outputs in ``out_dir``: ``last.pt`` (weights + optimizer states, for ``resume``)
 (lowest validation loss so far, the mean over qualities for a variable-rate model; training
 loss when there is no validation split), ``plateau.pt`` (``plateau`` schedule: the state at
 the first step of the final decay, weights + optimizer states, never decayed) and ``log.csv``
-(see :data:`LOG_FIELDS`; validation rows of a variable-rate model carry ``quality`` and
+(see :data:`models.train_files.LOG_FIELDS`; validation rows of a variable-rate model carry ``quality`` and
 ``lambda``).
 
 Resuming is exact: the crops, flips, qualities and training noise of step ``k`` come from
@@ -40,8 +40,6 @@ ignored SIGINT, which Python then leaves ignored.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import os
 import signal
@@ -54,9 +52,9 @@ from typing import Any
 
 import torch
 
-from cloud3d.atomic import atomic_write_text
 from cloud3d.errors import Cloud3dError
 from models.curves import plot_curves
+from models.train_files import append_log, restore
 from models.train_step import (
     SCHEDULES,
     decay_start,
@@ -68,14 +66,10 @@ from models.train_step import (
     train_step,
 )
 
-__all__ = ["LOG_FIELDS", "TrainConfig", "rd_loss", "train"]
+__all__ = ["TrainConfig", "rd_loss", "train"]
 
 #: columns of log.csv; elapsed_s / cpu_s: wall / CPU seconds (this process, all threads) since
 #: the run (or its last resume) started
-LOG_FIELDS = ["step", "phase", "quality", "lambda", "loss", "bpp", "mse", "psnr", "aux_loss",
-              "lr", "elapsed_s", "cpu_s", "gpx"]
-
-
 @dataclass
 class TrainConfig:
     """Everything ``cloud3d train`` takes (see the CLI help for meanings).
@@ -146,34 +140,6 @@ def step_seed(seed: int, step: int) -> int:
     run's seed and the step only, so that a resumed run draws what an unbroken one does."""
     return (seed * 1_000_003 + step * 7919 + 12345) % (2**63 - 1)
 
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows after ``step`` (written after the checkpoint a resume starts from); a
-    log with older columns is rewritten with :data:`LOG_FIELDS` (missing values empty)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = reader.fieldnames
-    keep = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= step]
-    if len(keep) == len(rows) and header == LOG_FIELDS:
-        return
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\r\n")
-    w.writeheader()
-    w.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in keep)
-    atomic_write_text(path, buf.getvalue())
-
-
 def _check_config(cfg: TrainConfig) -> None:
     if cfg.steps < 1 or cfg.batch < 1:
         raise Cloud3dError("--steps and --batch must be at least 1")
@@ -189,20 +155,6 @@ def _check_config(cfg: TrainConfig) -> None:
         raise Cloud3dError("a lambda ladder needs a variable-rate architecture (--variable-rate)")
     if cfg.cache_gb <= 0:
         raise Cloud3dError("--cache-gb must be positive")
-
-
-def _check_resume(meta: dict[str, Any], cfg: TrainConfig, model: Any, last: Path) -> None:
-    mine = {"arch": cfg.arch, "app": cfg.app}
-    if cfg.variable_rate:
-        mine["lambdas"] = list(model.lambdas)
-        theirs = {**meta, "lambdas": meta.get("config", {}).get("lambdas")}
-    else:
-        mine["lambda"] = cfg.lmbda
-        theirs = meta
-    for key, value in mine.items():
-        if theirs.get(key) != value:
-            raise Cloud3dError(f"{last} was trained with {key}={theirs.get(key)}, not {value}: "
-                               "use the original settings or another --out")
 
 
 @contextlib.contextmanager
@@ -226,68 +178,10 @@ def _stop_signals():
             signal.signal(sig, handler)
 
 
-def _load_init(model: Any, ref: str) -> dict[str, Any]:
-    """Copy the weights of ``ref`` (see :func:`models.library.open_model`) into ``model``;
-    returns what the checkpoint metadata records of it. Cloud3dError when ``ref`` is another
-    architecture or configuration (e.g. another lambda ladder)."""
-    from models.checkpoint import load_weights
-    from models.library import open_model
-
-    src, info = open_model(ref)
-    if src.arch != model.arch or src.config() != model.config():
-        raise Cloud3dError(f"--init {ref} is {src.arch} {src.config()}, this run trains "
-                           f"{model.arch} {model.config()}: the architecture and its "
-                           "configuration must be the same")
-    load_weights(model, src.state_dict(), ref)
-    meta = info.get("meta") or {}
-    return {"ref": ref, "kind": info["kind"], "step": meta.get("step"), "app": meta.get("app"),
-            "gpx_seen": meta.get("gpx_seen")}
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final metrics. See the module docstring."""
     with _stop_signals():
         return _train(cfg)
-
-
-def _restore(cfg: TrainConfig, model: Any, opt: Any, aux_opt: Any, out: Path
-             ) -> tuple[int, float, float, dict[str, Any] | None]:
-    """Load the state a run starts from: ``(step, best_loss, gpx_seen, init_meta)``.
-
-    A fresh run starts at step 0 (from ``cfg.init``'s weights when given). A resumed run
-    starts from ``last.pt``, or from ``plateau.pt`` when ``cfg.steps`` moved the end of a
-    ``plateau`` schedule past a decay that had already begun (module docstring)."""
-    from models.checkpoint import load_weights, read_checkpoint
-
-    last = out / "last.pt"
-    if not (cfg.resume and last.exists()):
-        init_meta = _load_init(model, cfg.init) if cfg.init is not None else None
-        gpx = float((init_meta or {}).get("gpx_seen") or 0.0)
-        return 0, math.inf, gpx, init_meta
-    ck = read_checkpoint(last)
-    meta = ck["meta"]
-    _check_resume(meta, cfg, model, last)
-    planned = int(meta.get("steps_total") or cfg.steps)
-    old_decay = int(meta.get("decay_start") or planned)  # as that run planned it
-    src = last
-    if cfg.steps > planned and int(meta["step"]) > old_decay and meta.get("schedule") == "plateau":
-        src = out / "plateau.pt"
-        if not src.exists():
-            raise Cloud3dError(f"{last} is already in its final decay and {src} is missing: "
-                               "continue with --init from best.pt in another --out instead")
-        ck = read_checkpoint(src)
-        meta = ck["meta"]
-        if cfg.progress:
-            print(f"note: {out} was planned for {planned} steps and had begun its decay: going "
-                  f"on from {src.name} (step {meta['step']}) at the constant rate",
-                  file=sys.stderr)
-    load_weights(model, ck["state_dict"], str(src))
-    opt.load_state_dict(ck["optimizer"])
-    aux_opt.load_state_dict(ck["aux_optimizer"])
-    step = int(meta["step"])
-    _truncate_log(out / "log.csv", step)
-    return (step, float(meta.get("best_loss", math.inf)), float(meta.get("gpx_seen") or 0.0),
-            meta.get("init"))
 
 
 def _train(cfg: TrainConfig) -> dict[str, Any]:
@@ -338,7 +232,7 @@ class _Run:
         model.to(memory_format=self.fmt)
         self.model = model
         self.opt, self.aux_opt = make_optimizers(model, cfg.lr, cfg.aux_lr)
-        self.step, self.best_loss, self.gpx_seen, self.init_meta = _restore(
+        self.step, self.best_loss, self.gpx_seen, self.init_meta = restore(
             cfg, model, self.opt, self.aux_opt, out)
         self.vr = cfg.variable_rate
         self.lam_meta = None if self.vr else cfg.lmbda
@@ -400,7 +294,7 @@ class _Run:
                        qualities=self.qualities, lmbda=self.lam_meta)
         times = self._times()
         for r in res:
-            _append_log(self.log, {"step": self.step, "phase": "validation", **r, **times})
+            append_log(self.log, {"step": self.step, "phase": "validation", **r, **times})
         metrics = {k: sum(r[k] for r in res) / len(res) for k in _METRICS}
         if self.vr:
             metrics["per_quality"] = [{k: r[k] for k in ("quality", "lambda", "bpp", "psnr")}
@@ -480,7 +374,7 @@ class _Run:
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{run_avg['loss']:.3f}", bpp=f"{run_avg['bpp']:.3f}",
                              psnr=f"{run_avg['psnr']:.2f}", lr=f"{lr:.2g}")
-        _append_log(self.log, {"step": self.step, "phase": "train", "lambda": self.lam_meta, **vals,
+        append_log(self.log, {"step": self.step, "phase": "train", "lambda": self.lam_meta, **vals,
                                "lr": lr, **self._times()})
 
     def _checkpoint(self) -> dict[str, Any]:
