@@ -58,6 +58,8 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 def check_resume(meta: dict[str, Any], cfg: Any, model: Any, last: Path) -> None:
+    """Refuse to resume ``last`` (its metadata ``meta``) with another architecture, app or
+    lambda (ladder) than it was trained with."""
     mine = {"arch": cfg.arch, "app": cfg.app}
     if cfg.variable_rate:
         mine["lambdas"] = list(model.lambdas)
