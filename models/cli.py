@@ -347,11 +347,12 @@ def lap(dataset_dir, stage, budget, runs, device, bundle_dir, batch, crop, threa
     """
     _passive_omp_wait()
     from models.codec import resolve_device
-    from models.lap import run_lap
+    from models.lap import LapOptions, run_lap
 
     dev = resolve_device(device).type
-    row = run_lap(dataset_dir, runs, budget, stage=stage, device=dev, bundle_dir=bundle_dir,
-                  batch=batch, crop=crop, threads=threads, val_frames=val_frames, steps=steps)
+    row = run_lap(dataset_dir, runs, budget, stage=stage,
+                  options=LapOptions(device=dev, bundle_dir=bundle_dir, batch=batch, crop=crop,
+                                     threads=threads, val_frames=val_frames, steps=steps))
     click.echo(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in row.items()))
 

@@ -286,15 +286,33 @@ def _export_lap(run: Path, st: Stage, bdir: Path, dataset: str, meta: dict[str, 
     export_bundle(run / "last.pt", stage, bdir, extra, dtype="float16")
 
 
+@dataclass(frozen=True)
+class LapOptions:
+    """How a lap runs (the stage and budget say what it trains and for how long).
+
+    ``device``: ``cpu`` or ``cuda``; ``bundle_dir``: where the repository's weights are read
+    and kept (None: the package's bundled folder); ``batch`` (the throughput probe may raise
+    it on a GPU) and ``crop`` (pixels, square); ``lr``; ``threads``: torch's CPU threads (0:
+    its own setting); ``val_frames``: validation frames per app; ``steps``: train exactly this
+    many steps (None: as many as the budget allows; the budget then only stops a run that
+    overruns it); ``progress``: bars and notes on stderr."""
+
+    device: str = "cpu"
+    bundle_dir: str | os.PathLike | None = None
+    batch: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    threads: int = 0
+    val_frames: int = 12
+    steps: int | None = None
+    progress: bool = True
+
+
 def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str | Stage = "general",
-            device: str = "cpu", bundle_dir: str | os.PathLike | None = None, batch: int = 8,
-            crop: int = 256, lr: float = 1e-4, threads: int = 0, val_frames: int = 12,
-            steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+            options: LapOptions | None = None) -> dict[str, Any]:
     """One lap of ``stage`` within ``budget_s`` wall seconds (see the module docstring);
     returns its ``laps.csv`` row. ``stage``: a name in :data:`STAGES`, or a :class:`Stage` of
-    one's own. ``bundle_dir``: where the repository's weights are read and kept (default: the
-    package's bundled folder). ``steps``: train exactly this many steps (the budget then
-    only stops a run that overruns it)."""
+    one's own; ``options``: :class:`LapOptions` (its defaults when None)."""
     import pandas as pd
     import torch
 
@@ -302,6 +320,8 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     from models.library import BUNDLED_DIR
     from models.train import TrainConfig, train
 
+    o = options if options is not None else LapOptions()
+    device, batch, crop, progress = o.device, o.batch, o.crop, o.progress
     t0, c0 = time.time(), time.process_time()
     if isinstance(stage, str) and stage not in STAGES:
         raise Cloud3dError(f"unknown stage {stage!r}; the plan has {', '.join(STAGES)}")
@@ -310,16 +330,16 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     from cloud3d_dataset.manifest import image_paths
 
     image_paths(dataset, split="train", app=None if st.app == "all" else st.app)  # before any work
-    bdir = Path(bundle_dir) if bundle_dir is not None else BUNDLED_DIR
+    bdir = Path(o.bundle_dir) if o.bundle_dir is not None else BUNDLED_DIR
     run = Path(runs) / stage
     init = _start_point(st, run, bdir)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if o.threads > 0:
+        torch.set_num_threads(o.threads)
     batch, channels_last, speed = _throughput(st, device, batch, crop, budget_s, progress)
     start = _start_step(run)
     # the budget left after this point, less the validation (about 1/6) and a margin
     left = budget_s - (time.time() - t0)
-    lap_steps = steps or max(2, int(speed["steps_per_s"] * left * 0.8))
+    lap_steps = o.steps or max(2, int(speed["steps_per_s"] * left * 0.8))
     if progress:
         print(f"lap {stage}: {st.arch}, {speed['steps_per_s']:.2f} steps/s = "
               f"{speed['mpx_per_s']:.2f} Mpx/s (batch {batch} x {crop} px on {device}); "
@@ -329,11 +349,11 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
     lap_index = len(pd.read_csv(run / "laps.csv")) if (run / "laps.csv").exists() else 0
     cfg = TrainConfig(dataset=dataset, out=str(run), app=st.app, arch=st.arch, lmbda=st.lmbda,
                       seed=lap_index,
-                      steps=start + lap_steps, batch=batch, crop=crop, lr=lr,
+                      steps=start + lap_steps, batch=batch, crop=crop, lr=o.lr,
                       schedule="plateau", decay=max(1, lap_steps // 5),
                       warmup=0 if start else None, device=device,
                       resume=(run / "last.pt").exists(), val_every=10**9, val_images=4,
-                      threads=threads, init=init, progress=progress,
+                      threads=o.threads, init=init, progress=progress,
                       deadline=t0 + budget_s * 0.9, channels_last=channels_last)
     try:
         res = train(cfg)
@@ -345,7 +365,7 @@ def run_lap(dataset: str, runs: str | os.PathLike, budget_s: float, stage: str |
                           "continues from last.pt"}
     model, meta = load_checkpoint(run / "last.pt")
     model.eval()
-    val = validate(model, dataset, None if st.app == "all" else st.app, val_frames)
+    val = validate(model, dataset, None if st.app == "all" else st.app, o.val_frames)
     row = {"stage": stage, "arch": st.arch, "lambda": st.lmbda, "step": res["step"],
            "gpx_seen": round(float(meta.get("gpx_seen") or 0.0), 6), "lap_steps": lap_steps,
            "mpx_per_s": round(speed["mpx_per_s"], 3), "device": device,

@@ -30,7 +30,7 @@ def dataset(tmp_path_factory) -> Path:
 def test_laps_continue_validate_keep_and_restart_from_the_repository(dataset, tmp_path):
     from models.bundle import read_card
     from models.checkpoint import read_checkpoint
-    from models.lap import KEEP_GAIN_PCT, Stage, run_lap
+    from models.lap import KEEP_GAIN_PCT, LapOptions, Stage, run_lap
 
     stage = Stage("toy", "toy", "c2f-xsmall-m96-pruned", 0.013)
     bundles, runs = tmp_path / "bundles", tmp_path / "runs"
@@ -38,7 +38,11 @@ def test_laps_continue_validate_keep_and_restart_from_the_repository(dataset, tm
     # stops a lap that overruns it
     kw = dict(device="cpu", bundle_dir=bundles, batch=2, crop=64, threads=1, val_frames=2,
               progress=False)
-    first = run_lap(str(dataset), runs, 600, stage=stage, steps=40, **kw)
+
+    def opts(steps):
+        return LapOptions(steps=steps, **kw)
+
+    first = run_lap(str(dataset), runs, 600, stage=stage, options=opts(40))
     assert first["kept"] and first["gain_pct"] == math.inf  # nothing in the repository yet
     card = read_card(bundles / "toy.json")
     assert card["status"] == "preview" and card["arch"] == "c2f-xsmall-m96-pruned"
@@ -47,7 +51,7 @@ def test_laps_continue_validate_keep_and_restart_from_the_repository(dataset, tm
     run = runs / "toy"
     assert read_checkpoint(run / "plateau.pt")["meta"]["step"] == 40 - 40 // 5
 
-    second = run_lap(str(dataset), runs, 600, stage=stage, steps=30, **kw)
+    second = run_lap(str(dataset), runs, 600, stage=stage, options=opts(30))
     plateau = read_checkpoint(run / "plateau.pt")["meta"]["step"]
     assert first["step"] == 40
     assert second["step"] == 32 + 30 and plateau == 62 - 6  # from the first plateau, 30 more
@@ -62,7 +66,7 @@ def test_laps_continue_validate_keep_and_restart_from_the_repository(dataset, tm
 
     # another machine: no run folder, so the lap starts from the bundled weights
     kept = read_card(bundles / "toy.json")
-    third = run_lap(str(dataset), tmp_path / "elsewhere", 600, stage=stage, steps=10, **kw)
+    third = run_lap(str(dataset), tmp_path / "elsewhere", 600, stage=stage, options=opts(10))
     meta = read_checkpoint(tmp_path / "elsewhere" / "toy" / "last.pt")["meta"]
     assert meta["init"]["ref"] == str(bundles / "toy.json")
     assert meta["gpx_seen"] == pytest.approx(kept["gpx_seen"] + third["step"] * 2 * 64 * 64 / 1e9)
@@ -93,12 +97,12 @@ def test_study_benches_a_model_against_the_anchors_and_sets_its_status(dataset, 
 
     from baselines.model_study import status_of
     from models.bundle import read_card
-    from models.lap import Stage, run_lap
+    from models.lap import LapOptions, Stage, run_lap
 
     models_dir = tmp_path / "mine"
     run_lap(str(dataset), tmp_path / "runs", 600, stage=Stage("toy", "toy", "c2f-xsmall-pruned", 0.013),
-            device="cpu", bundle_dir=models_dir, batch=2, crop=64, threads=1, val_frames=1,
-            steps=10, progress=False)
+            options=LapOptions(bundle_dir=models_dir, batch=2, crop=64, threads=1, val_frames=1,
+                               steps=10, progress=False))
     monkeypatch.setenv("CLOUD3D_MODEL_DIR", str(models_dir))
     import subprocess
 
