@@ -44,14 +44,12 @@ def test_archive_and_unarchive_of_one_file_say_file(tmp_path, run_cli):
 
 def test_capture_help_calls_the_png_writers_what_the_recorder_starts():
     """--writers counts writer processes (the recorder's default pool kind), not threads."""
-    import inspect
-
     import click
 
-    from capture.recorder import record
+    from capture.options import RecordOptions
     from cloud3d.cli import cli
 
-    kind = inspect.signature(record).parameters["writer_kind"].default
+    kind = RecordOptions().writer_kind
     assert kind == "process"
     helps = {name: p.help for name, cmd in cli.commands["capture"].commands.items()
              for p in cmd.params if isinstance(p, click.Option) and p.name == "writers"}
