@@ -75,6 +75,8 @@ def compress(image, model_ref, quality, output, device, tile, coder, fp16, threa
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d
       cloud3d compress frame.png -m runs/stk-0.01/best.pt -o frame.c3d --overfit 200
     """
+    _passive_omp_wait()  # before torch loads OpenMP: its idle threads must not spin on
+    # the core the substream coder threads need
     from cloud3d.atomic import atomic_write_bytes
     from cloud3d.imageio import read_image_rgb
     from models.bitstream import MAX_DECODE_PIXELS
@@ -165,6 +167,7 @@ def decompress(stream, output, model_ref, quality, device, fp16, threads, max_pi
       cloud3d decompress g.c3d -o g.png   # made with -m general: found by the weights hash
       cloud3d decompress big.c3d -m best.pt -o big.png --max-pixels 67108864   # an 8K frame
     """
+    _passive_omp_wait()  # before torch loads OpenMP (see compress)
     from cloud3d.untrusted import read_regular
     from models import bitstream
 
@@ -198,7 +201,10 @@ def decompress(stream, output, model_ref, quality, device, fp16, threads, max_pi
 def _passive_omp_wait() -> None:
     """OMP_WAIT_POLICY=PASSIVE for this process unless set already, before torch loads OpenMP.
 
-    Idle OpenMP threads then sleep instead of spinning. On a machine shared with other jobs
+    Idle OpenMP threads then sleep instead of spinning. In a 2-thread decode a spinning torch
+    thread holds the core the rANS substream thread needs: the entropy phase took 2.9 ms
+    instead of 1.3 ms (1 thread: 1.7 ms; docs/studies/2026-12-06-substream-handoff.md).
+    On a machine shared with other jobs
     a spinning thread holds a core the other thread's work needs: measured here with the
     load average at 13-15, a 2-thread training step took 10-13 s spinning and 2.8-3.6 s
     passive (1 thread: 2.3 s); see

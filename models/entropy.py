@@ -129,6 +129,20 @@ class EntropyParams:
         self.scale_bounds = [float(g.lower_bound_scale.bound) for g in model.gaussians]
         med = model.bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
         self.medians = med.to(pdev, torch.float64)
+        self._top_host: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def top_host(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The coarsest level's per-element table indexes (int32: the channel) and offsets
+        (float64: the channel's median) for a level of ``shape``, flat in NCHW order on the
+        host; made once per shape (a decoder of many frames reuses them)."""
+        if shape not in self._top_host:
+            n, c, h, w = shape
+            idx = np.repeat(np.arange(c, dtype=np.int32), h * w)
+            med = self.medians.reshape(-1).to("cpu").numpy()
+            if len(self._top_host) >= 8:  # tiles come in a few shapes; stay small regardless
+                self._top_host.clear()
+            self._top_host[shape] = (np.tile(idx, n), np.tile(np.repeat(med, h * w), n))
+        return self._top_host[shape]
 
     def tables(self, k: int) -> CoderTables:
         """Tables of level ``k`` (the coarsest level uses the factorized prior's)."""
@@ -172,8 +186,20 @@ class Levels:
 
 #: ``level_symbols(k, mask, offset, index) -> symbols``: integer-valued float64 symbols of one
 #: pass over level ``k``: the whole level (``mask`` None; shaped like the level) or the
-#: elements of ``mask`` (``offset``, ``index`` and the result are then 1-D, NCHW order)
-LevelSymbols = Callable[[int, torch.Tensor | None, torch.Tensor, torch.Tensor], torch.Tensor]
+#: elements of ``mask`` (``offset``, ``index`` and the result are then 1-D, NCHW order). It
+#: may instead return ``(symbols, symbols + offset)`` when it computed the dequantized values
+#: itself (the substream decoder does, inside its threads); the values must be that float64
+#: sum exactly.
+LevelSymbols = Callable[[int, torch.Tensor | None, torch.Tensor, torch.Tensor],
+                        torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
+
+
+def _with_values(got: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                 offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(symbols, dequantized)`` from what a :data:`LevelSymbols` returned."""
+    if isinstance(got, tuple):
+        return got
+    return got, got + offset
 
 
 def code_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], level_symbols: LevelSymbols,
@@ -197,8 +223,7 @@ def code_levels(ep: EntropyParams, shapes: list[tuple[int, ...]], level_symbols:
     t0 = time.perf_counter()
     c = shapes[-1][1]
     idxs[-1] = torch.arange(c, dtype=torch.int32, device=ep.pdev).view(1, c, 1, 1).expand(shapes[-1])
-    syms[-1] = level_symbols(n - 1, None, ep.medians, idxs[-1])
-    upper = syms[-1] + ep.medians
+    syms[-1], upper = _with_values(level_symbols(n - 1, None, ep.medians, idxs[-1]), ep.medians)
     passes += 1
     times["entropy"] += time.perf_counter() - t0
     for k in reversed(range(n - 1)):
@@ -225,16 +250,15 @@ def _code_level(ep: EntropyParams, k: int, shape: tuple[int, ...], upper: torch.
         sync(ep.pdev)
         t1 = time.perf_counter()
         if mask is None:  # one pass over the whole level
-            s = level_symbols(k, None, means, idx)
+            s, values = _with_values(level_symbols(k, None, means, idx), means)
             whole[:] = [s, idx]
-            values = s + means
         else:
             m, i = means[mask], idx[mask]
-            s = level_symbols(k, mask, m, i)
+            s, v = _with_values(level_symbols(k, mask, m, i), m)
             syms[mask], idxs[mask] = s, i
             masks.append(mask)
             values = torch.zeros(shape, dtype=torch.float64, device=ep.pdev)
-            values[mask] = s + m
+            values[mask] = v
         entropy_s += time.perf_counter() - t1
         return values
 

@@ -77,17 +77,43 @@ def encode(sym: np.ndarray, idx: np.ndarray, cdf: np.ndarray, lengths: np.ndarra
     return _encode(sym, idx, cdf, lengths, offsets).astype("<u4", copy=False).tobytes()
 
 
+_NONE = np.empty(0, dtype=np.float64)
+
+
 def decode_into(words: np.ndarray, state: np.ndarray, idx: np.ndarray, cdf: np.ndarray,
-                lengths: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> int:
+                lengths: np.ndarray, offsets: np.ndarray, out: np.ndarray,
+                means: np.ndarray | None = None, values: np.ndarray | None = None) -> int:
     """Decode ``len(idx)`` symbols into ``out`` (int32 or float64), continuing the coder ``state``
     (``int64[2]``: the coder state, below 2^63, and the next word's position in ``words``,
-    updated in place). Returns a status code (:data:`OK` or an error). Up to :data:`SMALL`
-    symbols in pure Python, else the numba kernel (which runs without the GIL)."""
+    updated in place). With ``means`` and ``values`` (float64, ``len(idx)`` each), also
+    write the dequantized latent ``values = out + means`` (the same float64 sum torch
+    computes). Returns a status code (:data:`OK` or an error). Up to :data:`SMALL` symbols
+    in pure Python, else the numba kernel (which runs without the GIL)."""
+    if values is None:
+        means = values = _NONE
+    elif means is None or not means.shape == values.shape == idx.shape:
+        raise ValueError("means and values must be 1-D arrays as long as idx")
     if idx.shape[0] <= SMALL:
-        return _decode_into_py(words, state, idx, cdf, lengths, offsets, out)
+        return _decode_into_py(words, state, idx, cdf, lengths, offsets, out, means, values)
     from models.rans_kernels import decode_into as kernel
 
-    return kernel(words, state, idx, cdf, lengths, offsets, out)
+    return kernel(words, state, idx, cdf, lengths, offsets, out, means, values)
+
+
+def decode_share(words: np.ndarray, starts: np.ndarray, states: np.ndarray, items: np.ndarray,
+                 idx: np.ndarray, cuts: np.ndarray, cdf: np.ndarray, lengths: np.ndarray,
+                 offsets: np.ndarray, out: np.ndarray, means: np.ndarray | None = None,
+                 values: np.ndarray | None = None) -> tuple[int, int]:
+    """Decode several substreams of one pass in one call of the numba kernel (one thread's
+    share: no Python between them, the GIL released throughout); see
+    :func:`models.rans_kernels.decode_share` for the arrays. Returns ``(status, j)``:
+    ``(OK, -1)``, or the first substream ``j`` that failed and its status."""
+    if values is None:
+        means = values = _NONE
+    from models.rans_kernels import decode_share as kernel
+
+    return kernel(words, starts, states, items, idx, cuts, cdf, lengths, offsets, out, means,
+                  values)
 
 
 def _get_bits_py(x: int, words: np.ndarray, p: int) -> tuple[int, int, int, bool]:
@@ -101,7 +127,7 @@ def _get_bits_py(x: int, words: np.ndarray, p: int) -> tuple[int, int, int, bool
     return val, x, p, True
 
 
-def _decode_into_py(words, state, idx, cdf, lengths, offsets, out) -> int:
+def _decode_into_py(words, state, idx, cdf, lengths, offsets, out, means, values) -> int:
     """:func:`models.rans_kernels.decode_into` on Python integers (64-bit wrap-around kept,
     so a forged string gives the same status either way)."""
     x, p = int(state[0]) & _MASK64, int(state[1])
@@ -151,6 +177,8 @@ def _decode_into_py(words, state, idx, cdf, lengths, offsets, out) -> int:
             value = raw >> 1
             value = -value - 1 if raw & 1 else value + max_value
         out[i] = value + off_l[t]
+    if values.shape[0]:
+        np.add(out, means, out=values)
     state[0] = np.int64(x) if x < 1 << 63 else np.int64(x - (1 << 64))
     state[1] = p
     return OK

@@ -114,10 +114,14 @@ def _get_bits(x: np.uint64, words, p: int) -> tuple[int, np.uint64, int, bool]:
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_into(words, state: np.ndarray, idx, cdf, lengths, offsets, out) -> int:
+def decode_into(words, state: np.ndarray, idx, cdf, lengths, offsets, out, means,
+                values) -> int:
     """Decode ``len(idx)`` symbols into ``out`` (int32 or float64), continuing the coder ``state``
     (``int64[2]``: the coder state, below 2^63, and the next word's position in ``words``,
-    updated in place). Returns a status code (:data:`OK` or an error). Runs without the GIL."""
+    updated in place); where ``values`` is not empty, also ``values[i] = out[i] + means[i]``
+    (float64: the dequantized latent, in the same pass over memory). Returns a status code
+    (:data:`OK` or an error). Runs without the GIL."""
+    dequantize = values.shape[0] > 0
     x = np.uint64(state[0])
     p = np.int64(state[1])
     mask16 = np.uint64((1 << PRECISION) - 1)
@@ -168,7 +172,33 @@ def decode_into(words, state: np.ndarray, idx, cdf, lengths, offsets, out) -> in
                 raw |= val << (j * BYPASS_BITS)
             value = raw >> 1
             value = -value - 1 if raw & 1 else value + max_value
-        out[i] = value + offsets[t]
+        v = value + offsets[t]
+        out[i] = v
+        if dequantize:
+            values[i] = v + means[i]
     state[0] = np.int64(x)
     state[1] = p
     return OK
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_share(words, starts, states, items, idx, cuts, cdf, lengths, offsets, out, means,
+                 values) -> tuple[int, int]:
+    """One thread's share of a pass: substreams ``items`` (in order), each by
+    :func:`decode_into`, in one call without the GIL. Substream ``j``'s words are
+    ``words[starts[j] : starts[j + 1]]``, its state is row ``j`` of ``states`` (``int64[c, 2]``,
+    updated in place), its symbols ``cuts[j] : cuts[j + 1]`` of ``idx``, ``out`` and (where
+    ``values`` is not empty) ``means`` and ``values``. Returns ``(OK, -1)`` or the first
+    failure as ``(status, j)``."""
+    dequantize = values.shape[0] > 0
+    for j in items:
+        lo, hi = cuts[j], cuts[j + 1]
+        if dequantize:
+            m, v = means[lo:hi], values[lo:hi]
+        else:
+            m, v = means, values
+        status = decode_into(words[starts[j] : starts[j + 1]], states[j], idx[lo:hi], cdf,
+                             lengths, offsets, out[lo:hi], m, v)
+        if status != OK:
+            return status, j
+    return OK, -1

@@ -51,6 +51,12 @@ DEFAULT_SUBSTREAMS = 4
 #: the encoder makes no substream of fewer symbols than this (one per level at least)
 MIN_SYMBOLS = 16384
 
+#: a pass (or, encoding, a level) of fewer symbols is coded on the calling thread alone: handing
+#: half of it to a pool thread costs ~0.15-0.2 ms on a 2-vCPU VM, more than the coding it
+#: saves (46,080 symbols: 0.30 ms on one thread, 0.34 ms on two; 61,440: 0.52 vs 0.42-0.46 ms;
+#: docs/studies/2026-12-06-substream-handoff.md). Where the work runs changes no byte.
+POOL_MIN_SYMBOLS = 49152
+
 _POOLS: dict[int, Workers] = {}
 
 
@@ -181,7 +187,8 @@ def encode_level(tables: Any, passes: list[tuple[np.ndarray, np.ndarray]], c: in
         idx = np.concatenate([i[b[j] : b[j + 1]] for (_, i), b in zip(passes, bounds, strict=True)])
         return rans.encode(sym, idx, tables.np_cdf, tables.np_lengths, tables.np_offsets)
 
-    blobs = run(workers, one, c)
+    small = sum(len(sym) for sym, _ in passes) < POOL_MIN_SYMBOLS
+    blobs = run(None if small else workers, one, c)
     return b"".join(blobs), tuple(len(b) for b in blobs)
 
 
@@ -194,36 +201,59 @@ class LevelDecoder:
 
     def __init__(self, blob: bytes, lengths: tuple[int, ...], tables: Any, name: str) -> None:
         self.tables, self.name = tables, name
-        words = rans.words_of(blob)
-        pos = np.cumsum([0, *lengths]) // 4
-        self.words = [words[pos[j] : pos[j + 1]] for j in range(len(lengths))]
-        self.states = []
+        self.all_words = rans.words_of(blob)
+        #: substream j's words are all_words[starts[j] : starts[j + 1]]
+        self.starts = np.cumsum([0, *lengths], dtype=np.int64) // 4
+        self.words = [self.all_words[self.starts[j] : self.starts[j + 1]]
+                      for j in range(len(lengths))]
+        self.states = np.empty((len(lengths), 2), dtype=np.int64)
         for j, w in enumerate(self.words):
             try:
-                self.states.append(rans.start_state(w))
+                self.states[j] = rans.start_state(w)
             except ValueError as exc:
                 raise CodecError(f"{name}: substream {j}: {exc} (corrupt or forged)") from None
 
-    def decode_pass(self, idx: np.ndarray, workers: Workers | None) -> np.ndarray:
-        """The symbols of one pass from its int32 table indexes (coding order), as float64
-        (whole numbers, exact: the dtype the coding loop computes with, written by the
-        threads themselves rather than converted afterwards)."""
+    def decode_pass(self, idx: np.ndarray, workers: Workers | None,
+                    means: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(symbols, values)`` of one pass from its int32 table indexes (coding order): the
+        symbols as float64 (whole numbers, exact: the dtype the coding loop computes with),
+        and, where ``means`` (float64, one per symbol) is given, the dequantized latent
+        ``symbols + means`` (else None). The threads write both themselves, so nothing is
+        converted or added afterwards on one core.
+
+        Each thread decodes its share of the substreams (``j, j + threads, ...``) in one
+        call of the numba kernel (one thread below :data:`POOL_MIN_SYMBOLS`); a pass of at most :data:`models.rans.SMALL` symbols is
+        decoded in pure Python on the calling thread (no numba import for small streams)."""
         c = len(self.words)
-        b = cuts(len(idx), c)
+        b = np.asarray(cuts(len(idx), c), dtype=np.int64)
         out = np.empty(len(idx), dtype=np.float64)
+        values = None if means is None else np.empty(len(idx), dtype=np.float64)
         tb = self.tables
+        if len(idx) <= rans.SMALL:
+            results = [(rans.decode_into(self.words[j], self.states[j], idx[b[j] : b[j + 1]],
+                                         tb.np_cdf, tb.np_lengths, tb.np_offsets,
+                                         out[b[j] : b[j + 1]],
+                                         None if means is None else means[b[j] : b[j + 1]],
+                                         None if values is None else values[b[j] : b[j + 1]]),
+                        j) for j in range(c)]
+        else:
+            small = workers is None or len(idx) < POOL_MIN_SYMBOLS
+            threads = 1 if small else min(workers.threads, c)
+            shares = [np.arange(g, c, threads, dtype=np.int64) for g in range(threads)]
 
-        def one(j: int) -> int:
-            return rans.decode_into(self.words[j], self.states[j], idx[b[j] : b[j + 1]],
-                                    tb.np_cdf, tb.np_lengths, tb.np_offsets, out[b[j] : b[j + 1]])
+            def share(g: int) -> tuple[int, int]:
+                return rans.decode_share(self.all_words, self.starts, self.states, shares[g],
+                                         idx, b, tb.np_cdf, tb.np_lengths, tb.np_offsets, out,
+                                         means, values)
 
-        for j, status in enumerate(run(workers, one, c)):
+            results = run(workers, share, threads)
+        for status, j in results:
             if status != rans.OK:
                 why = {rans.READ_PAST_END: "ends before its symbols do",
                        rans.ESCAPE_TOO_LONG: "holds an escaped value longer than 32 bits",
                        rans.BAD_INDEX: "asks for a table the model lacks"}[status]
                 raise CodecError(f"{self.name}: substream {j} {why} (corrupt or forged)")
-        return out
+        return out, values
 
     def finish(self) -> None:
         """Refuse substreams with bytes left over or a coder not back at its start state."""
@@ -256,18 +286,32 @@ def tile_reader(ep: Any, shapes: list[tuple[int, ...]], strings: list[bytes],
     """The reading side of a version-3 tile (``ep``: its ``EntropyParams``): ``(read,
     finish)``, where ``read`` is the ``level_symbols`` step of
     :func:`models.entropy.code_levels` (each pass's table indexes go to the host once as
-    int32, its symbols come back once, as float64 on the parameter device) and ``finish``
-    checks, after the loop, that every substream was read to its end."""
+    int32, its symbols come back once, as float64 on the parameter device; on a CPU with the
+    dequantized values, which the decoding threads write) and ``finish`` checks, after the
+    loop, that every substream was read to its end."""
     import torch
 
     readers = [LevelDecoder(b, p, ep.tables(k), f"{source}: latent level {k}")
                for k, (b, p) in enumerate(zip(strings, parts, strict=True))]
 
-    def read(k: int, mask: torch.Tensor | None, _offset: torch.Tensor,
-             idx: torch.Tensor) -> torch.Tensor:
-        vals = torch.from_numpy(readers[k].decode_pass(host_int32(idx), workers))
-        out = vals.to(ep.pdev, torch.float64)
-        return out if mask is not None else out.reshape(shapes[k])
+    # on a CPU the threads also dequantize (symbols + means); on a GPU only the compact int32
+    # indexes cross to the host, and the means stay on the device for the addition there
+    on_host = ep.pdev.type == "cpu"
+    top = len(shapes) - 1
+
+    def read(k: int, mask: torch.Tensor | None, offset: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if on_host and k == top and mask is None:
+            idx_h, means_h = ep.top_host(shapes[k])
+        else:
+            idx_h = host_int32(idx)
+            means_h = offset.reshape(-1).numpy() if on_host else None
+        syms, values = readers[k].decode_pass(idx_h, workers, means_h)
+        shape = shapes[k] if mask is None else (-1,)
+        out = torch.from_numpy(syms).to(ep.pdev).reshape(shape)
+        if values is None:
+            return out
+        return out, torch.from_numpy(values).reshape(shape)
 
     def finish() -> None:
         for r in readers:

@@ -53,7 +53,9 @@ def models():
 
 @pytest.fixture()
 def cut_small(monkeypatch):
+    """Cut this small frame's levels into substreams, and hand them to pool threads."""
     monkeypatch.setattr(substreams, "MIN_SYMBOLS", 1)
+    monkeypatch.setattr(substreams, "POOL_MIN_SYMBOLS", 1)
 
 
 def _levels(pm, rgb):
@@ -82,6 +84,14 @@ def test_numba_coder_writes_compressai_bytes_and_reads_them_back(models, rgb):
     assert rans.decode_into(words, state, idx, tb.np_cdf, tb.np_lengths, tb.np_offsets,
                             out) == rans.OK
     assert np.array_equal(out, sym) and rans.finished(words, state)
+    # the dequantizing form: the same symbols, and values = symbols + means as torch adds them
+    means = np.round(rng.normal(0, 3, n) * 64) / 64
+    state, out, values = rans.start_state(words), np.empty(n), np.empty(n)
+    assert rans.decode_into(words, state, idx, tb.np_cdf, tb.np_lengths, tb.np_offsets,
+                            out, means, values) == rans.OK
+    assert np.array_equal(out, sym)
+    expect = torch.from_numpy(sym).double() + torch.from_numpy(means)
+    assert torch.equal(torch.from_numpy(values), expect)
 
 
 def test_the_python_and_numba_decoders_agree_on_good_and_forged_strings(models):
@@ -104,22 +114,75 @@ def test_the_python_and_numba_decoders_agree_on_good_and_forged_strings(models):
         cases.append(w)
     bad_idx = idx.copy()
     bad_idx[7] = len(tb.lengths)
+    means = rng.normal(0, 3, n)
     for words in cases:
         for ix in (idx, bad_idx):
             results = []
             for fn in (rans._decode_into_py, rans_kernels.decode_into):
                 state, out = rans.start_state(words), np.zeros(n, np.int32)
-                status = fn(words, state, ix, tb.np_cdf, tb.np_lengths, tb.np_offsets, out)
-                results.append((status, state.tolist(), out.tolist()))
+                values = np.zeros(n)
+                status = fn(words, state, ix, tb.np_cdf, tb.np_lengths, tb.np_offsets, out,
+                            means, values)
+                # values are only promised for a string that decodes
+                results.append((status, state.tolist(), out.tolist(),
+                                values.tolist() if status == rans.OK else None))
             assert results[0] == results[1]
     assert results[0][0] == rans.BAD_INDEX
     assert n <= rans.SMALL  # this size takes the Python path through decode_into
 
 
-def test_every_k_and_thread_count_decodes_the_same_latents_and_pixels(models, rgb, cut_small):
+def test_a_threads_share_decodes_as_its_substreams_one_by_one(models):
+    """``rans.decode_share`` (one kernel call for a thread's substreams) gives each substream's
+    symbols, values, state and status as ``decode_into`` on that substream alone, and names
+    the first substream that fails."""
+    pm = models["c2f-xsmall-pruned"]
+    tb = pm.entropy.tables(0)
+    rng = np.random.default_rng(2)
+    n, c = 3 * 5000, 3
+    idx = rng.integers(0, len(tb.lengths), n).astype(np.int32)
+    sym = (rng.standard_cauchy(n) * 5).clip(-10**6, 10**6).astype(np.int32)
+    means = np.round(rng.normal(0, 3, n) * 64) / 64
+    b = np.asarray(substreams.cuts(n, c), dtype=np.int64)
+    blobs = [rans.encode(sym[b[j] : b[j + 1]], idx[b[j] : b[j + 1]], tb.np_cdf, tb.np_lengths,
+                         tb.np_offsets) for j in range(c)]
+    forged = bytearray(blobs[1])
+    forged[len(forged) // 2 :] = bytes(len(forged) - len(forged) // 2)  # zeroed second half
+    for blob_1 in (blobs[1], bytes(forged)):
+        parts = [blobs[0], blob_1, blobs[2]]
+        words = rans.words_of(b"".join(parts))
+        starts = np.cumsum([0, *map(len, parts)], dtype=np.int64) // 4
+        states = np.stack([rans.start_state(words[starts[j] : starts[j + 1]]) for j in range(c)])
+        out, values = np.zeros(n), np.zeros(n)
+        got = [rans.decode_share(words, starts, states, np.array(items, dtype=np.int64), idx, b,
+                                 tb.np_cdf, tb.np_lengths, tb.np_offsets, out, means, values)
+               for items in ([0, 2], [1])]
+        for j in range(c):  # each substream alone
+            w = words[starts[j] : starts[j + 1]]
+            st, o, v = rans.start_state(w), np.zeros(n), np.zeros(n)
+            lo, hi = b[j], b[j + 1]
+            status = rans.decode_into(w, st, idx[lo:hi], tb.np_cdf, tb.np_lengths,
+                                      tb.np_offsets, o[lo:hi], means[lo:hi], v[lo:hi])
+            assert states[j].tolist() == st.tolist()
+            if status == rans.OK:
+                assert np.array_equal(out[lo:hi], o[lo:hi])
+                assert np.array_equal(values[lo:hi], v[lo:hi])
+                assert np.array_equal(out[lo:hi], sym[lo:hi])
+            else:
+                assert got[1] == (status, 1) and j == 1
+        assert got[0] == (rans.OK, -1)
+    assert got[1][0] != rans.OK  # the forged substream was refused
+
+
+@pytest.mark.parametrize("path", ["python", "kernel"])
+def test_every_k_and_thread_count_decodes_the_same_latents_and_pixels(models, rgb, cut_small,
+                                                                      path, monkeypatch):
     """K = 1, 2, 3, 8 substreams (a progressive level too), each decoded on 1, 2 and 3
-    threads: the encoder's symbols every time, and the encoder's own reconstruction, the same
-    at every torch thread count."""
+    threads: the encoder's symbols and dequantized latent every time, and the encoder's own
+    reconstruction, the same at every torch thread count. ``kernel``: every pass through the
+    numba kernel on the pool threads (this frame's passes are small enough for the
+    pure-Python path otherwise)."""
+    if path == "kernel":
+        monkeypatch.setattr(rans, "SMALL", 0)
     before = torch.get_num_threads()
     try:
         for pm in models.values():
@@ -143,6 +206,7 @@ def test_every_k_and_thread_count_decodes_the_same_latents_and_pixels(models, rg
                                         substreams.pool(t))
                     for a, b in zip(dec.symbols, enc.symbols, strict=True):
                         assert torch.equal(a, b)
+                    assert torch.equal(dec.y_hat, enc.y_hat)
                     assert np.array_equal(decompress_image(pm, data, threads=t), refs[t])
             assert len(sizes) == 4  # each K really made another stream
     finally:
@@ -329,3 +393,44 @@ def test_workers_run_every_item_on_the_caller_and_the_pool_and_wait_before_raisi
     with pytest.raises(ValueError, match="item 0"):
         w.map(failing, 3)
     assert sorted(done) == [1, 2]
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_compress_and_decompress_make_idle_openmp_threads_sleep(tmp_path, command):
+    """Both commands set OMP_WAIT_POLICY=PASSIVE before torch loads (a spinning OpenMP thread
+    takes the core a substream thread needs), and leave a value the user set alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from cloud3d.cli import cli\n"
+            "try:\n"
+            f"    cli([{command!r}, 'in.x', '-m', 'no-such-model', '-o', 'out.x'],"
+            " standalone_mode=False)\n"
+            "except Exception:\n"
+            "    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))\n")
+    (tmp_path / "in.x").write_bytes(b"not an image: the commands fail after the setting")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for preset, expect in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if preset:
+            env["OMP_WAIT_POLICY"] = preset
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.stdout.strip().splitlines()[-1] == expect, r.stdout + r.stderr
+
+
+def test_the_handoff_benchmark_runs_and_prints_its_passes():
+    """benchmarks/substream_handoff.py wraps the coder's internals by name: it must still
+    find them and print a pass table and the two speed-up lines."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "substream_handoff.py"),
+                        "--res", "640x368", "--decodes", "2"], capture_output=True, text=True,
+                       timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "median:" in r.stdout and "entropy phase: 1 thread" in r.stdout, r.stdout
+    assert "whole decode: 1 thread" in r.stdout, r.stdout
