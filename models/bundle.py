@@ -54,8 +54,7 @@ from cloud3d.atomic import atomic_path, atomic_write_text
 from cloud3d.errors import Cloud3dError
 from cloud3d.provenance import sha256_file, utc_stamp
 from cloud3d.untrusted import loads_json, open_regular, quote, read_regular
-from models.architectures import REGISTRY as ARCH_REGISTRY
-from models.checkpoint import build_model, check_config, load_checkpoint
+from models.checkpoint import build_model, check_arch, check_config, load_checkpoint
 from models.latent_model import LatentModel, model_qualities
 from models.prepared import weights_hash
 
@@ -115,9 +114,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     check_name(name)
     if not isinstance(card.get("arch"), str) or not isinstance(card.get("config"), dict):
         raise Cloud3dError(f"{src}: card needs an 'arch' name and a 'config' object")
-    if card["arch"] not in ARCH_REGISTRY:
-        raise Cloud3dError(f"{src}: unknown architecture {quote(card['arch'])} (made by a newer "
-                           "cloud3d, or forged); `cloud3d models` lists the known models")
+    check_arch(card["arch"], src, " (made by a newer cloud3d, or forged)")
     for where, ladder in (("lambdas", card.get("lambdas")),
                           ("config lambdas", card["config"].get("lambdas"))):
         if isinstance(ladder, list) and len(ladder) > MAX_LADDER:

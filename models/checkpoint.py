@@ -103,6 +103,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     return obj
 
 
+def check_arch(arch: Any, source: str, where: str = "") -> str:
+    """``arch`` when it names a registered architecture, else a one-line :class:`Cloud3dError`
+    naming ``source`` (``where``: words after the name, such as " in checkpoint")."""
+    if not isinstance(arch, str) or arch not in ARCH_REGISTRY:
+        raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}{where}; known: "
+                           f"{', '.join(ARCH_REGISTRY)}")
+    return arch
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     arch: str | None = None,
@@ -116,9 +125,7 @@ def load_checkpoint(
     obj = read_checkpoint(path)
     meta = obj["meta"]
     got = meta.get("arch")
-    if not isinstance(got, str) or got not in ARCH_REGISTRY:
-        raise Cloud3dError(f"{path}: unknown architecture {quote(got)} in checkpoint; known: "
-                           f"{', '.join(ARCH_REGISTRY)}")
+    check_arch(got, f"{path}", " in checkpoint")
     if arch is not None and arch != got:
         raise Cloud3dError(
             f"{path} is a checkpoint of architecture {got}, not {arch}: pass a {arch} checkpoint "
@@ -132,9 +139,6 @@ def build_model(arch: str, config: Any, state_dict: dict[str, torch.Tensor],
     """The model ``arch`` built with ``config`` and holding ``state_dict``, in eval mode on the
     CPU, after :func:`check_config`; the one way checkpoints and bundled models are built.
     ``source`` names the file in errors (:class:`Cloud3dError`)."""
-    if not isinstance(arch, str) or arch not in ARCH_REGISTRY:
-        raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}; known: "
-                           f"{', '.join(ARCH_REGISTRY)}")
     check_config(arch, config, state_dict, source)
     model = create_model(arch, **config)
     load_weights(model, state_dict, source)
@@ -165,9 +169,7 @@ def check_config(arch: str, config: Any,
     ``state_dict`` maps names to tensors or to bare shapes (a file's headers, read before its
     data). Returns the fresh model's ``{name: (shape, dtype)}``.
     """
-    if not isinstance(arch, str) or arch not in ARCH_REGISTRY:
-        raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}; known: "
-                           f"{', '.join(ARCH_REGISTRY)}")
+    check_arch(arch, source)
     if not isinstance(config, dict):
         raise Cloud3dError(f"{source}: architecture config is {type(config).__name__} JSON, "
                            "not an object of constructor options")
