@@ -32,19 +32,15 @@ Every checkpoint records ``gpx_seen``: the gigapixels of training crops the weig
 seen, those of its ``init`` source included.
 
 Stopping: SIGINT (Ctrl-C) and SIGTERM both stop a run at the step reached with ``last.pt``
-written (KeyboardInterrupt; the CLI exits 130). SIGINT is set up explicitly because a run
-started in the background by a non-interactive shell (``cmd &`` in a script) inherits an
-ignored SIGINT, which Python then leaves ignored.
+written (KeyboardInterrupt; the CLI exits 130), between optimizer steps, never inside one
+(:mod:`models.stop_signals`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +50,7 @@ import torch
 
 from cloud3d.errors import Cloud3dError
 from models.curves import plot_curves
+from models.stop_signals import StopSignals
 from models.train_files import append_log, restore
 from models.train_step import (
     SCHEDULES,
@@ -157,40 +154,19 @@ def _check_config(cfg: TrainConfig) -> None:
         raise Cloud3dError("--cache-gb must be positive")
 
 
-@contextlib.contextmanager
-def _stop_signals():
-    """While inside: SIGINT and SIGTERM raise KeyboardInterrupt (main thread only; the
-    previous handlers come back afterwards)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in old:
-        signal.signal(sig, stop)
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final metrics. See the module docstring."""
-    with _stop_signals():
-        return _train(cfg)
+    with StopSignals() as stop:
+        return _train(cfg, stop)
 
 
-def _train(cfg: TrainConfig) -> dict[str, Any]:
+def _train(cfg: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     _check_config(cfg)
     out = Path(cfg.out)
     if (out / "last.pt").exists() and not cfg.resume:
         raise Cloud3dError(f"{out} already holds a run (last.pt): pass --resume to continue it "
                            "or choose another --out")
-    run = _Run(cfg)
+    run = _Run(cfg, stop)
     if run.step >= cfg.steps:
         return {"step": run.step, "done": True, "best_loss": run.best_loss, "gpx_seen": run.gpx_seen}
     run.open_data()
@@ -207,11 +183,11 @@ class _Run:
     then the data); :meth:`loop` trains to the end or the deadline, saving as it goes.
     """
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, stop: StopSignals) -> None:
         from models.architectures import create_model
         from models.codec import resolve_device
 
-        self.cfg, self.out = cfg, Path(cfg.out)
+        self.cfg, self.out, self.stop = cfg, Path(cfg.out), stop
         out = self.out
         self.last, self.best, self.log, self.plateau = (out / "last.pt", out / "best.pt",
                                                         out / "log.csv", out / "plateau.pt")
@@ -320,7 +296,8 @@ class _Run:
                     self._meet_deadline(first_step, t_loop)
                 if self.step == self.d_start and self.d_start < self.total and cfg.schedule == "plateau":
                     self.save({k: self.run_avg.get(k, math.nan) for k in _METRICS}, (self.plateau,))
-                self._train_one_step()
+                with self.stop.step():  # a signal waits for the step to be whole
+                    self._train_one_step()
                 if self.step % cfg.val_every == 0 or self.step >= self.total:
                     metrics = self._checkpoint()
                     saved_step = self.step

@@ -287,6 +287,44 @@ def _assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(wa[k], wb[k]), k
 
 
+def test_a_signal_inside_an_optimizer_step_waits_for_the_step_to_end(dataset, tmp_path,
+                                                                    monkeypatch):
+    """SIGTERM delivered right after the optimizer has updated the weights, before the step is
+    counted and logged (the window a loaded machine can hit): the run stops after that step,
+    and --resume still ends with the unbroken run's weights and losses."""
+    import os
+    import signal
+
+    import models.train as mt
+    from models.checkpoint import read_checkpoint
+    from models.train import TrainConfig, train
+
+    common = dict(dataset=str(dataset), app="toy", arch="c2f-xsmall-pruned", steps=6, batch=2,
+                  crop=64, lr=1e-3, val_every=100000, threads=1, device="cpu", progress=False,
+                  seed=3)
+    train(TrainConfig(out=str(tmp_path / "whole"), **common))
+    real, calls = mt.train_step, []
+
+    def then_sigterm(*args, **kwargs):
+        vals = real(*args, **kwargs)  # the weights have moved; the step is not counted yet
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return vals
+
+    monkeypatch.setattr(mt, "train_step", then_sigterm)
+    out = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        train(TrainConfig(out=str(out), **common))
+    assert read_checkpoint(out / "last.pt")["meta"]["step"] == 3  # the step it was in counts
+    monkeypatch.setattr(mt, "train_step", real)
+    train(TrainConfig(out=str(out), resume=True, **common))
+    _assert_same_weights(tmp_path / "whole" / "last.pt", out / "last.pt")
+    t1, t2 = (pd.read_csv(d / "log.csv").query("phase == 'train'").reset_index(drop=True)
+              for d in (tmp_path / "whole", out))
+    pd.testing.assert_series_equal(t1.loss, t2.loss)
+
+
 def test_a_killed_and_resumed_run_ends_where_an_unbroken_one_does(dataset, tmp_path):
     """Issue 21: SIGTERM at whatever step a loaded machine reaches, then --resume, gives the
     weights of the same run done in one go (per-step seeds, optimizer states in last.pt)."""
