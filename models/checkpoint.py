@@ -21,6 +21,7 @@ checkpoint never makes us allocate more than the weights it holds.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -105,11 +106,16 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
 
 def check_arch(arch: Any, source: str, where: str = "") -> str:
     """``arch`` when it names a registered architecture, else a one-line :class:`Cloud3dError`
-    naming ``source`` (``where``: words after the name, such as " in checkpoint")."""
-    if not isinstance(arch, str) or arch not in ARCH_REGISTRY:
-        raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}{where}; known: "
-                           f"{', '.join(ARCH_REGISTRY)}")
-    return arch
+    naming ``source`` (``where``: words after the name, such as " in checkpoint") and the
+    closest known names (the whole list is long: ``cloud3d train --help`` shows its families)."""
+    if isinstance(arch, str) and arch in ARCH_REGISTRY:
+        return arch
+    # suggestions only for a name of sensible length (a forged one may be megabytes long)
+    near = (difflib.get_close_matches(arch, list(ARCH_REGISTRY), n=3)
+            if isinstance(arch, str) and len(arch) <= 100 else [])
+    hint = f"closest: {', '.join(near)}; " if near else ""
+    raise Cloud3dError(f"{source}: unknown architecture {quote(arch)}{where} ({hint}"
+                       f"{len(ARCH_REGISTRY)} known: see `cloud3d train --help`)")
 
 
 def load_checkpoint(
