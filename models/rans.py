@@ -80,6 +80,17 @@ def encode(sym: np.ndarray, idx: np.ndarray, cdf: np.ndarray, lengths: np.ndarra
 _NONE = np.empty(0, dtype=np.float64)
 
 
+def _dequantize_arrays(n: int, means: np.ndarray | None,
+                       values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' ``(means, values)`` pair: two empty arrays for "symbols only", else both
+    given and ``n`` long (a ValueError otherwise: the kernels would silently write fewer)."""
+    if values is None and means is None:
+        return _NONE, _NONE
+    if means is None or values is None or not means.shape == values.shape == (n,):
+        raise ValueError(f"means and values must both be 1-D arrays of {n} elements")
+    return means, values
+
+
 def decode_into(words: np.ndarray, state: np.ndarray, idx: np.ndarray, cdf: np.ndarray,
                 lengths: np.ndarray, offsets: np.ndarray, out: np.ndarray,
                 means: np.ndarray | None = None, values: np.ndarray | None = None) -> int:
@@ -89,10 +100,7 @@ def decode_into(words: np.ndarray, state: np.ndarray, idx: np.ndarray, cdf: np.n
     write the dequantized latent ``values = out + means`` (the same float64 sum torch
     computes). Returns a status code (:data:`OK` or an error). Up to :data:`SMALL` symbols
     in pure Python, else the numba kernel (which runs without the GIL)."""
-    if values is None:
-        means = values = _NONE
-    elif means is None or not means.shape == values.shape == idx.shape:
-        raise ValueError("means and values must be 1-D arrays as long as idx")
+    means, values = _dequantize_arrays(idx.shape[0], means, values)
     if idx.shape[0] <= SMALL:
         return _decode_into_py(words, state, idx, cdf, lengths, offsets, out, means, values)
     from models.rans_kernels import decode_into as kernel
@@ -108,8 +116,7 @@ def decode_share(words: np.ndarray, starts: np.ndarray, states: np.ndarray, item
     share: no Python between them, the GIL released throughout); see
     :func:`models.rans_kernels.decode_share` for the arrays. Returns ``(status, j)``:
     ``(OK, -1)``, or the first substream ``j`` that failed and its status."""
-    if values is None:
-        means = values = _NONE
+    means, values = _dequantize_arrays(idx.shape[0], means, values)
     from models.rans_kernels import decode_share as kernel
 
     return kernel(words, starts, states, items, idx, cuts, cdf, lengths, offsets, out, means,

@@ -222,8 +222,9 @@ class LevelDecoder:
         converted or added afterwards on one core.
 
         Each thread decodes its share of the substreams (``j, j + threads, ...``) in one
-        call of the numba kernel (one thread below :data:`POOL_MIN_SYMBOLS`); a pass of at most :data:`models.rans.SMALL` symbols is
-        decoded in pure Python on the calling thread (no numba import for small streams)."""
+        call of the numba kernel (one thread below :data:`POOL_MIN_SYMBOLS`); a pass of at
+        most :data:`models.rans.SMALL` symbols is decoded in pure Python on the calling
+        thread (no numba import for small streams)."""
         c = len(self.words)
         b = np.asarray(cuts(len(idx), c), dtype=np.int64)
         out = np.empty(len(idx), dtype=np.float64)
